@@ -1,0 +1,493 @@
+"""Specialists: named agent definitions, loaded from Markdown files with YAML front matter.
+
+The format is Claude Code's `.claude/agents/*.md`, so teams can bring the agent libraries they
+already have. Our own keys (`backend`, `command`, `max_turns`, `timeout`) ride in the same front
+matter. Keys we do not know are kept in `extra` with a warning rather than rejected, because
+those libraries carry keys for other tools (`mcp_integrations`, `permissionMode`, ...).
+
+A registry layers three sources, later ones overriding earlier ones by name: the built-ins in
+`specialists/`, the repository's own `.claude/agents/`, and the plan's `specialists_dir`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "specialists"
+
+# Names end up in branch names, file names and log lines; Claude Code asks for lowercase and
+# hyphens, we also let dots, underscores and capitals through so existing libraries still load.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+# Claude Code keys that carry no meaning here but are too common to warn about.
+_QUIET_KEYS = frozenset({"color"})
+_KNOWN_KEYS = frozenset(
+    {"name", "description", "tools", "model", "backend", "command", "max_turns", "timeout"}
+)
+
+
+class Specialist(BaseModel):
+    """One agent definition. `prompt` is the system prompt (the Markdown body).
+
+    `tools` empty means "not restricted", as when Claude Code's `tools` key is omitted.
+    `source` is the file it came from, or "builtin:<name>" for the ones shipped with coord.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str
+    tools: list[str] = Field(default_factory=list)
+    model: str | None = None
+    backend: Literal["claude", "command"] = "claude"
+    # A shell command line run in the task's worktree (backend "command" only).
+    command: str | None = None
+    max_turns: int | None = Field(default=None, gt=0)
+    timeout: int | None = Field(default=None, gt=0, description="seconds")
+    prompt: str = ""
+    source: str
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class SpecialistError(ValueError):
+    """A specialist definition that cannot be used.
+
+    `messages` holds one line per problem, each starting with the source (and `:line` when
+    known), so that a loader can report every problem of every file at once.
+    """
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("\n".join(messages))
+        self.messages = list(messages)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def _where(source: str, line: int | None) -> str:
+    return f"{source}:{line}" if line is not None else source
+
+
+def _split_front_matter(text: str, source: str) -> tuple[str, str]:
+    """Return (front matter, body). The front matter starts on line 2 of the file."""
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise SpecialistError(
+            [
+                f"{source}:1: no front matter: a specialist file starts with a '---' line, "
+                "then YAML with at least 'name' and 'description', then another '---' line"
+            ]
+        )
+    for index in range(1, len(lines)):
+        if lines[index].strip() == "---":
+            return "".join(lines[1:index]), "".join(lines[index + 1 :])
+    raise SpecialistError([f"{source}:1: front matter is not closed: no second '---' line"])
+
+
+def _yaml_error_message(exc: yaml.YAMLError, front: str, source: str) -> str:
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"{source}: invalid YAML in front matter: {exc}"
+    # Marks are 0-based within the front matter, which starts on line 2 of the file.
+    line = exc.problem_mark.line + 2
+    detail = exc.problem or str(exc)
+    if exc.context and exc.context_mark is not None:
+        detail += f" ({exc.context} at line {exc.context_mark.line + 2})"
+    source_lines = front.splitlines()
+    if "mapping values are not allowed" in detail and exc.problem_mark.line < len(source_lines):
+        # The usual culprit in agent libraries: an unquoted description containing ": ".
+        _, _, value = source_lines[exc.problem_mark.line].partition(": ")
+        if ": " in value:
+            detail += "; a value containing ': ' must be quoted"
+    return f"{source}:{line}: invalid YAML in front matter: {detail}"
+
+
+def _load_yaml(front: str, source: str) -> tuple[Any, dict[str, int], list[str]]:
+    """Parse the front matter. Returns (data, line of each top-level key, warnings)."""
+    try:
+        data = yaml.safe_load(front)
+        node = yaml.compose(front, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise SpecialistError([_yaml_error_message(exc, front, source)]) from exc
+    key_lines: dict[str, int] = {}
+    warnings: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 2
+            if key in key_lines:
+                # PyYAML keeps the last one silently; say so, it is usually a paste mistake.
+                warnings.append(f"{source}:{line}: key '{key}' is repeated; the last one is used")
+            key_lines[key] = line
+    return data, key_lines, warnings
+
+
+def _split_tools(value: str) -> list[str]:
+    """Split "Read, Bash(git add:*, git commit:*)" on commas outside parentheses."""
+    parts: list[str] = []
+    depth = 0
+    current: list[str] = []
+    for char in value:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        if char == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
+    """Parse one definition. Returns (specialist, warnings); raises SpecialistError listing
+    every problem found in the text."""
+    front, body = _split_front_matter(text, source)
+    data, key_lines, warnings = _load_yaml(front, source)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        kind = _type_name(data)
+        raise SpecialistError([f"{source}:2: front matter must be a YAML mapping, not a {kind}"])
+
+    errors: list[str] = []
+
+    def at(key: str) -> str:
+        return _where(source, key_lines.get(key))
+
+    def text_field(key: str, *, required: bool) -> str | None:
+        value = data.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                errors.append(f"{at(key)}: '{key}' is required")
+            return None
+        if not isinstance(value, str):
+            errors.append(f"{at(key)}: '{key}' must be a string, got {_type_name(value)}")
+            return None
+        return value.strip()
+
+    def positive_int(key: str) -> int | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        # bool is an int in Python; `max_turns: yes` is a mistake, not 1.
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            errors.append(f"{at(key)}: '{key}' must be a positive integer, got {value!r}")
+            return None
+        return value
+
+    name = text_field("name", required=True)
+    if name is not None and not NAME_PATTERN.match(name):
+        errors.append(
+            f"{at('name')}: name {name!r} must be letters, digits, '-', '_' or '.', "
+            "start with a letter or digit, at most 64 characters"
+        )
+    description = text_field("description", required=True)
+    model = text_field("model", required=False)
+    command = text_field("command", required=False)
+
+    tools: list[str] = []
+    raw_tools = data.get("tools")
+    if isinstance(raw_tools, str):
+        tools = _split_tools(raw_tools)
+    elif isinstance(raw_tools, list):
+        bad = [item for item in raw_tools if not isinstance(item, str)]
+        if bad:
+            errors.append(f"{at('tools')}: 'tools' entries must be strings, got {bad[0]!r}")
+        tools = [item.strip() for item in raw_tools if isinstance(item, str) and item.strip()]
+    elif raw_tools is not None:
+        errors.append(
+            f"{at('tools')}: 'tools' must be a comma-separated string or a list, "
+            f"got {_type_name(raw_tools)}"
+        )
+    if isinstance(raw_tools, str | list) and not raw_tools:
+        # Claude Code reads an empty list as "no tools"; `tools: list[str]` cannot say that.
+        warnings.append(
+            f"{at('tools')}: 'tools' is empty, so the specialist is not restricted to any "
+            "tools (remove the key, or list the tools it may use)"
+        )
+    tools = list(dict.fromkeys(tools))
+
+    backend = data.get("backend")
+    if backend is None:
+        backend = "claude"
+    elif backend not in ("claude", "command"):
+        errors.append(f"{at('backend')}: 'backend' must be 'claude' or 'command', got {backend!r}")
+        backend = "claude"
+    raw_command = data.get("command")
+    if (
+        backend == "command"
+        and command is None
+        and (raw_command is None or isinstance(raw_command, str))
+    ):
+        where = at("command") if "command" in key_lines else at("backend")
+        errors.append(f"{where}: 'backend: command' needs a 'command' (a shell command line)")
+    if backend == "claude" and command is not None:
+        warnings.append(f"{at('command')}: 'command' is ignored unless 'backend: command'")
+
+    max_turns = positive_int("max_turns")
+    timeout = positive_int("timeout")
+
+    extra = {str(key): value for key, value in data.items() if str(key) not in _KNOWN_KEYS}
+    for key in extra:
+        if key not in _QUIET_KEYS:
+            warnings.append(f"{at(key)}: unknown key '{key}' is kept but not used by coord")
+
+    prompt = body.strip("\n").rstrip()  # keep the first line's indentation
+    if backend == "claude" and not prompt.strip():
+        warnings.append(f"{source}: no system prompt: the body after the front matter is empty")
+
+    if errors:
+        raise SpecialistError(errors)
+    assert name is not None and description is not None  # errors would have been raised
+    specialist = Specialist(
+        name=name,
+        description=description,
+        tools=tools,
+        model=model,
+        backend=backend,
+        command=command,
+        max_turns=max_turns,
+        timeout=timeout,
+        prompt=prompt,
+        source=source,
+        extra=extra,
+    )
+    return specialist, warnings
+
+
+def load_specialist_file(path: Path) -> tuple[Specialist, list[str]]:
+    """Read and parse one file; unreadable files raise SpecialistError too."""
+    return _load_file(path, source=str(path))
+
+
+def _load_file(path: Path, *, source: str) -> tuple[Specialist, list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecialistError([f"{source}: cannot read: {exc}"]) from exc
+    return parse_specialist(text, source=source)
+
+
+# --- routing ---------------------------------------------------------------------------------
+
+_WORD = re.compile(r"[a-z0-9]+")
+_SUFFIXES = ("ation", "ings", "ing", "ers", "er", "ed", "es", "s")
+# Generic role words ("specialist", "developer", "code") are stop words: "Develop the login
+# page" must not pick `test-developer`, nor "Write code for X" pick `code-reviewer`.
+_STOP_TEXT = """
+    a an and any are as at be by can do does for from has have how in into is it its of on or
+    our so than that the their them then there these this those to up use used using via was
+    we when where which while who will with without you your all also each every if not no
+    only out over should must may new make sure
+    task plan code agent specialist expert developer engineer assistant develop development
+    """
+_STOP_WORDS = frozenset(_STOP_TEXT.split())
+
+
+def _stem(word: str) -> str:
+    for suffix in _SUFFIXES:
+        # Keep at least three letters, and leave "class", "process" alone.
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            if suffix == "s" and word.endswith("ss"):
+                break
+            word = word[: -len(suffix)]
+            break
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]  # "change"/"changes", "write"/"writes" meet at "chang", "writ"
+    return word
+
+
+def words(text: str) -> list[str]:
+    """Lowercase words in order, stop words dropped, stemmed. Deterministic, no dictionary."""
+    stems = []
+    for word in _WORD.findall(text.lower()):
+        if len(word) < 2 or word in _STOP_WORDS:
+            continue
+        stem = _stem(word)
+        if stem not in _STOP_WORDS:
+            stems.append(stem)
+    return stems
+
+
+def tokenize(text: str) -> set[str]:
+    return set(words(text))
+
+
+NAME_WEIGHT = 3
+DESCRIPTION_WEIGHT = 1
+# One name word, or two description words; a single shared description word is chance.
+ROUTE_MIN_SCORE = 2
+
+
+@dataclass(frozen=True)
+class RouteScore:
+    """How well one specialist matches a task, and why.
+
+    Ranked by title score; then by how early in the title a word of the specialist's name
+    appears (titles lead with what to do: "Add tests for the review endpoint" is testing);
+    then by prompt score, since prompts mention tests, fixes and reviews in passing; then by
+    name.
+    """
+
+    name: str
+    title_score: int
+    prompt_score: int
+    matched: tuple[str, ...]
+    name_position: int | None = None  # index in the title's words of the first name word
+
+    @property
+    def total(self) -> int:
+        return self.title_score + self.prompt_score
+
+    def key(self) -> tuple[int, int, int, str]:
+        position = self.name_position if self.name_position is not None else 1 << 30
+        return (-self.title_score, position, -self.prompt_score, self.name)
+
+
+class SpecialistRegistry:
+    """Specialists by name, plus what loading them reported."""
+
+    def __init__(
+        self,
+        specialists: Iterable[Specialist] = (),
+        *,
+        warnings: list[str] | None = None,
+        errors: list[str] | None = None,
+    ) -> None:
+        self._by_name: dict[str, Specialist] = {}
+        for specialist in specialists:
+            self._by_name[specialist.name] = specialist  # later wins
+        self.warnings: list[str] = list(warnings or [])
+        self.errors: list[str] = list(errors or [])
+        # Command specialists are never routed: they run a command line, and choosing one by
+        # word overlap could run something the plan's author never meant. Name them instead.
+        routable = [s for s in self._by_name.values() if s.backend == "claude"]
+        self._name_tokens = {s.name: tokenize(re.sub(r"[-_.]", " ", s.name)) for s in routable}
+        # A word that names a specialist ("test", "review", "fix") is evidence for that one
+        # only, not also weak evidence for every other specialist whose description uses it.
+        owned = set().union(*self._name_tokens.values())
+        self._description_tokens = {
+            s.name: tokenize(s.description) - (owned - self._name_tokens[s.name]) for s in routable
+        }
+
+    def get(self, name: str) -> Specialist | None:
+        return self._by_name.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def all(self) -> list[Specialist]:
+        return [self._by_name[name] for name in self.names()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def close_names(self, name: str) -> list[str]:
+        """Up to three known names that the given one was probably meant to be."""
+        names = self.names()
+        lowered = name.lower()
+        found = [n for n in names if n.lower() == lowered]
+        found += difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        # "reviewer" for "code-reviewer": a whole part of the name is a strong hint.
+        found += [n for n in names if lowered and lowered in re.split(r"[-_.]", n.lower())]
+        return list(dict.fromkeys(n for n in found if n != name))[:3]
+
+    def explain_route(self, title: str, prompt: str = "") -> list[RouteScore]:
+        """Every routable specialist that shares a word with the task, best first."""
+        title_words = words(title)
+        title_tokens = set(title_words)
+        prompt_tokens = tokenize(prompt) - title_tokens
+        scores = []
+        for name, name_tokens in self._name_tokens.items():
+            description_tokens = self._description_tokens[name]
+            # A name word counts once, at the name's weight, even if the description has it.
+            weight = dict.fromkeys(description_tokens, DESCRIPTION_WEIGHT)
+            weight |= dict.fromkeys(name_tokens, NAME_WEIGHT)
+            title_score = sum(weight.get(token, 0) for token in title_tokens)
+            prompt_score = sum(weight.get(token, 0) for token in prompt_tokens)
+            if not title_score and not prompt_score:
+                continue
+            positions = [i for i, word in enumerate(title_words) if word in name_tokens]
+            matched = sorted((title_tokens | prompt_tokens) & weight.keys())
+            scores.append(
+                RouteScore(
+                    name=name,
+                    title_score=title_score,
+                    prompt_score=prompt_score,
+                    matched=tuple(matched),
+                    name_position=positions[0] if positions else None,
+                )
+            )
+        return sorted(scores, key=RouteScore.key)
+
+    def route(self, title: str, prompt: str = "") -> Specialist | None:
+        """The specialist for a task that names none, or None when nothing fits well enough."""
+        ranked = self.explain_route(title, prompt)
+        if not ranked or ranked[0].total < ROUTE_MIN_SCORE:
+            return None
+        return self._by_name[ranked[0].name]
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _definition_files(directory: Path) -> list[Path]:
+    # Nested folders are allowed so libraries can be organised; a README is documentation.
+    files = [p for p in directory.rglob("*.md") if p.is_file() and p.name.lower() != "readme.md"]
+    return sorted(files, key=lambda p: p.relative_to(directory).as_posix())
+
+
+def load_registry(
+    *, specialists_dir: Path | None = None, repository: Path | None = None
+) -> SpecialistRegistry:
+    """Built-ins, then `<repository>/.claude/agents`, then `specialists_dir`; later ones
+    override earlier ones by name. Every file is read: problems are collected in `errors`
+    and `warnings` instead of stopping at the first. Missing directories are skipped
+    (validation reports a missing `specialists_dir`)."""
+    layers: list[tuple[Path, bool]] = [(BUILTIN_DIR, True)]
+    if repository is not None:
+        layers.append((repository / ".claude" / "agents", False))
+    if specialists_dir is not None:
+        layers.append((specialists_dir, False))
+
+    loaded: dict[str, Specialist] = {}
+    warnings: list[str] = []
+    errors: list[str] = []
+    for directory, builtin in layers:
+        if not directory.is_dir():
+            continue
+        seen_here: dict[str, str] = {}
+        for path in _definition_files(directory):
+            source = f"builtin:{path.stem}" if builtin else str(path)
+            try:
+                specialist, file_warnings = _load_file(path, source=source)
+            except SpecialistError as exc:
+                errors.extend(exc.messages)
+                continue
+            warnings.extend(file_warnings)
+            if specialist.name in seen_here:
+                warnings.append(
+                    f"{source}: name '{specialist.name}' is also defined in "
+                    f"{seen_here[specialist.name]}; this one is used"
+                )
+            seen_here[specialist.name] = source
+            loaded[specialist.name] = specialist
+    return SpecialistRegistry(loaded.values(), warnings=warnings, errors=errors)
