@@ -1,0 +1,64 @@
+"""`coord worker`: run a worker in the foreground, or `--detach` it; `coord worker stop`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from cli.common import AddressOption, ExitCode, NamespaceOption, fail, run_async, settings_from
+from cli.worker_process import AlreadyRunningError, ProcessError, start_worker, stop_worker
+from coordinator.settings import load_config
+from worker import run_worker
+
+worker_app = typer.Typer(
+    help="Run a worker: it executes the coordinator's workflows and activities.",
+    invoke_without_command=True,
+)
+
+TaskQueueOption = typer.Option(
+    None, "--task-queue", help="Task queue to poll [env COORD_TASK_QUEUE, else temporal-dev.yaml]"
+)
+
+
+@worker_app.callback()
+def worker(
+    ctx: typer.Context,
+    detach: bool = typer.Option(False, "--detach", help="Run in the background (pid + log file)."),
+    task_queue: str | None = TaskQueueOption,
+    address: str | None = AddressOption,
+    namespace: str | None = NamespaceOption,
+) -> None:
+    """Start a worker (foreground until Ctrl-C or SIGTERM, or --detach)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = settings_from(address, namespace, task_queue)
+    if detach:
+        state_dir = load_config().worker.state_dir
+        argv = [sys.executable, "-m", "cli.main", "worker"]
+        argv += ["--address", settings.address, "--namespace", settings.namespace]
+        argv += ["--task-queue", settings.task_queue]
+        try:
+            record = start_worker(argv, settings, state_dir)
+        except AlreadyRunningError as err:
+            typer.echo(f"a worker is already running (pid {err.record.pid})")
+            return
+        except ProcessError as err:
+            fail(str(err), ExitCode.NOT_COMPLETE)
+        typer.echo(
+            f"worker running (pid {record.pid}), polling '{settings.task_queue}' on "
+            f"{settings.address}; log {state_dir / 'worker.log'}; stop with 'coord worker stop'"
+        )
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    run_async(run_worker(settings))
+
+
+@worker_app.command("stop")
+def stop() -> None:
+    """Stop the worker started with --detach (in-flight activities get a grace period)."""
+    if stop_worker(load_config().worker.state_dir):
+        typer.echo("worker stopped")
+    else:
+        typer.echo("no worker was running")

@@ -1,0 +1,122 @@
+"""The coordinator's worker: every workflow and activity, on the configured task queue.
+
+Run it with `python worker.py` or `coord worker`. It stops cleanly on SIGINT/SIGTERM: it stops
+polling, lets running activities finish within a grace period, and hands back the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from activities.plan_check import check_plan
+from activities.workspace import WorkspaceActivities
+from coordinator.settings import (
+    ClientSettings,
+    ConfigError,
+    TemporalUnreachableError,
+    connect,
+    resolve_client_settings,
+)
+from workflows import search_attributes as sa
+from workflows.execution import ExecutionWorkflow
+from workflows.setup_phase import SetupPhaseWorkflow
+
+log = logging.getLogger("coord.worker")
+
+WORKFLOWS: list[type] = [ExecutionWorkflow, SetupPhaseWorkflow]
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+def activities(workspace_root: Path) -> list[Any]:
+    workspace = WorkspaceActivities(workspace_root)
+    return [check_plan, workspace.prepare_workspace]
+
+
+def build_worker(client: Client, settings: ClientSettings) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=activities(settings.workspace_root),
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> None:
+    """Register the search attributes executions upsert, or say how to.
+
+    Upserting an unregistered attribute fails every workflow task of an execution, which
+    would then hang, so a worker refuses to start without them.
+    """
+    existing = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
+        for key in sa.ALL
+        if key.name not in existing.custom_attributes
+    }
+    if not missing:
+        return
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    except RPCError as err:
+        names = ", ".join(missing)
+        raise ConfigError(
+            f"search attributes {names} are not registered in namespace {namespace} and "
+            f"could not be registered ({err.message}); see the README, 'Another Temporal server'"
+        ) from err
+    log.info("registered search attributes %s in namespace %s", ", ".join(missing), namespace)
+
+
+async def run_worker(settings: ClientSettings) -> None:
+    """Run until SIGINT or SIGTERM."""
+    client = await connect(settings)
+    await ensure_search_attributes(client, settings.namespace)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    settings.workspace_root.mkdir(parents=True, exist_ok=True)
+    async with build_worker(client, settings):
+        log.info(
+            "worker connected to %s (namespace %s), polling task queue %r, workspaces in %s",
+            settings.address,
+            settings.namespace,
+            settings.task_queue,
+            settings.workspace_root,
+        )
+        await stop.wait()
+        log.info("stopping: finishing in-flight activities (up to %s)", GRACEFUL_SHUTDOWN)
+    log.info("worker stopped")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(run_worker(resolve_client_settings()))
+    except (TemporalUnreachableError, ConfigError) as err:
+        raise SystemExit(str(err)) from None
+    finally:
+        gc.collect()  # see cli.common.run_async
+
+
+if __name__ == "__main__":
+    main()

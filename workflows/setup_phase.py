@@ -1,0 +1,52 @@
+"""SetupPhase: check the plan again, prepare the workspace and branch, route every task."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.plan_check import check_plan
+    from activities.workspace import WorkspaceActivities
+    from coordinator.execution import (
+        PrepareWorkspaceInput,
+        SetupInput,
+        SetupResult,
+        default_branch,
+    )
+
+# Three attempts is the product's rule for every retryable step.
+RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+
+
+@workflow.defn(name="SetupPhase")
+class SetupPhaseWorkflow:
+    @workflow.run
+    async def run(self, request: SetupInput) -> SetupResult:
+        check = await workflow.execute_activity(
+            check_plan,
+            request,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RETRY,
+            summary=f"check plan {request.plan.name}",
+        )
+        if check.errors:
+            # A plan that became invalid since `coord run` is reported, not run.
+            return SetupResult(check=check)
+        plan = request.plan
+        workspace = await workflow.execute_activity_method(
+            WorkspaceActivities.prepare_workspace,
+            PrepareWorkspaceInput(
+                execution_id=request.execution_id,
+                repository=request.repository,
+                base_branch=plan.base_branch,
+                branch=plan.branch or default_branch(request.execution_id),
+            ),
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+            summary=f"prepare workspace: clone {request.repository}",
+        )
+        return SetupResult(check=check, workspace=workspace)
