@@ -7,7 +7,8 @@ from pathlib import Path
 
 from temporalio import activity
 
-from coordinator.execution import PlanCheck, SetupInput, is_clone_url
+from coordinator.execution import PlanCheck, SetupInput
+from coordinator.plan import is_clone_url
 from coordinator.validation import validate_plan
 
 

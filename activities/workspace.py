@@ -11,7 +11,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.git import GitError, git, is_git_repo
 from activities.heartbeat import heartbeating
-from coordinator.execution import PrepareWorkspaceInput, is_clone_url
+from coordinator.execution import PrepareWorkspaceInput
+from coordinator.plan import is_clone_url
 from coordinator.report import Workspace
 
 

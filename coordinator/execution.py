@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from coordinator.plan import Plan
+from coordinator.plan import Plan, is_clone_url
 from coordinator.report import Workspace
 
 
@@ -55,14 +55,6 @@ class SetupResult(BaseModel):
 
 def default_branch(execution_id: str) -> str:
     return f"coord/{execution_id}"
-
-
-_URL_PREFIXES = ("http://", "https://", "ssh://", "git@", "file://", "git://")
-
-
-def is_clone_url(repository: str) -> bool:
-    """A plan's `repository` is either a clone URL or a local path."""
-    return repository.startswith(_URL_PREFIXES)
 
 
 def new_execution_id(plan_name: str) -> str:

@@ -7,6 +7,7 @@ is reported at once with its location.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -15,6 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 TaskId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
 PlanName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+# `repository` is a clone URL (scheme://... or scp-like user@host:path) or else a local path.
+_CLONE_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)")
+
+
+def is_clone_url(repository: str) -> bool:
+    return bool(_CLONE_URL.match(repository))
 
 
 class StrictModel(BaseModel):

@@ -28,13 +28,11 @@ from coordinator.dag import (
     resolve_dependencies,
 )
 from coordinator.loader import LineMap, PathKey, format_path, line_for, load_plan_file
-from coordinator.plan import Gate, Plan
+from coordinator.plan import Gate, Plan, is_clone_url
 from coordinator.specialists import SpecialistRegistry, load_registry
 
 Severity = Literal["error", "warning"]
 
-# Accepted as-is: the clone step will tell if they are wrong.
-_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)")
 _TASK_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 _GITHUB_REPO_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
 # "path:12: message" or "path: message", as the specialist registry reports them.
@@ -593,10 +591,6 @@ def _check_dependencies(checker: _Checker, view: _PlanView) -> TaskGraph | None:
         return None
 
 
-def _is_url(repository: str) -> bool:
-    return bool(_URL.match(repository))
-
-
 def _local_path(value: str, base_dir: Path) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base_dir / path
@@ -613,7 +607,7 @@ def _check_repository(
             checker.error((), f"repository override '{override}' {what}")
             return None
         return local
-    if view.repository is None or _is_url(view.repository):
+    if view.repository is None or is_clone_url(view.repository):  # clone tells
         return None
     local = _local_path(view.repository, base_dir)
     if not local.is_dir():

@@ -66,7 +66,7 @@ class ExecutionWorkflow:
             setup = await self._run_setup(request)
             if setup.ok:
                 for name in PHASES[1:]:
-                    self._set_phase(name, "not_available", ENGINE_PENDING)
+                    self._set_phase(name, "not_available", "arrives with the execution engine")
                 self._progress.status = ExecutionStatus.PARTIAL
                 human_todo.append(ENGINE_PENDING)
             else:

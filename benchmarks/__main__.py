@@ -1,0 +1,3 @@
+from benchmarks import plan_scale
+
+plan_scale.main()
