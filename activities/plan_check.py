@@ -7,17 +7,22 @@ from pathlib import Path
 
 from temporalio import activity
 
-from coordinator.execution import PlanCheck, SetupInput
-from coordinator.plan import is_clone_url
+from coordinator.execution import PlanCheck, PlanCheckInput
 from coordinator.validation import validate_plan
 
 
 @activity.defn(name="check_plan")
-async def check_plan(request: SetupInput) -> PlanCheck:
-    """Errors here are a result (the setup phase reports them), not an exception to retry."""
-    override = None if is_clone_url(request.repository) else Path(request.repository)
+async def check_plan(request: PlanCheckInput) -> PlanCheck:
+    """Errors here are a result (the setup phase reports them), not an exception to retry.
+
+    The plan is checked against the execution's clone, so specialists from the repository's
+    own `.claude/agents/` count even when the plan names the repository by URL.
+    """
     result = await asyncio.to_thread(
-        validate_plan, request.plan, base_dir=Path(request.plan_dir), repository_override=override
+        validate_plan,
+        request.plan,
+        base_dir=Path(request.plan_dir),
+        repository_override=Path(request.workspace),
     )
     return PlanCheck(
         errors=[str(p) for p in result.errors],

@@ -26,7 +26,15 @@ class WorkspaceActivities:
 
         Safe to repeat: a retry after a crash finds the clone and the branch and reuses them.
         """
-        dest = self.workspace_root / request.execution_id / "repo"
+        root = self.workspace_root.resolve()
+        dest = (root / request.execution_id / "repo").resolve()
+        if not dest.is_relative_to(root):
+            # Execution ids are checked by `coord run`; this guards everything else we delete.
+            raise ApplicationError(
+                f"execution id '{request.execution_id}' would leave the workspace root {root}",
+                type="InvalidExecutionId",
+                non_retryable=True,
+            )
         async with heartbeating(str(dest)):
             try:
                 return await self._prepare(request, dest)

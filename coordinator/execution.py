@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from coordinator.plan import Plan, is_clone_url
+from coordinator.plan import Plan, git_ref_problem, is_clone_url, local_path, plan_folder
 from coordinator.report import Workspace
 
 
@@ -22,11 +23,11 @@ class ExecutionInput(BaseModel):
     repository: str
 
 
-class SetupInput(BaseModel):
-    execution_id: str
+class PlanCheckInput(BaseModel):
     plan: Plan
     plan_dir: str
-    repository: str
+    # The execution's clone: its .claude/agents count, also for clone-URL repositories.
+    workspace: str
 
 
 class PlanCheck(BaseModel):
@@ -45,16 +46,29 @@ class PrepareWorkspaceInput(BaseModel):
 
 
 class SetupResult(BaseModel):
+    workspace: Workspace
     check: PlanCheck
-    workspace: Workspace | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.check.errors and self.workspace is not None
+        return not self.check.errors
 
 
 def default_branch(execution_id: str) -> str:
     return f"coord/{execution_id}"
+
+
+_EXECUTION_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+
+
+def execution_id_problem(execution_id: str) -> str | None:
+    """Why `execution_id` cannot be used: it names a workflow, a folder and a branch."""
+    if not _EXECUTION_ID.match(execution_id) or git_ref_problem(f"coord/{execution_id}"):
+        return (
+            f"execution id '{execution_id}' must be 1-100 characters of a-z, 0-9, '_', '.', "
+            "'-', start with a letter or digit, and contain no '..'"
+        )
+    return None
 
 
 def new_execution_id(plan_name: str) -> str:
@@ -69,13 +83,13 @@ def build_execution_input(
     execution_id: str | None = None,
 ) -> ExecutionInput:
     """Resolve what the workflow must not compute itself: paths, and a random id."""
-    plan_dir = plan_file.resolve().parent
+    plan_dir = plan_folder(plan_file)
     if repository_override is not None:
-        repository = str(repository_override.resolve())
+        repository = str(repository_override.expanduser().absolute())
     elif is_clone_url(plan.repository):
         repository = plan.repository
     else:
-        repository = str((plan_dir / plan.repository).resolve())
+        repository = str(local_path(plan.repository, plan_dir))
     return ExecutionInput(
         execution_id=execution_id or new_execution_id(plan.name),
         plan=plan,

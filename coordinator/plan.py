@@ -8,14 +8,57 @@ is reported at once with its location.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-# Ids and names end up in workflow ids, branch names and file names.
-TaskId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
-PlanName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)]
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+
+
+def git_ref_problem(name: str) -> str | None:
+    """Why `name` cannot be a git branch name (git check-ref-format's rules), or None."""
+    if (
+        name == "@"
+        or _REF_FORBIDDEN.search(name)
+        or name.startswith(("/", "-"))
+        or name.endswith(("/", ".", ".lock"))
+        or any(part.startswith(".") for part in name.split("/"))
+    ):
+        return (
+            f"'{name}' is not a valid git branch name (no spaces, '..', '~^:?*[\\', "
+            "leading '-', '/' at either end, '.lock' or '.' at the end)"
+        )
+    return None
+
+
+def _check_git_ref(name: str) -> str:
+    if problem := git_ref_problem(name):
+        raise ValueError(problem)
+    return name
+
+
+def _check_in_branch_name(name: str) -> str:
+    # Ids and plan names become part of branch names (coord-task/<execution>/<task>).
+    if git_ref_problem(name):
+        raise ValueError(
+            f"'{name}' cannot be part of a git branch name: no '..', and no "
+            "'.lock' or '.' at the end"
+        )
+    return name
+
+
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+GitRef = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_check_git_ref)
+]
+# Ids and names end up in workflow ids, branch names and file names.
+TaskId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64),
+    AfterValidator(_check_in_branch_name),
+]
+PlanName = TaskId
 
 # `repository` is a clone URL (scheme://... or scp-like user@host:path) or else a local path.
 _CLONE_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)")
@@ -23,6 +66,17 @@ _CLONE_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]
 
 def is_clone_url(repository: str) -> bool:
     return bool(_CLONE_URL.match(repository))
+
+
+def local_path(value: str, base_dir: Path) -> Path:
+    """A path from the plan: `~` expanded, relative ones taken from the plan's folder."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base_dir / path
+
+
+def plan_folder(plan_file: Path) -> Path:
+    """The folder relative paths in a plan file resolve against."""
+    return plan_file.absolute().parent
 
 
 class StrictModel(BaseModel):
@@ -70,8 +124,8 @@ class Task(StrictModel):
 class Plan(StrictModel):
     name: PlanName
     repository: NonEmpty
-    base_branch: NonEmpty | None = None
-    branch: NonEmpty | None = None
+    base_branch: GitRef | None = None
+    branch: GitRef | None = None
     max_parallel: Annotated[int, Field(ge=1, le=64)] = 4
     specialists_dir: NonEmpty | None = None
     strict_files: bool = False

@@ -138,7 +138,7 @@ class ExecutionReport(BaseModel):
     def to_markdown(self, ui_url: str | None = None) -> str:
         done = sum(1 for t in self.tasks if t.status == "passed")
         lines = [
-            "## Execution Coordination Complete",
+            "## Execution Report",
             "",
             f"### Execution: {self.plan_name} (`{self.execution_id}`)",
             "",

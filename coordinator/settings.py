@@ -40,10 +40,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import RPCError, TLSConfig
 
+from coordinator.visibility import SEARCH_ATTRIBUTES, SearchAttributeType
+
 CONFIG_FILE_NAME = "temporal-dev.yaml"
 PROJECT_CONFIG = Path(__file__).resolve().parents[1] / CONFIG_FILE_NAME
 
-SearchAttributeType = Literal["Text", "Keyword", "Int", "Double", "Bool", "Datetime", "KeywordList"]
 LogLevel = Literal["debug", "info", "warn", "error", "never"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 # The dev server takes `--search-attribute KEY=Type` / `--dynamic-config-value KEY=JSON`.
@@ -86,12 +87,6 @@ ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 # Defaults mirror the project's temporal-dev.yaml (a test checks they agree): workflows upsert
 # these attributes, and upserting an unregistered one fails the workflow task.
-_DEFAULT_SEARCH_ATTRIBUTES: dict[str, SearchAttributeType] = {
-    "CoordinatorStatus": "Keyword",
-    "CoordinatorPhase": "Keyword",
-    "CoordinatorProgress": "Int",
-    "CoordinatorPlan": "Keyword",
-}
 _DEFAULT_DYNAMIC_CONFIG: dict[str, JsonValue] = {
     "history.transferProcessorMaxPollRPS": 200,
     "frontend.enableUpdateWorkflowExecution": True,
@@ -112,7 +107,7 @@ class ServerSection(_Section):
     log_level: LogLevel = "warn"
     state_dir: ResolvedPath = Path(".temporal")
     search_attributes: dict[SearchAttributeName, SearchAttributeType] = Field(
-        default_factory=_DEFAULT_SEARCH_ATTRIBUTES.copy
+        default_factory=SEARCH_ATTRIBUTES.copy
     )
     dynamic_config: dict[DynamicConfigKey, JsonValue] = Field(
         default_factory=_DEFAULT_DYNAMIC_CONFIG.copy
@@ -211,6 +206,9 @@ def load_config(path: Path | None = None) -> DevServerConfig:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from exc
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # PyYAML's constructors raise these for odd scalars (e.g. a date like 2024-13-45).
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

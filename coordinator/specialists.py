@@ -117,6 +117,11 @@ def _load_yaml(front: str, source: str) -> tuple[Any, dict[str, int], list[str]]
         node = yaml.compose(front, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise SpecialistError([_yaml_error_message(exc, front, source)]) from exc
+    except RecursionError as exc:
+        raise SpecialistError([f"{source}: front matter is nested too deeply"]) from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for odd scalars (e.g. a date like 2024-13-45).
+        raise SpecialistError([f"{source}: cannot read front matter: {exc}"]) from exc
     key_lines: dict[str, int] = {}
     warnings: list[str] = []
     if isinstance(node, yaml.MappingNode):

