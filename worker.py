@@ -114,6 +114,8 @@ def main() -> None:
         asyncio.run(run_worker(resolve_client_settings()))
     except (TemporalUnreachableError, ConfigError) as err:
         raise SystemExit(str(err)) from None
+    except RPCError as err:  # e.g. a namespace that does not exist
+        raise SystemExit(f"Temporal refused the worker: {err.message}") from None
     finally:
         gc.collect()  # see cli.common.run_async
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 from collections.abc import Coroutine
-from enum import IntEnum
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -15,33 +14,15 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from coordinator.report import ExecutionStatus
+from cli.exit_codes import ExitCode
 from coordinator.settings import (
     ClientSettings,
     ConfigError,
+    DevServerConfig,
     TemporalUnreachableError,
-    connect,
+    load_config,
     resolve_client_settings,
 )
-
-
-class ExitCode(IntEnum):
-    """Stable exit codes: scripts and CI jobs branch on them."""
-
-    COMPLETE = 0
-    NOT_COMPLETE = 1  # partial, blocked, failed or cancelled
-    INVALID = 2  # invalid plan or arguments
-    WAITING_ON_HUMAN = 3  # an escalation or an approval is pending
-    UNREACHABLE = 4  # Temporal could not be reached
-
-
-def exit_code_for(status: ExecutionStatus) -> ExitCode:
-    if status == ExecutionStatus.COMPLETED:
-        return ExitCode.COMPLETE
-    if status in (ExecutionStatus.ESCALATED, ExecutionStatus.AWAITING_APPROVAL):
-        return ExitCode.WAITING_ON_HUMAN
-    return ExitCode.NOT_COMPLETE
-
 
 AddressOption = typer.Option(
     None, "--address", help="Temporal host:port [env TEMPORAL_ADDRESS, else temporal-dev.yaml]"
@@ -50,6 +31,7 @@ NamespaceOption = typer.Option(
     None, "--namespace", help="Temporal namespace [env TEMPORAL_NAMESPACE, else temporal-dev.yaml]"
 )
 JsonOption = typer.Option(False, "--json", help="Machine-readable JSON output.")
+ExecutionIdArgument = typer.Argument(..., help="The execution id (printed by `coord run`).")
 
 T = TypeVar("T")
 
@@ -79,22 +61,38 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 def settings_from(
     address: str | None, namespace: str | None, task_queue: str | None = None
 ) -> ClientSettings:
-    return resolve_client_settings(address=address, namespace=namespace, task_queue=task_queue)
+    """Client settings from flags, environment and temporal-dev.yaml; a bad setting is one
+    line and exit 2."""
+    try:
+        return resolve_client_settings(address=address, namespace=namespace, task_queue=task_queue)
+    except ConfigError as err:
+        fail(str(err), ExitCode.INVALID)
 
 
-async def client_for(settings: ClientSettings) -> Client:
-    return await connect(settings)
+def config_file() -> DevServerConfig:
+    """temporal-dev.yaml, or one line and exit 2 when it is broken."""
+    try:
+        return load_config()
+    except ConfigError as err:
+        fail(str(err), ExitCode.INVALID)
 
 
 async def execution_handle(client: Client, execution_id: str) -> WorkflowHandle[Any, Any]:
     """A handle on an existing execution, or a clear 'no such execution' with exit 2."""
     handle = client.get_workflow_handle(execution_id)
     try:
-        await handle.describe()
+        description = await handle.describe()
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             fail(f"no execution with id '{execution_id}'", ExitCode.INVALID)
         raise
+    if description.workflow_type != "ExecutionWorkflow":
+        # e.g. a phase's id (`<id>/setup`) copied from the Web UI.
+        fail(
+            f"'{execution_id}' is a {description.workflow_type} workflow, not an execution; "
+            f"use the execution's id (before any '/')",
+            ExitCode.INVALID,
+        )
     return handle
 
 

@@ -8,10 +8,16 @@ import sys
 import typer
 from rich.console import Console
 from rich.live import Live
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.exceptions import FailureError
 from temporalio.service import RPCError
 
-from cli.common import ExitCode, exit_code_for
+from cli.exit_codes import ExitCode, exit_code_for
 from cli.render import progress_view
 from coordinator.report import ExecutionReport, ExecutionStatus, Progress
 from workflows.execution import ExecutionWorkflow
@@ -97,7 +103,14 @@ async def finish(
         assert last is not None
         typer.echo(f"{last.execution_id} is waiting on a human: {last.status.value}")
         return exit_code_for(last.status)
-    report = await handle.result()
+    try:
+        report = await handle.result()
+    except WorkflowFailureError as err:
+        # Terminated, timed out or crashed: there is no report, only Temporal's reason.
+        cause = err.cause
+        reason = cause.message if isinstance(cause, FailureError) else str(cause)
+        typer.echo(f"error: {handle.id} ended without a report: {reason}", err=True)
+        return ExitCode.NOT_COMPLETE
     if json_output:
         typer.echo(report.model_dump_json(indent=2))
     else:

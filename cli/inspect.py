@@ -11,27 +11,24 @@ from temporalio.client import WorkflowExecutionStatus
 
 from cli.common import (
     AddressOption,
-    ExitCode,
+    ExecutionIdArgument,
     JsonOption,
     NamespaceOption,
-    client_for,
     execution_handle,
-    exit_code_for,
     fail,
     run_async,
     settings_from,
 )
+from cli.exit_codes import ExitCode
 from cli.follow import finish, follow, is_closed, query_progress, report_handle
 from cli.render import progress_view
 from coordinator.report import ExecutionStatus
-from coordinator.settings import execution_ui_url
+from coordinator.settings import connect, execution_ui_url
 from workflows import search_attributes as sa
-
-ExecutionId = typer.Argument(..., help="The execution id (printed by `coord run`).")
 
 
 def status_command(
-    execution_id: str = ExecutionId,
+    execution_id: str = ExecutionIdArgument,
     json_output: bool = JsonOption,
     address: str | None = AddressOption,
     namespace: str | None = NamespaceOption,
@@ -40,7 +37,7 @@ def status_command(
 
     async def show() -> ExitCode:
         settings = settings_from(address, namespace)
-        client = await client_for(settings)
+        client = await connect(settings)
         await execution_handle(client, execution_id)
         progress = await query_progress(report_handle(client, execution_id))
         if progress is None:
@@ -52,13 +49,13 @@ def status_command(
             typer.echo(progress.model_dump_json(indent=2))
         else:
             Console().print(progress_view(progress, execution_ui_url(settings, execution_id)))
-        return exit_code_for(progress.status)
+        return ExitCode.COMPLETE
 
     raise typer.Exit(int(run_async(show())))
 
 
 def watch_command(
-    execution_id: str = ExecutionId,
+    execution_id: str = ExecutionIdArgument,
     address: str | None = AddressOption,
     namespace: str | None = NamespaceOption,
 ) -> None:
@@ -66,7 +63,7 @@ def watch_command(
 
     async def watch() -> ExitCode:
         settings = settings_from(address, namespace)
-        client = await client_for(settings)
+        client = await connect(settings)
         await execution_handle(client, execution_id)
         handle = report_handle(client, execution_id)
         ui_url = execution_ui_url(settings, execution_id)
@@ -77,7 +74,7 @@ def watch_command(
 
 
 def report_command(
-    execution_id: str = ExecutionId,
+    execution_id: str = ExecutionIdArgument,
     json_output: bool = JsonOption,
     address: str | None = AddressOption,
     namespace: str | None = NamespaceOption,
@@ -86,7 +83,7 @@ def report_command(
 
     async def report() -> ExitCode:
         settings = settings_from(address, namespace)
-        client = await client_for(settings)
+        client = await connect(settings)
         await execution_handle(client, execution_id)
         handle = report_handle(client, execution_id)
         if not await is_closed(handle):
@@ -106,7 +103,7 @@ def list_command(
         None, "--status", help="Only executions in this status (e.g. escalated)."
     ),
     plan: str | None = typer.Option(None, "--plan", help="Only executions of this plan."),
-    limit: int = typer.Option(50, "--limit", help="At most this many, newest first."),
+    limit: int = typer.Option(50, "--limit", min=1, help="At most this many, newest first."),
     json_output: bool = JsonOption,
     address: str | None = AddressOption,
     namespace: str | None = NamespaceOption,
@@ -114,13 +111,13 @@ def list_command(
     """List executions, newest first, filtered by the coordinator's search attributes."""
     clauses = ["WorkflowType = 'ExecutionWorkflow'"]
     if status is not None:
-        clauses.append(f"{sa.STATUS.name} = '{status.value}'")
+        clauses.append(f"{sa.STATUS.name} = {_quoted(status.value)}")
     if plan is not None:
-        clauses.append(f"{sa.PLAN.name} = '{plan}'")
+        clauses.append(f"{sa.PLAN.name} = {_quoted(plan)}")
     query = " AND ".join(clauses)
 
     async def listing() -> ExitCode:
-        client = await client_for(settings_from(address, namespace))
+        client = await connect(settings_from(address, namespace))
         rows = []
         async for wf in client.list_workflows(query, limit=limit):
             attrs = wf.typed_search_attributes
@@ -153,3 +150,8 @@ def list_command(
         return ExitCode.COMPLETE
 
     raise typer.Exit(int(run_async(listing())))
+
+
+def _quoted(value: str) -> str:
+    """A string literal for Temporal's visibility query language."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

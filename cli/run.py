@@ -15,18 +15,21 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from cli.common import (
     AddressOption,
-    ExitCode,
     JsonOption,
     NamespaceOption,
-    client_for,
     fail,
     has_worker,
     run_async,
     settings_from,
 )
+from cli.exit_codes import ExitCode
 from cli.follow import finish, follow, report_handle
-from coordinator.execution import ExecutionInput, build_execution_input
-from coordinator.settings import execution_ui_url
+from coordinator.execution import (
+    ExecutionInput,
+    build_execution_input,
+    execution_id_problem,
+)
+from coordinator.settings import connect, execution_ui_url
 from coordinator.validation import format_problems, validate_plan_file
 from workflows import search_attributes as sa
 from workflows.execution import ExecutionWorkflow
@@ -48,6 +51,8 @@ def run_command(
     Exit codes: 0 Complete, 1 Partial/Blocked/Failed/Cancelled, 2 invalid plan or arguments,
     3 waiting on a human, 4 Temporal unreachable.
     """
+    if execution_id is not None and (problem := execution_id_problem(execution_id)):
+        fail(problem, ExitCode.INVALID)
     result = validate_plan_file(plan, repository_override=repo)
     if result.plan is None or result.errors:
         typer.echo(format_problems(result), err=True)
@@ -68,7 +73,7 @@ async def _start(
     namespace: str | None,
 ) -> ExitCode:
     settings = settings_from(address, namespace)
-    client = await client_for(settings)
+    client = await connect(settings)
     try:
         await client.start_workflow(
             ExecutionWorkflow.run,

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import typer
 
+from cli.exit_codes import ExitCode
 from coordinator.validation import format_problems, format_summary, validate_plan_file
-
-# Same value as cli.common.ExitCode.INVALID; kept local so validation needs no Temporal import.
-EXIT_INVALID = 2
 
 
 def validate_command(
@@ -30,4 +28,4 @@ def validate_command(
         if result.problems:
             typer.echo(format_problems(result), err=True)
     if not result.ok:
-        raise typer.Exit(EXIT_INVALID)
+        raise typer.Exit(int(ExitCode.INVALID))

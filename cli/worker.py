@@ -7,10 +7,17 @@ import sys
 
 import typer
 
-from cli.common import AddressOption, ExitCode, NamespaceOption, fail, run_async, settings_from
+from cli.common import (
+    AddressOption,
+    NamespaceOption,
+    config_file,
+    fail,
+    run_async,
+    settings_from,
+)
+from cli.exit_codes import ExitCode
 from cli.worker_process import AlreadyRunningError, ProcessError, start_worker, stop_worker
-from coordinator.settings import load_config
-from worker import run_worker
+from worker import GRACEFUL_SHUTDOWN, run_worker
 
 worker_app = typer.Typer(
     help="Run a worker: it executes the coordinator's workflows and activities.",
@@ -35,7 +42,7 @@ def worker(
         return
     settings = settings_from(address, namespace, task_queue)
     if detach:
-        state_dir = load_config().worker.state_dir
+        state_dir = config_file().worker.state_dir
         argv = [sys.executable, "-m", "cli.main", "worker"]
         argv += ["--address", settings.address, "--namespace", settings.namespace]
         argv += ["--task-queue", settings.task_queue]
@@ -58,7 +65,9 @@ def worker(
 @worker_app.command("stop")
 def stop() -> None:
     """Stop the worker started with --detach (in-flight activities get a grace period)."""
-    if stop_worker(load_config().worker.state_dir):
+    # Longer than the worker's own graceful shutdown, so SIGKILL never cuts it short.
+    grace = GRACEFUL_SHUTDOWN.total_seconds() + 10
+    if stop_worker(config_file().worker.state_dir, grace=grace):
         typer.echo("worker stopped")
     else:
         typer.echo("no worker was running")

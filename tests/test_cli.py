@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,8 +15,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from coordinator.execution import build_execution_input
+from coordinator.validation import validate_plan_file
 from tests.conftest import EXAMPLES, NAMESPACE, free_port
 from worker import WORKFLOWS, activities
+from workflows.execution import ExecutionWorkflow
 
 DEMO_PLAN = EXAMPLES / "hello-service" / "plan.yaml"
 COORD = [sys.executable, "-m", "cli.main"]
@@ -35,8 +39,10 @@ async def coord(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[i
 
 @pytest.fixture
 def cli_env(server_address: str, task_queue: str, tmp_path: Path) -> dict[str, str]:
+    # The developer's own Temporal settings (API key, TLS, profile) must not leak in.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))}
     return {
-        **os.environ,
+        **inherited,
         "TEMPORAL_ADDRESS": server_address,
         "TEMPORAL_NAMESPACE": NAMESPACE,
         "COORD_TASK_QUEUE": task_queue,
@@ -57,35 +63,74 @@ async def worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterat
 
 
 async def test_run_wait_status_list_report(cli_env: dict[str, str], worker: None) -> None:
-    code, out, err = await coord("run", str(DEMO_PLAN), "--wait", "--id", "demo-1", env=cli_env)
+    # Unique per run: ids are never reused, and TEMPORAL_ADDRESS may be a lasting server.
+    eid = f"demo-{uuid.uuid4().hex[:8]}"
+    code, out, err = await coord("run", str(DEMO_PLAN), "--wait", "--id", eid, env=cli_env)
     assert code == 1, err  # Partial: setup only in this version
-    assert "started execution demo-1" in out, err
-    assert "Web UI: http://ui.example:8233/namespaces/default/workflows/demo-1" in out
+    assert f"started execution {eid}" in out, err
+    assert f"Web UI: http://ui.example:8233/namespaces/default/workflows/{eid}" in out
     assert "### Final Status: Partial" in out
     assert "not available in this version" in out
 
-    code, out, err = await coord("status", "demo-1", "--json", env=cli_env)
+    code, out, err = await coord("status", eid, "--json", env=cli_env)
     progress = json.loads(out)
     assert progress["status"] == "partial"
     assert [t["id"] for t in progress["tasks"]] == ["farewell", "version", "cli", "cli-tests"]
-    assert progress["workspace"]["branch"] == "coord/demo-1"
+    assert progress["workspace"]["branch"] == f"coord/{eid}"
 
-    code, out, err = await coord("report", "demo-1", "--json", env=cli_env)
+    code, out, err = await coord("report", eid, "--json", env=cli_env)
     assert code == 1
     assert json.loads(out)["status"] == "Partial"
 
     # Visibility is eventually consistent: the list may take a moment to show the run.
     for _ in range(50):
         code, out, err = await coord("list", "--status", "partial", "--json", env=cli_env)
-        if any(row["execution_id"] == "demo-1" for row in json.loads(out)):
+        if any(row["execution_id"] == eid for row in json.loads(out)):
             break
         await asyncio.sleep(0.2)
     else:
-        pytest.fail(f"demo-1 not listed as partial: {out}")
+        pytest.fail(f"{eid} not listed as partial: {out}")
 
-    code, out, err = await coord("run", str(DEMO_PLAN), "--id", "demo-1", env=cli_env)
+    code, out, err = await coord("run", str(DEMO_PLAN), "--id", eid, env=cli_env)
     assert code == 2
-    assert "an execution with id 'demo-1' already exists" in err
+    assert f"an execution with id '{eid}' already exists" in err
+
+    code, out, err = await coord("cancel", eid, env=cli_env)
+    assert (code, err.strip()) == (
+        1,
+        f"error: {eid} has already ended (completed); nothing to cancel",
+    )
+
+    # A phase's id, as the Web UI shows it, is not an execution.
+    code, out, err = await coord("status", f"{eid}/setup", env=cli_env)
+    assert code == 2
+    assert "is a SetupPhase workflow, not an execution" in err
+
+
+@pytest.mark.parametrize("bad_id", ["../../examples", "has space", "a..b", "UPPER"])
+async def test_execution_ids_that_could_escape_or_break_are_refused(
+    cli_env: dict[str, str], bad_id: str
+) -> None:
+    code, _out, err = await coord("run", str(DEMO_PLAN), "--id", bad_id, env=cli_env)
+    assert code == 2
+    assert f"execution id '{bad_id}' must be" in err
+
+
+async def test_report_of_a_terminated_execution_says_why(
+    client: Client, cli_env: dict[str, str]
+) -> None:
+    eid = f"terminated-{uuid.uuid4().hex[:8]}"
+    plan = validate_plan_file(DEMO_PLAN).plan
+    assert plan is not None
+    request = build_execution_input(plan, DEMO_PLAN, execution_id=eid)
+    handle = await client.start_workflow(
+        ExecutionWorkflow.run, request, id=eid, task_queue="nobody-polls-this"
+    )
+    await handle.terminate(reason="operator stopped it")
+    code, _out, err = await coord("report", eid, env=cli_env)
+    assert code == 1
+    assert f"error: {eid} ended without a report: operator stopped it" in err
+    assert "Traceback" not in err
 
 
 async def test_invalid_plan_exits_2_with_located_errors(
@@ -131,9 +176,7 @@ async def test_worker_process_runs_executions_and_stops_cleanly_on_sigterm(
         stderr=asyncio.subprocess.STDOUT,
     )
     try:
-        _code, out, err = await coord(
-            "run", str(DEMO_PLAN), "--wait", "--json", "--id", "by-worker", env=cli_env
-        )
+        _code, out, err = await coord("run", str(DEMO_PLAN), "--wait", "--json", env=cli_env)
         assert json.loads(out)["status"] == "Partial", err
     finally:
         proc.send_signal(signal.SIGTERM)
