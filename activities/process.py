@@ -1,0 +1,373 @@
+"""Running a shell command for an activity: bounded in time and memory, nothing left behind.
+
+Every command (gates, command specialists) goes through `run_shell`:
+
+- It runs as `/bin/sh -c COMMAND`, always sh and never bash even when bash is installed, so
+  a plan's command line means the same on every worker (and matches the `shell` specialist,
+  which documents `sh -c`). A plan that wants bash writes `bash -c '...'`.
+- It gets its own session and process group, so a timeout or a cancellation can kill the
+  command together with everything it started (`make` → `pytest` → workers, `server &`).
+  After a normal exit, whatever it left running in its group is stopped as well: a gate must
+  not leak a daemon into the next attempt. A process that leaves the group on purpose
+  (`setsid`, a double fork into a new session) escapes this; only a cgroup would catch it.
+- Its combined stdout and stderr stream to a log file on disk while only the last
+  `OUTPUT_TAIL_BYTES` stay in memory: a test suite may print gigabytes.
+- Inside an activity it heartbeats in the background, so a dead worker is noticed within
+  the heartbeat timeout and a Temporal cancel reaches the activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from temporalio import activity
+
+from activities.heartbeat import heartbeating
+from coordinator.work import OUTPUT_TAIL_BYTES
+
+SHELL = "/bin/sh"
+# How long a process group gets between SIGTERM and SIGKILL.
+KILL_GRACE_S = 2.0
+# After the command is gone, how long to wait for the end of its output. Only a process that
+# left the group (and so survived the kill) while holding the pipe makes this wait run out.
+DRAIN_TIMEOUT_S = 5.0
+_POLL_S = 0.05
+
+# --- the environment a command sees ---------------------------------------------------------
+
+_SECRET_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "TEMPORAL_API_KEY"})
+_SECRET_PREFIXES = ("ANTHROPIC_", "TEMPORAL_TLS_")
+_SECRET_SUFFIXES = ("_TOKEN", "_API_KEY", "_APIKEY", "_SECRET", "_SECRET_KEY", "_PASSWORD")
+
+
+def is_secret_name(name: str) -> bool:
+    """True for environment variables that hold credentials (compared in upper case)."""
+    upper = name.upper()
+    return (
+        upper in _SECRET_NAMES
+        or upper.startswith(_SECRET_PREFIXES)
+        or upper.endswith(_SECRET_SUFFIXES)
+        or upper == "AWS_SECRET_ACCESS_KEY"
+    )
+
+
+def scrubbed_env(
+    extra: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The worker's environment (or `base`) without credentials, then `extra` on top.
+
+    Commands come from plans and agents, so they must not see the worker's API keys and
+    tokens. `extra` is applied after scrubbing: what a caller passes on purpose is kept.
+    """
+    source = os.environ if base is None else base
+    env = {key: value for key, value in source.items() if not is_secret_name(key)}
+    env.update(extra or {})
+    return env
+
+
+# --- file names -----------------------------------------------------------------------------
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_name(text: str, max_length: int = 80) -> str:
+    """A file name component made of letters, digits, '.', '_' and '-'.
+
+    Names differing only in the characters replaced ("unit tests", "unit/tests") map to the
+    same text, so a short hash of the original is appended whenever anything was replaced:
+    two gates never share a log file.
+    """
+    cleaned = _UNSAFE.sub("_", text).strip("._") or "_"
+    if cleaned == text and len(cleaned) <= max_length:
+        return cleaned
+    digest = hashlib.sha1(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:6]
+    return f"{cleaned[: max_length - 7]}-{digest}"
+
+
+def retry_suffix() -> str:
+    """The log file suffix for this Temporal attempt of the activity: ".try<n>" on a retry,
+    so a retry writes its log beside the failed attempt's rather than over it; else empty."""
+    if not activity.in_activity():
+        return ""
+    attempt = activity.info().attempt
+    return f".try{attempt}" if attempt > 1 else ""
+
+
+# --- running --------------------------------------------------------------------------------
+
+
+class CommandNotStartedError(RuntimeError):
+    """The shell could not be started. `permanent`: a retry on this worker cannot help
+    (working directory missing, environment too large for exec, a NUL byte in it)."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    exit_code: int | None  # None when killed at the timeout; negative: killed by that signal
+    timed_out: bool
+    duration_s: float
+    output_tail: str  # the last OUTPUT_TAIL_BYTES of combined stdout and stderr, decoded
+    log_path: Path  # the full output
+    output_bytes: int
+    visible_output: bool  # anything other than whitespace was printed
+
+
+class _Capture(asyncio.Protocol):
+    """Copies the command's output to the log file and keeps its last bytes."""
+
+    def __init__(self, log: IO[bytes]) -> None:
+        self.log = log
+        self.tail = bytearray()
+        self.size = 0
+        self.visible = False
+        self.log_error: OSError | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        if self.log_error is None:
+            try:
+                # A blocking write of one read (<= 256 KB) to the page cache is quicker than
+                # a thread hop.
+                self.log.write(data)
+            except OSError as err:  # a full disk: reported once the command is stopped
+                self.log_error = err
+        self.size += len(data)
+        if not self.visible and data.strip():
+            self.visible = True
+        self.tail += data
+        if len(self.tail) > 2 * OUTPUT_TAIL_BYTES:
+            del self.tail[:-OUTPUT_TAIL_BYTES]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def tail_text(self) -> str:
+        tail = bytes(self.tail[-OUTPUT_TAIL_BYTES:])
+        if self.size > len(tail):
+            # The cut may fall inside a UTF-8 character: drop its continuation bytes.
+            tail = tail.lstrip(bytes(range(0x80, 0xC0)))
+        return tail.decode("utf-8", errors="replace")
+
+
+async def run_shell(
+    command: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    stdin: str | None,
+    timeout: float,
+    log_path: Path,
+    heartbeat_details: Sequence[Any] = (),
+) -> ProcessOutcome:
+    """Run `command` with `sh -c` in `cwd` and return how it ended.
+
+    `env` is the complete environment (see `scrubbed_env`). `stdin` is written to the
+    command's standard input, which is closed afterwards; None gives it /dev/null, so nothing
+    ever waits on a terminal. The log file is created (with its folders) or overwritten.
+
+    On timeout the process group is killed (SIGTERM, `KILL_GRACE_S`, SIGKILL) and the outcome
+    says `timed_out`. On cancellation it is killed the same way, then CancelledError is
+    re-raised. Raises CommandNotStartedError when the shell cannot be started, OSError when
+    the log cannot be written.
+    """
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        # Our own pipes rather than asyncio's: Process.wait() waits for its pipes to close
+        # too, which a background grandchild holding stdout would delay forever.
+        out_r, out_w = os.pipe()
+        in_r, in_w = os.pipe() if stdin is not None else (None, None)
+        try:
+            proc = await _spawn(command, cwd, env, stdin=in_r, stdout=out_w)
+        except BaseException:
+            for fd in (out_r, in_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, in_r):
+                if fd is not None:
+                    os.close(fd)  # the child has its copies
+
+        capture = _Capture(log)
+        reader, _ = await loop.connect_read_pipe(lambda: capture, os.fdopen(out_r, "rb", 0))
+        writer = None
+        if in_w is not None and stdin is not None:
+            # Buffered by the transport and written as the command reads; close() sends EOF
+            # once all is written. A command that exits without reading is fine.
+            writer, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(in_w, "wb", 0))
+            writer.write(stdin.encode(errors="replace"))
+            writer.close()
+
+        timed_out = False
+        try:
+            async with _heartbeats(heartbeat_details):
+                try:
+                    async with asyncio.timeout(timeout):
+                        await proc.wait()
+                except TimeoutError:
+                    timed_out = True
+                    _note(log, f"timed out after {timeout:g} s: stopping the process group")
+        except asyncio.CancelledError:
+            _note(log, "cancelled: stopping the process group")
+            raise
+        finally:
+            try:
+                # Also after a normal exit: children it left running in its group go too.
+                await _stop_group(proc)
+                await _drain(capture, log)
+            finally:  # even when cancelled again meanwhile
+                if not capture.closed.done():
+                    reader.close()
+                if writer is not None and writer.get_write_buffer_size():
+                    writer.abort()  # input nobody will read any more
+        if capture.log_error is not None:
+            raise capture.log_error
+
+    return ProcessOutcome(
+        exit_code=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        duration_s=round(time.monotonic() - started, 3),
+        output_tail=capture.tail_text(),
+        log_path=log_path,
+        output_bytes=capture.size,
+        visible_output=capture.visible,
+    )
+
+
+async def _spawn(
+    command: str, cwd: Path, env: Mapping[str, str], *, stdin: int | None, stdout: int
+) -> asyncio.subprocess.Process:
+    try:
+        return await asyncio.create_subprocess_exec(
+            SHELL,
+            "-c",
+            command,
+            cwd=cwd,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
+            stdout=stdout,
+            stderr=stdout,
+            start_new_session=True,
+        )
+    except ValueError as err:  # a NUL byte in the command or the environment
+        raise CommandNotStartedError(f"cannot run {SHELL}: {err}", permanent=True) from err
+    except OSError as err:
+        permanent = err.errno in (errno.ENOENT, errno.ENOTDIR, errno.E2BIG, errno.EACCES)
+        reason = err.strerror or str(err)
+        if err.errno == errno.E2BIG:  # one variable over 128 KiB, or all over ~2 MiB
+            reason = "the environment or the command line is too large"
+        raise CommandNotStartedError(
+            f"cannot run {SHELL} in {cwd}: {reason}", permanent=permanent
+        ) from err
+
+
+@contextlib.asynccontextmanager
+async def _heartbeats(details: Sequence[Any]) -> AsyncIterator[None]:
+    if not activity.in_activity():
+        yield
+        return
+    # Beat well within the heartbeat timeout the workflow chose (the SDK throttles anyway).
+    every = 5.0
+    heartbeat_timeout = activity.info().heartbeat_timeout
+    if heartbeat_timeout:
+        every = max(0.2, min(every, heartbeat_timeout.total_seconds() / 3))
+    async with heartbeating(*details, every=every):
+        yield
+
+
+def _note(log: IO[bytes], message: str) -> None:
+    """A line for the human reading the log; not counted as the command's output."""
+    with contextlib.suppress(OSError):
+        log.write(f"\n[coord] {message}\n".encode())
+
+
+async def _drain(capture: _Capture, log: IO[bytes]) -> None:
+    """Wait for the end of the output, which comes at once unless a process that escaped the
+    group holds the pipe: then give up after `DRAIN_TIMEOUT_S`."""
+    done, _ = await asyncio.wait({capture.closed}, timeout=DRAIN_TIMEOUT_S)
+    if not done:
+        _note(log, "output still open after the command ended (a process left its group)")
+
+
+async def _stop_group(proc: asyncio.subprocess.Process) -> None:
+    """Stop the command's process group: SIGTERM, a grace period, SIGKILL; reap the shell.
+
+    Runs to the end even when cancelled meanwhile (SIGKILL at once, then re-raise), so a
+    cancelled activity never leaves its processes behind.
+    """
+    pgid = proc.pid  # start_new_session: the shell leads its own group
+    if proc.returncode is not None and not _group_alive(pgid):
+        return  # the usual case: the command exited and took its children with it
+    cancelled = False
+    _signal_group(pgid, signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + KILL_GRACE_S
+        while time.monotonic() < deadline:
+            if proc.returncode is not None and not _group_alive(pgid):
+                return
+            await asyncio.sleep(_POLL_S)
+    except asyncio.CancelledError:
+        cancelled = True
+    _signal_group(pgid, signal.SIGKILL)
+    try:
+        # SIGKILL cannot be ignored; the shell is reaped in a moment.
+        await asyncio.shield(proc.wait())
+    except asyncio.CancelledError:
+        cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs.
+
+    Zombies do not count: an orphan is reaped by PID 1, and in a container whose PID 1 is not
+    an init it never is, although it is long dead.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True  # no /proc (macOS): trust the signal check
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the command name (which may hold spaces and parentheses): state, ppid,
+        # pgrp, ...
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False

@@ -1,0 +1,93 @@
+"""The boundary models of the work activities: quality gates and specialist attempts.
+
+They travel through workflow history, so they stay small: an output tail of at most ~4 KB and
+the path of the full log on the worker, never the log itself.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from coordinator.plan import Gate
+
+GateLevel = Literal["task", "layer", "system", "final"]
+GateExpectation = Literal["exit_zero", "empty_output"]
+SpecialistBackend = Literal["claude", "command"]
+
+# Bytes of combined output kept in a result; the full output stays in the log file.
+OUTPUT_TAIL_BYTES = 4096
+SUMMARY_CHARS = 200
+
+
+class GateRequest(BaseModel):
+    execution_id: str
+    level: GateLevel
+    scope: str  # the task id, the layer name, or "system"
+    gate: Gate
+    cwd: str  # the worktree or workspace the gate runs in
+    # Extra environment for the command, on top of the worker's (scrubbed) environment.
+    # Workflow input: never put secrets here.
+    env: dict[str, str] = Field(default_factory=dict)
+    attempt: int = Field(ge=1)  # the fix loop's attempt, part of the log file's name
+
+
+class GateResult(BaseModel):
+    """The verdict on one gate run. A failing gate is a result, not an error.
+
+    `passed` is exit code 0 and, for `expect: empty_output`, no output on stdout or stderr.
+    Whitespace-only output (a lone newline) counts as empty: tools that report a problem name
+    it, and a stray blank line must not fail a clean `gofmt -l .`.
+    """
+
+    name: str
+    level: GateLevel
+    scope: str
+    passed: bool
+    exit_code: int | None  # None when the gate was killed at its timeout
+    timed_out: bool
+    expect: GateExpectation
+    duration_s: float
+    output_tail: str  # the last ~4 KB of combined stdout and stderr
+    log_path: str  # the full output, on the worker that ran the gate
+
+
+class SpecialistRequest(BaseModel):
+    execution_id: str
+    task_id: str
+    task_title: str
+    task_prompt: str
+    files: list[str] = Field(default_factory=list)  # the files the task owns
+    specialist: str  # the specialist's name
+    backend: SpecialistBackend
+    command: str | None = None  # the shell command line (backend "command")
+    timeout_s: int = Field(gt=0)
+    cwd: str  # the task's worktree
+    attempt: int = Field(ge=1)
+    feedback: str = ""  # the failing gate output or review findings of the previous attempt
+    guidance: str = ""  # a human's guidance after an escalation
+    context_paths: list[str] = Field(default_factory=list)
+
+
+class SpecialistResult(BaseModel):
+    """One attempt at a task. A failed attempt (`ok` False) is a result for the fix loop.
+
+    `summary` is one line: the last non-empty output line when the attempt succeeded, what
+    went wrong (exit code or timeout, then the last output line) when it did not. The fix
+    loop's feedback is `output_tail`.
+    """
+
+    task_id: str
+    specialist: str
+    attempt: int
+    ok: bool
+    summary: str
+    exit_code: int | None  # None when killed at the timeout (or for backends without one)
+    timed_out: bool
+    duration_s: float
+    output_tail: str
+    log_path: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = None
