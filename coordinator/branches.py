@@ -1,0 +1,133 @@
+"""Task branches and worktrees: the boundary models of the git activities, and their names.
+
+Each task works in its own worktree on `coord-task/<execution id>/<task id>`, cut from the
+execution branch; its work lands on the execution branch as exactly one commit
+"<task id>: <title>" carrying a `Coord-Task: <task id>` trailer, which is how a retried step
+recognises work already done.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+TASK_BRANCH_PREFIX = "coord-task/"
+TASK_TRAILER = "Coord-Task"
+# The commit a task branch was cut from, kept as a ref next to the branch: it survives
+# crashes, keeps the commit alive, and tells "the task's own commit" from the base.
+BASE_REF_PREFIX = "refs/coord-base/"
+# The stat in a DiffSummary stays small: it travels in workflow history.
+MAX_STAT_BYTES = 4096
+MAX_DIFF_FILES = 1000
+
+
+def task_branch(execution_id: str, task_id: str) -> str:
+    return f"{TASK_BRANCH_PREFIX}{execution_id}/{task_id}"
+
+
+def base_ref(branch: str) -> str:
+    return BASE_REF_PREFIX + branch
+
+
+def task_worktree_path(workspace_root: Path, execution_id: str, task_id: str) -> Path:
+    return workspace_root / execution_id / "worktrees" / task_id
+
+
+def artifacts_dir(workspace_root: Path, execution_id: str) -> Path:
+    return workspace_root / execution_id / "artifacts"
+
+
+def task_commit_message(task_id: str, title: str) -> str:
+    subject = " ".join(title.split())  # one line, whatever the plan's title holds
+    return f"{task_id}: {subject}\n\n{TASK_TRAILER}: {task_id}\n"
+
+
+Attempt = Annotated[int, Field(ge=1)]
+
+
+class CreateWorktreeRequest(BaseModel):
+    execution_id: str
+    workspace: str  # the execution's clone
+    execution_branch: str
+    task_id: str
+    attempt: Attempt = 1
+    # Start over from the execution branch as it stands now (after a human says retry),
+    # dropping the previous attempts' work.
+    fresh: bool = False
+
+
+class TaskWorktree(BaseModel):
+    path: str
+    branch: str
+    base_commit: str
+    # A later attempt whose task commit could not merge is replayed onto the execution head:
+    # its changes are uncommitted there, with conflict markers in these files.
+    replayed: bool = False
+    conflict_files: list[str] = Field(default_factory=list)
+
+
+class CommitRequest(BaseModel):
+    worktree: str
+    task_id: str
+    title: str
+    attempt: Attempt = 1
+
+
+class CommitResult(BaseModel):
+    commit: str | None
+    files_changed: list[str] = Field(default_factory=list)
+    no_changes: bool = False
+
+
+class MergeRequest(BaseModel):
+    workspace: str
+    execution_branch: str
+    task_branch: str
+    task_id: str
+    title: str
+
+
+class MergeResult(BaseModel):
+    merged: bool
+    head: str  # the execution branch's head after the call
+    conflict: str | None = None  # for the fixer: the files and what clashed
+    conflict_files: list[str] = Field(default_factory=list)
+    already_merged: bool = False
+    commit: str | None = None  # the task's commit on the execution branch
+
+
+class RemoveWorktreeRequest(BaseModel):
+    workspace: str
+    execution_id: str
+    task_id: str
+    delete_branch: bool = False
+
+
+class PendingWorkRequest(BaseModel):
+    workspace: str
+    execution_id: str
+    execution_branch: str
+
+
+class PendingWorkResult(BaseModel):
+    head: str  # the execution branch: every finished task is already merged there
+    removed_worktrees: list[str] = Field(default_factory=list)  # task ids
+    # Unfinished tasks whose changes were kept as a commit on their task branch, by task id.
+    unfinished_branches: dict[str, str] = Field(default_factory=dict)
+
+
+class DiffRequest(BaseModel):
+    workspace: str
+    base_commit: str
+    execution_id: str
+    head: str = "HEAD"
+
+
+class DiffSummary(BaseModel):
+    files: list[str]  # at most MAX_DIFF_FILES; total_files says how many there are
+    total_files: int
+    stat: str
+    diff_path: str
+    head: str

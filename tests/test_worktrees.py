@@ -1,0 +1,514 @@
+"""Task worktrees, commits and merges on real git: parallel tasks, conflicts, retries, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+import activities.worktrees as worktrees_module
+from activities.git import remove_stale_lock
+from activities.workspace import WorkspaceActivities
+from activities.worktrees import WorktreeActivities, _clip_stat
+from coordinator.branches import (
+    CommitRequest,
+    CommitResult,
+    CreateWorktreeRequest,
+    DiffRequest,
+    MergeRequest,
+    MergeResult,
+    PendingWorkRequest,
+    RemoveWorktreeRequest,
+    TaskWorktree,
+    base_ref,
+    task_branch,
+)
+from coordinator.execution import PrepareWorkspaceInput
+from coordinator.report import Workspace
+
+R = TypeVar("R")
+EXECUTION = "e1"
+BRANCH = "coord/e1"
+
+
+def git(cwd: Path | str, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+async def run(fn: Callable[[Any], Awaitable[R]], request: Any) -> R:
+    # One environment per call, so parallel calls do not share activity context.
+    return await ActivityEnvironment().run(fn, request)
+
+
+@dataclass
+class Execution:
+    root: Path
+    workspace: Workspace
+    acts: WorktreeActivities
+
+    @property
+    def clone(self) -> Path:
+        return Path(self.workspace.path)
+
+    def head(self) -> str:
+        return git(self.clone, "rev-parse", BRANCH)
+
+    def subjects(self) -> list[str]:
+        """The execution branch's commits since the base, oldest first."""
+        log = git(self.clone, "log", "--reverse", "--format=%s", f"{self.workspace.base_commit}..")
+        return log.splitlines()
+
+    async def create(self, task_id: str, attempt: int = 1, fresh: bool = False) -> TaskWorktree:
+        return await run(
+            self.acts.create_task_worktree,
+            CreateWorktreeRequest(
+                execution_id=EXECUTION,
+                workspace=str(self.clone),
+                execution_branch=BRANCH,
+                task_id=task_id,
+                attempt=attempt,
+                fresh=fresh,
+            ),
+        )
+
+    async def commit(self, wt: TaskWorktree, task_id: str, attempt: int = 1) -> CommitResult:
+        return await run(
+            self.acts.commit_task,
+            CommitRequest(worktree=wt.path, task_id=task_id, title=title(task_id), attempt=attempt),
+        )
+
+    async def merge(self, task_id: str) -> MergeResult:
+        return await run(
+            self.acts.merge_task,
+            MergeRequest(
+                workspace=str(self.clone),
+                execution_branch=BRANCH,
+                task_branch=task_branch(EXECUTION, task_id),
+                task_id=task_id,
+                title=title(task_id),
+            ),
+        )
+
+    async def remove(self, task_id: str, delete_branch: bool = True) -> None:
+        await run(
+            self.acts.remove_task_worktree,
+            RemoveWorktreeRequest(
+                workspace=str(self.clone),
+                execution_id=EXECUTION,
+                task_id=task_id,
+                delete_branch=delete_branch,
+            ),
+        )
+
+    async def land(self, task_id: str, files: dict[str, str]) -> MergeResult:
+        """A whole successful task: worktree, edits, commit, merge."""
+        wt = await self.create(task_id)
+        write(wt, files)
+        await self.commit(wt, task_id)
+        result = await self.merge(task_id)
+        assert result.merged, result.conflict
+        return result
+
+
+def title(task_id: str) -> str:
+    return f"do {task_id}"
+
+
+def write(wt: TaskWorktree, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (Path(wt.path) / name).parent.mkdir(parents=True, exist_ok=True)
+        (Path(wt.path) / name).write_text(text)
+
+
+def assert_clean(repo: Path | str) -> None:
+    """Nothing uncommitted and no rebase, merge or cherry-pick in progress."""
+    assert git(repo, "status", "--porcelain") == ""
+    git_dir = Path(git(repo, "rev-parse", "--absolute-git-dir"))
+    for state in ("rebase-merge", "rebase-apply", "MERGE_HEAD", "CHERRY_PICK_HEAD"):
+        assert not (git_dir / state).exists(), state
+
+
+@pytest.fixture
+async def ex(tmp_path: Path) -> Execution:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "app.py").write_text("print('hi')\n")
+    (source / "shared.txt").write_text("one\ntwo\nthree\n")
+    (source / ".gitignore").write_text("*.log\n")
+    git(source, "init", "-q", "-b", "main")
+    git(source, "add", "-A")
+    git(source, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    root = tmp_path / "ws"
+    workspace = await run(
+        WorkspaceActivities(root).prepare_workspace,
+        PrepareWorkspaceInput(
+            execution_id=EXECUTION, repository=str(source), base_branch=None, branch=BRANCH
+        ),
+    )
+    return Execution(root, workspace, WorktreeActivities(root))
+
+
+async def test_parallel_tasks_each_land_as_one_commit(ex: Execution) -> None:
+    wt1, wt2 = await asyncio.gather(ex.create("t1"), ex.create("t2"))
+    assert Path(wt1.path) == ex.root / EXECUTION / "worktrees" / "t1"
+    assert (wt1.branch, wt2.branch) == ("coord-task/e1/t1", "coord-task/e1/t2")
+    assert wt1.base_commit == wt2.base_commit == ex.workspace.head_commit
+    write(wt1, {"one.txt": "1\n"})
+    write(wt2, {"two/two.txt": "2\n", "app.py": "print('bye')\n"})
+    c1, c2 = await asyncio.gather(ex.commit(wt1, "t1"), ex.commit(wt2, "t2"))
+    assert c1.files_changed == ["one.txt"]
+    assert sorted(c2.files_changed) == ["app.py", "two/two.txt"]
+
+    # Merged at once: the lock on the clone serialises them.
+    m1, m2 = await asyncio.gather(ex.merge("t1"), ex.merge("t2"))
+
+    assert m1.merged and m2.merged
+    assert sorted(ex.subjects()) == ["t1: do t1", "t2: do t2"]
+    assert ex.head() in (m1.head, m2.head)
+    assert git(ex.clone, "rev-list", "--merges", f"{ex.workspace.base_commit}..") == ""
+    trailers = git(ex.clone, "log", "--format=%(trailers:key=Coord-Task,valueonly)", "-2")
+    assert sorted(trailers.split()) == ["t1", "t2"]
+    # The clone's checkout follows the branch.
+    assert (ex.clone / "one.txt").read_text() == "1\n"
+    assert (ex.clone / "two" / "two.txt").read_text() == "2\n"
+    assert_clean(ex.clone)
+
+
+async def test_dependant_task_starts_from_its_dependency_merged_work(ex: Execution) -> None:
+    first = await ex.land("schema", {"schema.sql": "create table t;\n"})
+    wt = await ex.create("api")
+    assert wt.base_commit == first.head == ex.head()
+    assert (Path(wt.path) / "schema.sql").read_text() == "create table t;\n"
+
+
+async def test_conflict_is_a_result_and_the_fixer_resolves_it_in_place(ex: Execution) -> None:
+    wt1, wt2 = await asyncio.gather(ex.create("t1"), ex.create("t2"))
+    write(wt1, {"shared.txt": "one\nTWO from t1\nthree\n"})
+    write(wt2, {"shared.txt": "one\ntwo from t2\nthree\n", "extra.txt": "x\n"})
+    await ex.commit(wt1, "t1")
+    task_commit = (await ex.commit(wt2, "t2")).commit
+    assert (await ex.merge("t1")).merged
+    before = ex.head()
+
+    result = await ex.merge("t2")
+
+    assert not result.merged and not result.already_merged
+    assert result.head == before == ex.head()
+    assert result.conflict_files == ["shared.txt"]
+    assert result.conflict is not None and "shared.txt" in result.conflict
+    assert "CONFLICT (content)" in result.conflict
+    assert ex.subjects() == ["t1: do t1"]
+    assert_clean(ex.clone)
+    assert_clean(wt2.path)  # the task's worktree is left as it was
+    assert git(wt2.path, "rev-parse", "HEAD") == task_commit
+
+    # Attempt 2 (the fixer): the task is replayed onto the execution head, markers and all.
+    fix = await ex.create("t2", attempt=2)
+    assert fix.replayed and fix.conflict_files == ["shared.txt"]
+    assert fix.base_commit == before == git(fix.path, "rev-parse", "HEAD")
+    text = (Path(fix.path) / "shared.txt").read_text()
+    assert "<<<<<<< coord/e1" in text and "TWO from t1" in text and "two from t2" in text
+    assert (Path(fix.path) / "extra.txt").read_text() == "x\n"
+    # A retry of that step (crash before it returned) changes nothing.
+    assert await ex.create("t2", attempt=2) == fix
+    assert (Path(fix.path) / "shared.txt").read_text() == text
+
+    write(fix, {"shared.txt": "one\nTWO from t1 and t2\nthree\n"})
+    committed = await ex.commit(fix, "t2", attempt=2)
+    assert sorted(committed.files_changed) == ["extra.txt", "shared.txt"]
+    assert (await ex.merge("t2")).merged
+    assert ex.subjects() == ["t1: do t1", "t2: do t2"]
+    assert (ex.clone / "shared.txt").read_text() == "one\nTWO from t1 and t2\nthree\n"
+    assert_clean(ex.clone)
+
+
+async def test_replay_cut_short_by_a_crash_is_redone_cleanly(
+    ex: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wt1, wt2 = await asyncio.gather(ex.create("t1"), ex.create("t2"))
+    write(wt1, {"shared.txt": "one\nTWO from t1\nthree\n"})
+    write(wt2, {"shared.txt": "one\ntwo from t2\nthree\n"})
+    await ex.commit(wt1, "t1")
+    await ex.commit(wt2, "t2")
+    await ex.merge("t1")
+    assert not (await ex.merge("t2")).merged
+
+    async def crash(*args: object) -> None:
+        raise RuntimeError("worker died")
+
+    with monkeypatch.context() as patch:  # dies after the snapshot, before the worktree moved
+        patch.setattr(worktrees_module, "_merge_tree", crash)
+        with pytest.raises(RuntimeError):
+            await ex.create("t2", attempt=2)
+
+    fix = await ex.create("t2", attempt=2)
+    assert fix.replayed and fix.conflict_files == ["shared.txt"]
+    text = (Path(fix.path) / "shared.txt").read_text()
+    assert text.count("<<<<<<<") == 1 and "two from t2" in text
+
+
+async def test_commit_and_merge_twice_make_one_commit(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+    first = await ex.commit(wt, "t1")
+    # Crash after the commit landed, before the result was recorded: the retry finds it.
+    again = await ex.commit(wt, "t1")
+    assert again == first and first.commit is not None
+    assert git(wt.path, "rev-list", "--count", f"{wt.base_commit}..") == "1"
+    message = git(wt.path, "log", "-1", "--format=%B")
+    assert message == "t1: do t1\n\nCoord-Task: t1"
+
+    merged = await ex.merge("t1")
+    # Crash after the merge, before the result was recorded.
+    retried = await ex.merge("t1")
+    assert merged.merged and not merged.already_merged
+    assert retried.merged and retried.already_merged
+    assert retried.commit == merged.commit == first.commit  # fast-forward: the task's own commit
+    assert retried.head == merged.head == ex.head()
+    assert ex.subjects() == ["t1: do t1"]
+
+
+async def test_merge_retried_after_the_execution_branch_moved(ex: Execution) -> None:
+    wt = await ex.create("late")
+    write(wt, {"late.txt": "late\n"})
+    await ex.commit(wt, "late")
+    await ex.land("early", {"early.txt": "early\n"})
+    merged = await ex.merge("late")  # cherry-picked onto the moved head: a new commit
+    retried = await ex.merge("late")
+    assert retried.already_merged and retried.commit == merged.commit
+    assert ex.subjects() == ["early: do early", "late: do late"]
+
+
+async def test_crash_between_merge_commit_and_branch_update(
+    ex: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wt = await ex.create("late")
+    write(wt, {"late.txt": "late\n"})
+    await ex.commit(wt, "late")
+    await ex.land("early", {"early.txt": "early\n"})
+    before = ex.head()
+
+    async def crash(*args: object) -> None:
+        raise RuntimeError("worker died")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(worktrees_module, "_advance", crash)
+        with pytest.raises(RuntimeError):
+            await ex.merge("late")
+    assert ex.head() == before  # the merge commit was made but never reached the branch
+
+    result = await ex.merge("late")
+    assert result.merged and not result.already_merged
+    assert ex.subjects() == ["early: do early", "late: do late"]
+    assert_clean(ex.clone)
+
+
+async def test_a_later_commit_amends_the_task_commit(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+    first = await ex.commit(wt, "t1")
+    write(wt, {"b.txt": "b\n"})
+    second = await ex.commit(wt, "t1", attempt=2)
+    assert second.commit != first.commit
+    assert sorted(second.files_changed) == ["a.txt", "b.txt"]
+    assert git(wt.path, "rev-list", "--count", f"{wt.base_commit}..") == "1"
+    assert git(wt.path, "rev-parse", "HEAD~1") == wt.base_commit
+
+
+async def test_specialist_commits_are_squashed_into_the_task_commit(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    for name in ("a.txt", "b.txt"):
+        write(wt, {name: name})
+        git(wt.path, "add", name)
+        git(wt.path, "-c", "user.name=agent", "-c", "user.email=a@a", "commit", "-qm", name)
+    result = await ex.commit(wt, "t1")
+    assert sorted(result.files_changed) == ["a.txt", "b.txt"]
+    assert git(wt.path, "log", "--format=%s", f"{wt.base_commit}..") == "t1: do t1"
+
+
+async def test_no_changes(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    # Ignored files and the caches gates leave behind are not changes.
+    write(wt, {"debug.log": "x\n", "pkg/__pycache__/m.cpython-311.pyc": "x", "m.pyc": "x"})
+    write(wt, {".pytest_cache/v/cache": "{}"})
+    result = await ex.commit(wt, "t1")
+    assert result == CommitResult(commit=None, files_changed=[], no_changes=True)
+    assert git(wt.path, "rev-parse", "HEAD") == wt.base_commit
+    merged = await ex.merge("t1")
+    assert merged.merged and merged.commit is None and merged.head == ex.head()
+    assert ex.subjects() == []
+
+
+async def test_fix_attempt_keeps_the_work_and_fresh_starts_over(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    write(wt, {"draft.txt": "attempt 1\n"})
+    await ex.land("other", {"other.txt": "other\n"})
+
+    # Gates failed: attempt 2 works on top of attempt 1, on the same base.
+    fix = await ex.create("t1", attempt=2)
+    assert fix == wt
+    assert (Path(fix.path) / "draft.txt").read_text() == "attempt 1\n"
+    assert not (Path(fix.path) / "other.txt").exists()
+
+    # A human said retry: start over from the execution branch as it is now.
+    fresh = await ex.create("t1", attempt=1, fresh=True)
+    assert fresh.path == wt.path and fresh.base_commit == ex.head() != wt.base_commit
+    assert not (Path(fresh.path) / "draft.txt").exists()
+    assert (Path(fresh.path) / "other.txt").exists()
+    assert_clean(fresh.path)
+
+
+async def test_creating_a_worktree_twice_reuses_it(ex: Execution) -> None:
+    first = await ex.create("t1")
+    write(first, {"work.txt": "kept\n"})
+    assert await ex.create("t1") == first
+    assert (Path(first.path) / "work.txt").read_text() == "kept\n"
+
+
+async def test_worktree_whose_creation_was_cut_short_is_made_again(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    admin = Path(git(wt.path, "rev-parse", "--absolute-git-dir"))
+    (admin / "locked").write_text("initializing")  # what `worktree add` leaves when killed
+    (Path(wt.path) / "app.py").unlink()
+    again = await ex.create("t1")
+    assert (Path(again.path) / "app.py").exists()
+    assert_clean(again.path)
+
+
+async def test_remove_is_idempotent(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    write(wt, {"junk.txt": "x\n"})
+    await ex.remove("t1")
+    await ex.remove("t1")
+    await ex.remove("never-created")
+    assert not Path(wt.path).exists()
+    assert str(Path(wt.path)) not in git(ex.clone, "worktree", "list")
+    assert git(ex.clone, "branch", "--list", wt.branch) == ""
+    assert git(ex.clone, "for-each-ref", base_ref(wt.branch)) == ""
+
+
+async def test_removed_worktree_keeps_its_branch_for_the_next_attempt(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+    committed = await ex.commit(wt, "t1")
+    await ex.remove("t1", delete_branch=False)
+    back = await ex.create("t1", attempt=2)
+    assert back.base_commit == wt.base_commit
+    assert git(back.path, "rev-parse", "HEAD") == committed.commit
+
+
+async def test_commit_pending_work_leaves_no_worktree(ex: Execution) -> None:
+    await ex.land("done", {"done.txt": "done\n"})
+    busy = await ex.create("busy")
+    write(busy, {"half.txt": "half\n"})
+    idle = await ex.create("idle")
+    request = PendingWorkRequest(
+        workspace=str(ex.clone), execution_id=EXECUTION, execution_branch=BRANCH
+    )
+
+    result = await run(ex.acts.commit_pending_work, request)
+
+    assert result.head == ex.head()
+    assert sorted(result.removed_worktrees) == ["busy", "done", "idle"]
+    assert result.unfinished_branches == {"busy": busy.branch}
+    assert not (ex.root / EXECUTION / "worktrees").exists()
+    assert git(ex.clone, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert git(ex.clone, "branch", "--list", idle.branch) == ""
+    kept = git(ex.clone, "show", "--format=%B", "--name-only", busy.branch)
+    assert "Coord-Unfinished: busy" in kept and "half.txt" in kept
+    assert ex.subjects() == ["done: do done"]  # unfinished work never reaches the branch
+    again = await run(ex.acts.commit_pending_work, request)
+    assert again.head == result.head and again.removed_worktrees == []
+
+
+async def test_diff_from_base_writes_the_patch(ex: Execution) -> None:
+    await ex.land("t1", {"a.txt": "alpha\n"})
+    await ex.land("t2", {"app.py": "print('bye')\n"})
+    request = DiffRequest(
+        workspace=str(ex.clone), base_commit=ex.workspace.base_commit, execution_id=EXECUTION
+    )
+    summary = await run(ex.acts.diff_from_base, request)
+    head = ex.head()
+    assert summary.head == head
+    assert summary.files == ["a.txt", "app.py"] and summary.total_files == 2
+    assert "a.txt" in summary.stat and "2 files changed" in summary.stat
+    patch = Path(summary.diff_path)
+    assert patch == ex.root / EXECUTION / "artifacts" / f"diff-{head[:12]}.patch"
+    assert "+alpha" in patch.read_text() and "+print('bye')" in patch.read_text()
+    assert await run(ex.acts.diff_from_base, request) == summary
+    assert [p.name for p in patch.parent.iterdir()] == [patch.name]  # no temporary left
+
+
+def test_stat_is_clipped_to_4kb() -> None:
+    lines = [f" file{i:04}.txt | 1 +" for i in range(1000)]
+    stat = "\n".join([*lines, " 1000 files changed, 1000 insertions(+)"])
+    clipped = _clip_stat(stat)
+    assert len(clipped.encode()) <= 4096
+    assert clipped.endswith("1000 files changed, 1000 insertions(+)")
+    assert "more files" in clipped and clipped.startswith(" file0000.txt")
+
+
+async def test_stale_index_lock_from_a_dead_git_is_removed(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+    lock = Path(git(wt.path, "rev-parse", "--absolute-git-dir")) / "index.lock"
+    lock.write_text("")
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    result = await ex.commit(wt, "t1")
+    assert result.commit is not None and not lock.exists()
+
+
+def test_a_lock_a_live_git_holds_is_kept(tmp_path: Path) -> None:
+    lock = tmp_path / "index.lock"
+    lock.write_text("")
+    assert not remove_stale_lock(lock)  # young: its git may be starting up
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    with lock.open():  # a live git keeps its lock file open
+        assert not remove_stale_lock(lock)
+    assert lock.exists()
+    assert remove_stale_lock(lock) and not lock.exists()
+
+
+async def test_task_id_that_cannot_be_a_branch_is_rejected(ex: Execution) -> None:
+    with pytest.raises(ApplicationError) as raised:
+        await ex.create("a..b")
+    assert raised.value.non_retryable and raised.value.type == "BadTaskId"
+
+
+async def test_ids_never_reach_outside_the_workspace_root(ex: Execution) -> None:
+    outside = ex.root.parent / "precious"
+    outside.mkdir()
+    request = RemoveWorktreeRequest(
+        workspace=str(ex.clone), execution_id=EXECUTION, task_id="../../../precious"
+    )
+    for execution_id, task_id in [(EXECUTION, "../../../precious"), ("../precious", "t1")]:
+        request = request.model_copy(update={"execution_id": execution_id, "task_id": task_id})
+        with pytest.raises(ApplicationError) as raised:
+            await run(ex.acts.remove_task_worktree, request)
+        assert raised.value.non_retryable and outside.exists()
+
+
+async def test_missing_execution_branch_is_not_retried(ex: Execution) -> None:
+    request = MergeRequest(
+        workspace=str(ex.clone),
+        execution_branch="coord/nope",
+        task_branch=task_branch(EXECUTION, "t1"),
+        task_id="t1",
+        title="t",
+    )
+    with pytest.raises(ApplicationError) as raised:
+        await run(ex.acts.merge_task, request)
+    assert raised.value.non_retryable
