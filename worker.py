@@ -10,10 +10,12 @@ import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -23,8 +25,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from activities.command_specialist import CommandSpecialistActivities
+from activities.gates import GateActivities
 from activities.plan_check import check_plan
 from activities.workspace import WorkspaceActivities
+from activities.worktrees import WorktreeActivities
 from coordinator.settings import (
     ClientSettings,
     ConfigError,
@@ -34,27 +39,73 @@ from coordinator.settings import (
 )
 from workflows import search_attributes as sa
 from workflows.execution import ExecutionWorkflow
+from workflows.implementation_phase import ImplementationPhaseWorkflow
+from workflows.integration_phase import IntegrationPhaseWorkflow
+from workflows.review_phase import ReviewPhaseWorkflow
 from workflows.setup_phase import SetupPhaseWorkflow
+from workflows.validation_phase import ValidationPhaseWorkflow
 
 log = logging.getLogger("coord.worker")
 
-WORKFLOWS: list[type] = [ExecutionWorkflow, SetupPhaseWorkflow]
+WORKFLOWS: list[type] = [
+    ExecutionWorkflow,
+    SetupPhaseWorkflow,
+    ImplementationPhaseWorkflow,
+    ValidationPhaseWorkflow,
+    IntegrationPhaseWorkflow,
+    ReviewPhaseWorkflow,
+]
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
-def activities(workspace_root: Path) -> list[Any]:
+def activities(workspace_root: Path, artifacts_root: Path) -> list[Any]:
     workspace = WorkspaceActivities(workspace_root)
-    return [check_plan, workspace.prepare_workspace]
+    worktrees = WorktreeActivities(workspace_root)
+    return [
+        check_plan,
+        workspace.prepare_workspace,
+        GateActivities(artifacts_root).run_gate,
+        CommandSpecialistActivities(artifacts_root).run,
+        worktrees.create_task_worktree,
+        worktrees.commit_task,
+        worktrees.merge_task,
+        worktrees.remove_task_worktree,
+        worktrees.commit_pending_work,
+        worktrees.diff_from_base,
+    ]
 
 
-def build_worker(client: Client, settings: ClientSettings) -> Worker:
+def build_worker(
+    client: Client,
+    *,
+    task_queue: str,
+    workspace_root: Path,
+    artifacts_root: Path,
+    replace_activities: Sequence[Any] = (),
+) -> Worker:
+    """The worker; `replace_activities` swaps in stand-ins by activity name (tests)."""
+    acts = activities(workspace_root, artifacts_root)
+    if replace_activities:
+        names = {_activity_name(a) for a in replace_activities}
+        acts = [a for a in acts if _activity_name(a) not in names] + list(replace_activities)
     return Worker(
         client,
-        task_queue=settings.task_queue,
+        task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities(settings.workspace_root),
+        activities=acts,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        # Cancellation reaches an activity with its next heartbeat sent to the server: keep
+        # that within seconds (the SDK's default throttle is up to 60 s).
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
+
+
+def _activity_name(fn: Any) -> str:
+    name = activity._Definition.must_from_callable(fn).name
+    assert name is not None, fn
+    return name
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> None:
@@ -95,7 +146,12 @@ async def run_worker(settings: ClientSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     settings.workspace_root.mkdir(parents=True, exist_ok=True)
-    async with build_worker(client, settings):
+    async with build_worker(
+        client,
+        task_queue=settings.task_queue,
+        workspace_root=settings.workspace_root,
+        artifacts_root=settings.artifacts_root,
+    ):
         log.info(
             "worker connected to %s (namespace %s), polling task queue %r, workspaces in %s",
             settings.address,

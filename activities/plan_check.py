@@ -7,7 +7,14 @@ from pathlib import Path
 
 from temporalio import activity
 
-from coordinator.execution import PlanCheck, PlanCheckInput
+from coordinator.execution import (
+    DEFAULT_SPECIALIST_TIMEOUT_S,
+    PlanCheck,
+    PlanCheckInput,
+    SpecialistRef,
+)
+from coordinator.plan import local_path
+from coordinator.specialists import load_registry
 from coordinator.validation import validate_plan
 
 
@@ -18,14 +25,33 @@ async def check_plan(request: PlanCheckInput) -> PlanCheck:
     The plan is checked against the execution's clone, so specialists from the repository's
     own `.claude/agents/` count even when the plan names the repository by URL.
     """
-    result = await asyncio.to_thread(
-        validate_plan,
-        request.plan,
-        base_dir=Path(request.plan_dir),
-        repository_override=Path(request.workspace),
+    return await asyncio.to_thread(_check, request)
+
+
+def _check(request: PlanCheckInput) -> PlanCheck:
+    plan, plan_dir, workspace = request.plan, Path(request.plan_dir), Path(request.workspace)
+    specialists_dir = local_path(plan.specialists_dir, plan_dir) if plan.specialists_dir else None
+    registry = load_registry(specialists_dir=specialists_dir, repository=workspace)
+    result = validate_plan(
+        plan, base_dir=plan_dir, repository_override=workspace, registry=registry
     )
+    # The fixer defaults to each task's own specialist for tasks, and to the built-in
+    # `fixer` for gate rounds and review findings.
+    roles = (plan.fixer or "fixer", plan.reviewer)
+    wanted = {*result.routes.values(), *(name for name in roles if name)}
+    refs = {}
+    for name in sorted(wanted):
+        if (spec := registry.get(name)) is not None:
+            refs[name] = SpecialistRef(
+                name=spec.name,
+                backend=spec.backend,
+                command=spec.command,
+                timeout_s=spec.timeout or DEFAULT_SPECIALIST_TIMEOUT_S,
+                max_turns=spec.max_turns,
+            )
     return PlanCheck(
         errors=[str(p) for p in result.errors],
         warnings=[str(p) for p in result.warnings],
         routes=result.routes,
+        specialists=refs,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -13,40 +14,51 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
 )
 from temporalio.exceptions import FailureError
 from temporalio.service import RPCError
 
 from cli.exit_codes import ExitCode, exit_code_for
-from cli.render import progress_view
+from cli.render import progress_view, waiting_text
 from coordinator.report import ExecutionReport, ExecutionStatus, Progress
-from workflows.execution import ExecutionWorkflow
 
 POLL_SECONDS = 0.5
 
-
-def report_handle(
-    client: Client, execution_id: str
-) -> WorkflowHandle[ExecutionWorkflow, ExecutionReport]:
-    return client.get_workflow_handle_for(ExecutionWorkflow.run, execution_id)
+# The execution's workflow is addressed by name (its query `progress`, its result an
+# ExecutionReport), so the CLI does not need the workflow class to look at one.
+ExecutionHandle = WorkflowHandle[Any, ExecutionReport]
 
 
-async def query_progress(
-    handle: WorkflowHandle[ExecutionWorkflow, ExecutionReport],
-) -> Progress | None:
-    """The progress, or None while no worker can answer (a query needs one)."""
+def report_handle(client: Client, execution_id: str) -> ExecutionHandle:
+    handle: ExecutionHandle = client.get_workflow_handle(execution_id, result_type=ExecutionReport)
+    return handle
+
+
+async def query_progress(handle: WorkflowHandle[Any, Any]) -> Progress | None:
+    """The progress, or None while no worker can answer (a query needs one) or the workflow
+    cannot (its code fails on the worker; the worker's log says why)."""
     try:
-        return await handle.query(ExecutionWorkflow.progress)
-    except RPCError:
+        progress = await handle.query("progress", result_type=Progress)
+    except (RPCError, WorkflowQueryFailedError):
         return None
+    assert isinstance(progress, Progress)
+    return progress
 
 
-async def is_closed(handle: WorkflowHandle[ExecutionWorkflow, ExecutionReport]) -> bool:
+def is_waiting(progress: Progress | None) -> bool:
+    return progress is not None and progress.status in (
+        ExecutionStatus.ESCALATED,
+        ExecutionStatus.AWAITING_APPROVAL,
+    )
+
+
+async def is_closed(handle: WorkflowHandle[Any, Any]) -> bool:
     return (await handle.describe()).status != WorkflowExecutionStatus.RUNNING
 
 
 async def follow(
-    handle: WorkflowHandle[ExecutionWorkflow, ExecutionReport],
+    handle: ExecutionHandle,
     ui_url: str | None,
     *,
     to_stderr: bool = False,
@@ -81,28 +93,36 @@ async def follow(
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def _stop(
-    handle: WorkflowHandle[ExecutionWorkflow, ExecutionReport], last: Progress | None
-) -> bool:
-    waiting = last is not None and last.status in (
-        ExecutionStatus.ESCALATED,
-        ExecutionStatus.AWAITING_APPROVAL,
-    )
-    return waiting or await is_closed(handle)
+async def _stop(handle: ExecutionHandle, last: Progress | None) -> bool:
+    return is_waiting(last) or await is_closed(handle)
 
 
 async def finish(
-    handle: WorkflowHandle[ExecutionWorkflow, ExecutionReport],
+    handle: ExecutionHandle,
     last: Progress | None,
     ui_url: str | None,
     *,
     json_output: bool,
 ) -> ExitCode:
-    """Print the report of a closed execution (or the question of a waiting one)."""
+    """Print the report of a closed execution, or the question of a waiting one with the
+    commands that answer it (exit 3)."""
     if not await is_closed(handle):
-        assert last is not None
-        typer.echo(f"{last.execution_id} is waiting on a human: {last.status.value}")
-        return exit_code_for(last.status)
+        # The freshest view of what is asked; the last one seen if no worker answers now.
+        progress = await query_progress(handle)
+        if not is_waiting(progress):
+            progress = last
+        if progress is None:
+            typer.echo(
+                f"error: no worker answered for {handle.id}; is 'coord worker' running?", err=True
+            )
+            return ExitCode.NOT_COMPLETE
+        if json_output:
+            typer.echo(progress.model_dump_json(indent=2))
+        else:
+            typer.echo(waiting_text(progress))
+            if ui_url:
+                typer.echo(f"\nWeb UI: {ui_url}")
+        return exit_code_for(progress.status)
     try:
         report = await handle.result()
     except WorkflowFailureError as err:

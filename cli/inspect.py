@@ -21,7 +21,7 @@ from cli.common import (
 )
 from cli.exit_codes import ExitCode
 from cli.follow import finish, follow, is_closed, query_progress, report_handle
-from cli.render import progress_view
+from cli.render import progress_view, waiting_text
 from coordinator.report import ExecutionStatus
 from coordinator.settings import connect, execution_ui_url
 from workflows import search_attributes as sa
@@ -49,6 +49,9 @@ def status_command(
             typer.echo(progress.model_dump_json(indent=2))
         else:
             Console().print(progress_view(progress, execution_ui_url(settings, execution_id)))
+            if progress.pending_escalations or progress.pending_approval:
+                # Plain text, unwrapped: the commands that answer are copied from here.
+                typer.echo("\n" + waiting_text(progress))
         return ExitCode.COMPLETE
 
     raise typer.Exit(int(run_async(show())))

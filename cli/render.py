@@ -1,12 +1,17 @@
-"""Terminal rendering of progress (rich tables)."""
+"""Terminal rendering of progress (rich tables) and of the questions an execution asks."""
 
 from __future__ import annotations
+
+import json
+import re
+import shlex
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from coordinator.report import Progress
+from coordinator.escalation import Approval, Escalation
+from coordinator.report import GateSummary, Progress, TaskState
 
 _STYLE = {
     "done": "green",
@@ -14,10 +19,28 @@ _STYLE = {
     "running": "cyan",
     "fixing": "yellow",
     "escalated": "bold red",
+    "awaiting_approval": "bold yellow",
     "failed": "red",
     "skipped": "dim",
     "not_available": "dim",
 }
+
+ERROR_LINES = 20  # lines of a failure's output shown with a question
+GUIDANCE_PLACEHOLDER = "..."
+
+# Gate and specialist output is arbitrary text: no terminal escape sequences reach the screen.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def clean(text: str) -> str:
+    """Text from a gate or a specialist, safe to print: no escapes or control characters."""
+    return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
+
+
+def first_line(text: str, width: int = 120) -> str:
+    line = next((ln.strip() for ln in clean(text).splitlines() if ln.strip()), "")
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
@@ -29,7 +52,7 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
     )
     phases = Table("phase", "status", "summary", title="Phases", title_justify="left")
     for ph in progress.phases:
-        phases.add_row(ph.name, Text(ph.status, _STYLE.get(ph.status, "")), ph.summary)
+        phases.add_row(ph.name, Text(ph.status, _STYLE.get(ph.status, "")), Text(ph.summary))
     tasks = Table(
         "task",
         "layer",
@@ -37,19 +60,23 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
         "specialist",
         "status",
         "attempts",
+        "gates",
         title="Tasks",
         title_justify="left",
     )
     for t in progress.tasks:
         tasks.add_row(
-            t.id,
-            t.layer or "",
-            ", ".join(t.depends_on),
-            t.specialist or "-",
+            Text(t.id),
+            Text(t.layer or ""),
+            Text(", ".join(t.depends_on)),
+            Text(t.specialist or "-"),
             Text(t.status, _STYLE.get(t.status, "")),
             str(t.attempts),
+            _gate_count(t.gates),
         )
     parts: list[Table | Text] = [head, phases, tasks]
+    parts += _gate_lines(progress)
+    parts += _waiting_tables(progress)
     if progress.workspace:
         ws = progress.workspace
         parts.append(Text(f"branch {ws.branch} (from {ws.base_branch}) in {ws.path}"))
@@ -57,3 +84,143 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
     if ui_url:
         parts.append(Text(f"Web UI: {ui_url}"))
     return Group(*parts)
+
+
+def _gate_count(gates: list[GateSummary]) -> Text:
+    if not gates:
+        return Text("-")
+    passed = sum(g.passed for g in gates)
+    return Text(f"{passed}/{len(gates)}", "green" if passed == len(gates) else "red")
+
+
+def _gate_lines(progress: Progress) -> list[Table | Text]:
+    """Gates passed/total per level, the failing layer/system/review gates, and the last error
+    of every task that failed or is stuck."""
+    lines: list[Table | Text] = []
+    totals = progress.gate_totals()
+    if totals:
+        lines.append(
+            Text(
+                "gates passed: "
+                + ", ".join(f"{level} {p}/{total}" for level, (p, total) in totals.items())
+            )
+        )
+    for g in progress.gates:
+        if not g.passed:
+            how = "timed out" if g.timed_out else f"exit {g.exit_code}"
+            log = f", log {g.log_path}" if g.log_path else ""
+            lines.append(Text(f"{g.level} gate {g.name} ({g.scope}) failed: {how}{log}", "red"))
+    for t in _troubled(progress.tasks):
+        lines.append(
+            Text(f"{t.id} ({t.status}, attempt {t.attempts}): {first_line(t.last_error)}", "red")
+        )
+    return lines
+
+
+def _troubled(tasks: list[TaskState]) -> list[TaskState]:
+    return [t for t in tasks if t.status in ("failed", "escalated", "fixing") and t.last_error]
+
+
+def _waiting_tables(progress: Progress) -> list[Table | Text]:
+    parts: list[Table | Text] = []
+    pending = progress.pending_escalations
+    if pending:
+        table = Table(
+            "escalation",
+            "task",
+            "phase",
+            "reason",
+            title="Waiting on a human",
+            title_justify="left",
+        )
+        for e in pending:
+            table.add_row(Text(e.id, "bold red"), Text(e.task_id or "-"), e.phase, Text(e.reason))
+        parts.append(table)
+    approval = progress.pending_approval
+    if approval:
+        parts.append(Text(f"approval {approval.name} pending: {approval.question}", "bold yellow"))
+    return parts
+
+
+def waiting_text(progress: Progress) -> str:
+    """What an execution waits for, precisely, and the exact commands that answer it.
+
+    Plain text (no wrapping, no markup), so the commands can be copied and grepped."""
+    eid = progress.execution_id
+    pending = progress.pending_escalations
+    approval = progress.pending_approval
+    asks = [f"{len(pending)} escalation{'s' if len(pending) != 1 else ''}"] if pending else []
+    if approval:
+        asks.append(f"approval {approval.name}")
+    lines = [f"{eid} is waiting on a human: {' and '.join(asks) or progress.status.value}"]
+    for e in pending:
+        lines += ["", *escalation_lines(eid, e)]
+    if approval:
+        lines += ["", *approval_lines(eid, approval)]
+    if not pending and not approval:
+        lines += ["", f"(nothing is pending any more; 'coord status {_q(eid)}' shows where it is)"]
+    return "\n".join(lines)
+
+
+def escalation_lines(execution_id: str, e: Escalation) -> list[str]:
+    where = f"task {e.task_id}, phase {e.phase}" if e.task_id else f"phase {e.phase}"
+    lines = [
+        f"escalation {e.id} ({where})",
+        f"  reason:    {clean(e.reason)}",
+        f"  question:  {clean(e.question)}",
+        f"  attempts:  {e.attempts}",
+    ]
+    if e.last_error:
+        lines.append(f"  last error: {first_line(e.last_error, 200)}")
+    output = [ln.rstrip() for ln in clean(e.output_tail).rstrip().splitlines()]
+    if output:
+        # The end of a failure's output is where the summary is (pytest, compilers, linters).
+        shown = output[-ERROR_LINES:]
+        lines.append("  output (last lines):")
+        if len(output) > len(shown):
+            lines.append(f"    ... {len(output) - len(shown)} earlier lines, see the log")
+        lines += [f"    | {ln}" for ln in shown]
+    if e.recommended:
+        lines.append("  recommended:")
+        lines += [f"    - {clean(r)}" for r in e.recommended]
+    if e.artifacts:
+        lines.append("  logs:")
+        lines += [f"    {a}" for a in e.artifacts]
+    eid, esc = _q(execution_id), _q(e.id)
+    lines += [
+        "  answer with one of:",
+        f'    coord resolve {eid} {esc} --retry --guidance "{GUIDANCE_PLACEHOLDER}"',
+        f"    coord resolve {eid} {esc} --skip",
+        f"    coord resolve {eid} {esc} --abort",
+        "  or with the Temporal CLI:",
+        f"    temporal workflow update execute --workflow-id {eid} --name resolve_escalation "
+        f"--input {resolve_input(e.id, 'retry', GUIDANCE_PLACEHOLDER)}",
+    ]
+    return lines
+
+
+def resolve_input(escalation_id: str, action: str, guidance: str = "") -> str:
+    """The `--input` of `temporal workflow update execute` for a resolution, shell-quoted."""
+    payload: dict[str, str] = {"escalation_id": escalation_id, "action": action}
+    if guidance:
+        payload["guidance"] = guidance
+    return shlex.quote(json.dumps(payload))
+
+
+def approval_lines(execution_id: str, a: Approval) -> list[str]:
+    eid = _q(execution_id)
+    return [
+        f"approval {a.name}",
+        f"  question:  {clean(a.question)}",
+        "  answer with one of:",
+        f"    coord approve {eid}",
+        f'    coord reject {eid} --reason "{GUIDANCE_PLACEHOLDER}"',
+        "  or with the Temporal CLI:",
+        f"    temporal workflow update execute --workflow-id {eid} --name approve --input '{{}}'",
+        f"    temporal workflow update execute --workflow-id {eid} --name reject "
+        f"--input {shlex.quote(json.dumps({'reason': GUIDANCE_PLACEHOLDER}))}",
+    ]
+
+
+def _q(word: str) -> str:
+    return shlex.quote(word)

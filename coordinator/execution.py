@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from coordinator.branches import DiffSummary
 from coordinator.plan import Plan, git_ref_problem, is_clone_url, local_path, plan_folder
-from coordinator.report import Workspace
+from coordinator.report import GateSummary, TaskState, Workspace
 
 
 class ExecutionInput(BaseModel):
@@ -23,11 +25,24 @@ class ExecutionInput(BaseModel):
     repository: str
 
 
+DEFAULT_SPECIALIST_TIMEOUT_S = 1800
+
+
 class PlanCheckInput(BaseModel):
     plan: Plan
     plan_dir: str
     # The execution's clone: its .claude/agents count, also for clone-URL repositories.
     workspace: str
+
+
+class SpecialistRef(BaseModel):
+    """What the workflow needs to dispatch a specialist; its prompt stays in its file."""
+
+    name: str
+    backend: Literal["claude", "command"]
+    command: str | None = None
+    timeout_s: int = DEFAULT_SPECIALIST_TIMEOUT_S
+    max_turns: int | None = None
 
 
 class PlanCheck(BaseModel):
@@ -36,6 +51,8 @@ class PlanCheck(BaseModel):
     errors: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     routes: dict[str, str] = Field(default_factory=dict)
+    # Every specialist the execution may call: the tasks', the fixer, the reviewer.
+    specialists: dict[str, SpecialistRef] = Field(default_factory=dict)
 
 
 class PrepareWorkspaceInput(BaseModel):
@@ -96,3 +113,41 @@ def build_execution_input(
         plan_dir=str(plan_dir),
         repository=repository,
     )
+
+
+class PhaseInput(BaseModel):
+    """What every phase after setup works from."""
+
+    execution_id: str
+    plan: Plan
+    workspace: Workspace
+    routes: dict[str, str]
+    specialists: dict[str, SpecialistRef]
+
+
+class ImplementationResult(BaseModel):
+    tasks: list[TaskState]
+    aborted: bool = False
+    head: str
+
+
+class GateRoundResult(BaseModel):
+    """The outcome of gates with their fix loop (layer gates, validation)."""
+
+    gates: list[GateSummary] = Field(default_factory=list)
+    passed: bool
+    aborted: bool = False
+    head: str
+
+
+class ReviewResult(BaseModel):
+    verdict: Literal["approve", "changes_requested", "skipped"]
+    findings: str = ""
+    rounds: int = 0
+    aborted: bool = False
+    head: str
+
+
+class IntegrationResult(BaseModel):
+    head: str
+    diff: DiffSummary

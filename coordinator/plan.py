@@ -11,7 +11,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 
@@ -121,6 +128,22 @@ class Task(StrictModel):
     gates: list[Gate] = Field(default_factory=list)
 
 
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: object) -> object:
+    """`72h`, `30m`, `45s`, `2d` or a number of seconds."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return int(match[1]) * _UNIT_SECONDS[match[2]]
+    if isinstance(value, str):
+        raise ValueError(f"'{value}' is not a duration: use e.g. 45s, 30m, 72h or 2d")
+    return value
+
+
+Duration = Annotated[int, BeforeValidator(_parse_duration), Field(gt=0, description="seconds")]
+
+
 class Plan(StrictModel):
     name: PlanName
     repository: NonEmpty
@@ -130,6 +153,15 @@ class Plan(StrictModel):
     specialists_dir: NonEmpty | None = None
     strict_files: bool = False
     approval: Approval = Field(default_factory=Approval)
+    # Who fixes a failing task on attempts 2 and 3: the task's own specialist unless named.
+    fixer: NonEmpty | None = None
+    # Who reviews the finished branch; null skips the review phase.
+    reviewer: NonEmpty | None = "code-reviewer"
+    # With no answer to an escalation after this long, apply on_escalation_timeout.
+    escalation_timeout: Duration | None = None
+    on_escalation_timeout: Literal["abort", "skip"] = "abort"
+    # When a task is skipped, its dependants are skipped too, or each escalates.
+    on_skip: Literal["skip_dependants", "escalate"] = "skip_dependants"
     gates: list[Gate] = Field(default_factory=list)
     layer_gates: list[Gate] = Field(default_factory=list)
     tasks: list[Task] = Field(default_factory=list)

@@ -11,6 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from coordinator.escalation import Approval, Escalation
+from coordinator.work import GateLevel, GateResult
+
 PhaseName = Literal["setup", "implementation", "validation", "integration", "review"]
 PHASES: tuple[PhaseName, ...] = ("setup", "implementation", "validation", "integration", "review")
 
@@ -36,7 +39,7 @@ class ExecutionStatus(StrEnum):
         )
 
 
-PhaseStatus = Literal["pending", "running", "done", "failed", "not_available"]
+PhaseStatus = Literal["pending", "running", "done", "failed", "skipped", "not_available"]
 TaskStatus = Literal[
     "pending", "ready", "running", "passed", "fixing", "escalated", "skipped", "failed"
 ]
@@ -50,6 +53,32 @@ class PhaseState(BaseModel):
     summary: str = ""
 
 
+class GateSummary(BaseModel):
+    """A gate's latest verdict; the output tail stays in the activity result and the log."""
+
+    name: str
+    level: GateLevel
+    scope: str
+    passed: bool
+    exit_code: int | None = None
+    timed_out: bool = False
+    duration_s: float = 0.0
+    log_path: str = ""
+
+    @classmethod
+    def of(cls, result: GateResult) -> GateSummary:
+        return cls(
+            name=result.name,
+            level=result.level,
+            scope=result.scope,
+            passed=result.passed,
+            exit_code=result.exit_code,
+            timed_out=result.timed_out,
+            duration_s=result.duration_s,
+            log_path=result.log_path,
+        )
+
+
 class TaskState(BaseModel):
     id: str
     title: str
@@ -58,6 +87,19 @@ class TaskState(BaseModel):
     specialist: str | None = None
     status: TaskStatus = "pending"
     attempts: int = 0
+    gates: list[GateSummary] = Field(default_factory=list)
+    last_error: str = ""
+    commit: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    tokens: int = 0
+    cost_usd: float | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
 
 
 class Workspace(BaseModel):
@@ -81,8 +123,37 @@ class Progress(BaseModel):
     tasks: list[TaskState]
     workspace: Workspace | None = None
     problems: list[str] = Field(default_factory=list)
+    # Layer, system and review gates, latest verdict per (level, scope, name).
+    gates: list[GateSummary] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    review: str = ""
     started_at: datetime | None = None
     updated_at: datetime | None = None
+
+    @property
+    def pending_escalations(self) -> list[Escalation]:
+        return [e for e in self.escalations if e.state == "pending"]
+
+    @property
+    def pending_approval(self) -> Approval | None:
+        return next((a for a in self.approvals if a.state == "pending"), None)
+
+    def record_gate(self, gate: GateSummary) -> None:
+        self.gates = [
+            g
+            for g in self.gates
+            if (g.level, g.scope, g.name) != (gate.level, gate.scope, gate.name)
+        ] + [gate]
+
+    def gate_totals(self) -> dict[str, tuple[int, int]]:
+        """Gates passed / total per level (task gates included), latest verdicts."""
+        every = [g for t in self.tasks for g in t.gates] + self.gates
+        totals: dict[str, tuple[int, int]] = {}
+        for gate in every:
+            passed, total = totals.get(gate.level, (0, 0))
+            totals[gate.level] = (passed + gate.passed, total + 1)
+        return totals
 
     @property
     def percent(self) -> int:
@@ -114,6 +185,11 @@ class ExecutionReport(BaseModel):
     tasks: list[TaskState]
     workspace: Workspace | None = None
     problems: list[str] = Field(default_factory=list)
+    gates: list[GateSummary] = Field(default_factory=list)
+    gate_totals: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    escalations: list[Escalation] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    review: str = ""
     human_todo: list[str] = Field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -130,13 +206,28 @@ class ExecutionReport(BaseModel):
             tasks=progress.tasks,
             workspace=progress.workspace,
             problems=progress.problems,
+            gates=progress.gates,
+            gate_totals=progress.gate_totals(),
+            escalations=progress.escalations,
+            approvals=progress.approvals,
+            review=progress.review,
             human_todo=human_todo,
             started_at=progress.started_at,
             finished_at=finished_at,
         )
 
+    @property
+    def tokens(self) -> int:
+        return sum(t.tokens for t in self.tasks)
+
+    @property
+    def cost_usd(self) -> float | None:
+        costs = [t.cost_usd for t in self.tasks if t.cost_usd is not None]
+        return sum(costs) if costs else None
+
     def to_markdown(self, ui_url: str | None = None) -> str:
         done = sum(1 for t in self.tasks if t.status == "passed")
+        skipped = sum(1 for t in self.tasks if t.status == "skipped")
         lines = [
             "## Execution Report",
             "",
@@ -149,20 +240,61 @@ class ExecutionReport(BaseModel):
             "| phase | status | summary |",
             "|---|---|---|",
         ]
-        lines += [f"| {p.name} | {p.status} | {p.summary} |" for p in self.phases]
+        lines += [f"| {p.name} | {p.status} | {_cell(p.summary)} |" for p in self.phases]
         lines += [
             "",
             "### Implementation Results",
             "",
-            f"- Total Tasks: {done} completed / {len(self.tasks)} total",
+            f"- Total Tasks: {done} completed / {len(self.tasks)} total"
+            + (f" ({skipped} skipped)" if skipped else ""),
+            f"- Quality Gates: {_totals(self.gate_totals)}",
+            f"- Tokens: {self.tokens}"
+            + (f", cost ${self.cost_usd:.2f}" if self.cost_usd is not None else ""),
             "",
-            "| task | title | specialist | status | attempts |",
-            "|---|---|---|---|---|",
+            "| task | title | specialist | status | attempts | gates | duration |",
+            "|---|---|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {t.id} | {t.title} | {t.specialist or '-'} | {t.status} | {t.attempts} |"
-            for t in self.tasks
-        ]
+        for t in self.tasks:
+            gates = f"{sum(g.passed for g in t.gates)}/{len(t.gates)}" if t.gates else "-"
+            duration = f"{t.duration_s:.0f}s" if t.duration_s is not None else "-"
+            lines.append(
+                f"| {t.id} | {_cell(t.title)} | {t.specialist or '-'} | {t.status} "
+                f"| {t.attempts} | {gates} | {duration} |"
+            )
+        if self.gates:
+            lines += [
+                "",
+                "### Quality Gates",
+                "",
+                "| level | scope | gate | result |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| {g.level} | {g.scope} | {g.name} | {'passed' if g.passed else 'FAILED'} |"
+                for g in self.gates
+            ]
+        if self.review:
+            lines += ["", "### Review", "", self.review]
+        if self.escalations:
+            lines += ["", "### Escalations", ""]
+            for e in self.escalations:
+                answer = (
+                    f"{e.answer.action.value}"
+                    + (f" ({e.answer.guidance})" if e.answer.guidance else "")
+                    if e.answer
+                    else e.state
+                )
+                lines.append(
+                    f"- `{e.id}` ({e.phase}{', task ' + e.task_id if e.task_id else ''}): "
+                    f"{e.reason} → {answer}"
+                )
+        if self.approvals:
+            lines += ["", "### Approvals", ""]
+            lines += [
+                f"- {a.name}: {a.state}"
+                + (f" ({a.answer.reason})" if a.answer and a.answer.reason else "")
+                for a in self.approvals
+            ]
         if self.workspace:
             ws = self.workspace
             lines += [
@@ -180,3 +312,14 @@ class ExecutionReport(BaseModel):
         if ui_url:
             lines += ["", f"Temporal UI: {ui_url}"]
         return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Markdown table cells hold one line without pipes."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _totals(totals: dict[str, tuple[int, int]]) -> str:
+    if not totals:
+        return "none run"
+    return ", ".join(f"{level} {passed}/{total}" for level, (passed, total) in totals.items())

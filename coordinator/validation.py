@@ -435,6 +435,8 @@ class _PlanView:
     repository: str | None = None
     specialists_dir: str | None = None
     strict_files: bool = False
+    # Plan-level specialists: the fixer and the reviewer, when named.
+    roles: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _view_of_plan(plan: Plan) -> _PlanView:
@@ -451,7 +453,12 @@ def _view_of_plan(plan: Plan) -> _PlanView:
         )
         for i, t in enumerate(plan.tasks)
     ]
-    return _PlanView(tasks, len(tasks), plan.repository, plan.specialists_dir, plan.strict_files)
+    roles = [
+        (key, name) for key, name in (("fixer", plan.fixer), ("reviewer", plan.reviewer)) if name
+    ]
+    return _PlanView(
+        tasks, len(tasks), plan.repository, plan.specialists_dir, plan.strict_files, roles
+    )
 
 
 def _text(value: object) -> str | None:
@@ -499,6 +506,11 @@ def _view_of_data(data: Mapping[str, Any]) -> _PlanView:
         _text(data.get("repository")),
         _text(data.get("specialists_dir")),
         strict if isinstance(strict, bool) else False,
+        [
+            (key, name)
+            for key, default in (("fixer", None), ("reviewer", "code-reviewer"))
+            if (name := _text(data.get(key, default)))
+        ],
     )
 
 
@@ -644,6 +656,18 @@ def _check_specialists(
     routes: dict[str, str] = {}
     names = registry.names()
     listing = ", ".join(names) if names else "none"
+    for key, name in view.roles:
+        if registry.get(name) is None:
+            close = registry.close_names(name)
+            hint = (
+                f"did you mean {' or '.join(map(repr, close))}?" if close else f"known: {listing}"
+            )
+            checker.add(
+                missing,
+                (key,),
+                f"unknown specialist '{name}' ({hint})"
+                + (_AFTER_CLONE if missing == "warning" else ""),
+            )
     for task in view.tasks:
         if task.specialist is not None:
             if registry.get(task.specialist) is None:

@@ -57,7 +57,7 @@ async def worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterat
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities(tmp_path / "workspaces"),
+        activities=activities(tmp_path / "workspaces", tmp_path / "workspaces" / "artifacts"),
     ):
         yield
 
@@ -66,30 +66,36 @@ async def test_run_wait_status_list_report(cli_env: dict[str, str], worker: None
     # Unique per run: ids are never reused, and TEMPORAL_ADDRESS may be a lasting server.
     eid = f"demo-{uuid.uuid4().hex[:8]}"
     code, out, err = await coord("run", str(DEMO_PLAN), "--wait", "--id", eid, env=cli_env)
-    assert code == 1, err  # Partial: setup only in this version
+    assert code == 0, err
     assert f"started execution {eid}" in out, err
     assert f"Web UI: http://ui.example:8233/namespaces/default/workflows/{eid}" in out
-    assert "### Final Status: Partial" in out
-    assert "not available in this version" in out
+    assert "### Final Status: Complete" in out
 
     code, out, err = await coord("status", eid, "--json", env=cli_env)
     progress = json.loads(out)
-    assert progress["status"] == "partial"
-    assert [t["id"] for t in progress["tasks"]] == ["farewell", "version", "cli", "cli-tests"]
+    assert progress["status"] == "completed"
+    assert [t["id"] for t in progress["tasks"]] == [
+        "farewell",
+        "shout",
+        "version",
+        "cli",
+        "cli-tests",
+    ]
+    assert {t["status"] for t in progress["tasks"]} == {"passed"}
     assert progress["workspace"]["branch"] == f"coord/{eid}"
 
     code, out, err = await coord("report", eid, "--json", env=cli_env)
-    assert code == 1
-    assert json.loads(out)["status"] == "Partial"
+    assert code == 0
+    assert json.loads(out)["status"] == "Complete"
 
     # Visibility is eventually consistent: the list may take a moment to show the run.
     for _ in range(50):
-        code, out, err = await coord("list", "--status", "partial", "--json", env=cli_env)
+        code, out, err = await coord("list", "--status", "completed", "--json", env=cli_env)
         if any(row["execution_id"] == eid for row in json.loads(out)):
             break
         await asyncio.sleep(0.2)
     else:
-        pytest.fail(f"{eid} not listed as partial: {out}")
+        pytest.fail(f"{eid} not listed as completed: {out}")
 
     code, out, err = await coord("run", str(DEMO_PLAN), "--id", eid, env=cli_env)
     assert code == 2
@@ -177,7 +183,7 @@ async def test_worker_process_runs_executions_and_stops_cleanly_on_sigterm(
     )
     try:
         _code, out, err = await coord("run", str(DEMO_PLAN), "--wait", "--json", env=cli_env)
-        assert json.loads(out)["status"] == "Partial", err
+        assert json.loads(out)["status"] == "Complete", err
     finally:
         proc.send_signal(signal.SIGTERM)
         log = (await asyncio.wait_for(proc.communicate(), 60))[0].decode()

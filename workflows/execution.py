@@ -1,25 +1,42 @@
-"""ExecutionWorkflow: one run of a plan. Runs the phases as child workflows; the one control
-surface for humans (the `progress` query now; approvals and escalations with the engine)."""
+"""ExecutionWorkflow: one run of a plan, and the one control surface for humans.
+
+It runs the phases as child workflows (setup → approval? → implementation → validation →
+approval? → integration → review), keeps the progress the phases report, answers the
+`progress` query, and takes the human answers: `resolve_escalation`, `approve`, `reject`
+(each an update with a validator, and a signal of the same name and shape).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
+    ApplicationError,
     ChildWorkflowError,
     FailureError,
     is_cancelled_exception,
 )
 
 with workflow.unsafe.imports_passed_through():
-    from coordinator.execution import ExecutionInput, SetupResult
+    from coordinator.branches import PendingWorkRequest
+    from coordinator.escalation import (
+        Action,
+        Approval,
+        ApprovalAnswer,
+        ApprovalName,
+        Escalation,
+        Resolution,
+    )
+    from coordinator.execution import ExecutionInput, PhaseInput, SetupResult
     from coordinator.report import (
         PHASES,
         ExecutionReport,
         ExecutionStatus,
+        GateSummary,
         PhaseName,
         PhaseState,
         PhaseStatus,
@@ -27,21 +44,38 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
     )
     from workflows import search_attributes as sa
+    from workflows import steps
+    from workflows.implementation_phase import ImplementationPhaseWorkflow
+    from workflows.integration_phase import IntegrationPhaseWorkflow
+    from workflows.phase import (
+        ESCALATION_ANSWERED,
+        ESCALATION_CLOSED,
+        ESCALATION_RAISED,
+        GATE_UPDATE,
+        TASK_UPDATE,
+    )
+    from workflows.review_phase import ReviewPhaseWorkflow
     from workflows.setup_phase import SetupPhaseWorkflow
+    from workflows.validation_phase import ValidationPhaseWorkflow
 
-# The phases after setup arrive with the execution engine; until then an execution
-# prepares its workspace and stops there, saying so in its report.
-ENGINE_PENDING = (
-    "The implementation, validation, integration and review phases are not available in this "
-    "version: the workspace and branch are ready, no specialist has run yet."
-)
 DETAILS_TASK_ROWS = 50  # the Web UI shows a summary table, not a thousand rows
+PHASE_TIMEOUT = timedelta(days=30)  # phases wait on humans; this only bounds a forgotten run
+
+
+class _Stop(Exception):
+    """Ends the run early with a status: an abort, a rejection, a failed setup."""
+
+    def __init__(self, status: ExecutionStatus, todo: str) -> None:
+        super().__init__(todo)
+        self.status = status
+        self.todo = todo
 
 
 @workflow.defn(name="ExecutionWorkflow")
 class ExecutionWorkflow:
     @workflow.init
     def __init__(self, request: ExecutionInput) -> None:
+        self._request = request
         self._progress = Progress(
             execution_id=request.execution_id,
             plan_name=request.plan.name,
@@ -58,49 +92,265 @@ class ExecutionWorkflow:
             ],
             started_at=workflow.now(),
         )
+        self._human_todo: list[str] = []
+
+    # --- queries -------------------------------------------------------------------------
 
     @workflow.query
     def progress(self) -> Progress:
         return self._progress
 
+    # --- what the phases tell us ---------------------------------------------------------
+
+    @workflow.signal(name=TASK_UPDATE)
+    def _task_update(self, state: TaskState) -> None:
+        self._progress.tasks = [state if t.id == state.id else t for t in self._progress.tasks]
+        self._publish()
+
+    @workflow.signal(name=GATE_UPDATE)
+    def _gate_update(self, gate: GateSummary) -> None:
+        self._progress.record_gate(gate)
+        self._publish()
+
+    @workflow.signal(name=ESCALATION_RAISED)
+    def _escalation_raised(self, escalation: Escalation) -> None:
+        escalation.completed = [t.id for t in self._progress.tasks if t.status == "passed"]
+        escalation.remaining = [
+            t.id for t in self._progress.tasks if t.status not in ("passed", "skipped")
+        ]
+        self._progress.escalations.append(escalation)
+        self._publish()
+
+    @workflow.signal(name=ESCALATION_CLOSED)
+    def _escalation_closed(self, escalation: Escalation) -> None:
+        """The plan's escalation_timeout answered it: nobody did."""
+        self._progress.escalations = [
+            escalation if e.id == escalation.id else e for e in self._progress.escalations
+        ]
+        if escalation.answer is not None:
+            self._human_todo.append(
+                f"Nobody answered escalation {escalation.id} in time: it was "
+                f"{escalation.answer.action.value}ed automatically ({escalation.reason})."
+            )
+        self._publish()
+
+    # --- human answers -------------------------------------------------------------------
+
+    @workflow.update(name="resolve_escalation")
+    async def resolve_escalation(self, answer: Resolution) -> Escalation:
+        return await self._resolve(answer)
+
+    async def _resolve(self, answer: Resolution) -> Escalation:
+        escalation = self._pending_escalation(answer)
+        escalation.state = "answered"
+        escalation.answer = answer.model_copy(update={"escalation_id": escalation.id})
+        escalation.answered_at = workflow.now()
+        self._publish()
+        await workflow.get_external_workflow_handle(escalation.waiting_workflow_id).signal(
+            ESCALATION_ANSWERED, escalation.answer
+        )
+        return escalation
+
+    @resolve_escalation.validator
+    def _validate_resolution(self, answer: Resolution) -> None:
+        self._pending_escalation(answer)
+
+    @workflow.signal(name="resolve_escalation")
+    async def resolve_escalation_signal(self, answer: Resolution) -> None:
+        """For `temporal workflow signal` users; an invalid answer is logged and ignored."""
+        try:
+            self._pending_escalation(answer)
+        except ApplicationError as err:
+            workflow.logger.warning("ignored resolve_escalation signal: %s", err)
+            return
+        await self._resolve(answer)
+
+    def _pending_escalation(self, answer: Resolution) -> Escalation:
+        pending = self._progress.pending_escalations
+        if answer.escalation_id is None:
+            if len(pending) == 1:
+                return pending[0]
+            ids = ", ".join(e.id for e in pending) or "none"
+            raise ApplicationError(
+                f"name the escalation to answer: {len(pending)} are pending ({ids})",
+                non_retryable=True,
+            )
+        for escalation in self._progress.escalations:
+            if escalation.id == answer.escalation_id:
+                if escalation.state != "pending":
+                    raise ApplicationError(
+                        f"escalation {escalation.id} was already {escalation.state}",
+                        non_retryable=True,
+                    )
+                return escalation
+        ids = ", ".join(e.id for e in pending) or "none"
+        raise ApplicationError(
+            f"no escalation '{answer.escalation_id}' (pending: {ids})", non_retryable=True
+        )
+
+    @workflow.update(name="approve")
+    def approve(self, answer: ApprovalAnswer) -> Approval:
+        return self._answer_approval("approved", answer)
+
+    @approve.validator
+    def _validate_approve(self, answer: ApprovalAnswer) -> None:
+        self._pending_approval()
+
+    @workflow.update(name="reject")
+    def reject(self, answer: ApprovalAnswer) -> Approval:
+        return self._answer_approval("rejected", answer)
+
+    @reject.validator
+    def _validate_reject(self, answer: ApprovalAnswer) -> None:
+        self._pending_approval()
+
+    @workflow.signal(name="approve")
+    def approve_signal(self, answer: ApprovalAnswer) -> None:
+        if self._progress.pending_approval is not None:
+            self._answer_approval("approved", answer)
+
+    @workflow.signal(name="reject")
+    def reject_signal(self, answer: ApprovalAnswer) -> None:
+        if self._progress.pending_approval is not None:
+            self._answer_approval("rejected", answer)
+
+    def _pending_approval(self) -> Approval:
+        approval = self._progress.pending_approval
+        if approval is None:
+            raise ApplicationError("no approval is pending", non_retryable=True)
+        return approval
+
+    def _answer_approval(self, state: str, answer: ApprovalAnswer) -> Approval:
+        approval = self._pending_approval()
+        approval.state = "approved" if state == "approved" else "rejected"
+        approval.answer = answer
+        approval.answered_at = workflow.now()
+        self._publish()
+        return approval
+
+    # --- the run -------------------------------------------------------------------------
+
     @workflow.run
     async def run(self, request: ExecutionInput) -> ExecutionReport:
         workflow.upsert_search_attributes([sa.PLAN.value_set(request.plan.name)])
-        human_todo: list[str] = []
+        status = ExecutionStatus.COMPLETED
         try:
-            setup = await self._run_setup(request)
-            if setup.ok:
-                for name in PHASES[1:]:
-                    self._set_phase(name, "not_available", "arrives with the execution engine")
-                self._progress.status = ExecutionStatus.PARTIAL
-                human_todo.append(ENGINE_PENDING)
-            else:
-                self._progress.status = ExecutionStatus.FAILED
-                human_todo.append("Fix the problems listed above and run the plan again.")
+            await self._run_phases(request)
+        except _Stop as stop:
+            status = stop.status
+            self._human_todo.append(stop.todo)
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
-            # A cancel reaches us directly, or wrapped by the phase child it interrupted.
-            if is_cancelled_exception(err):
-                self._progress.status = ExecutionStatus.CANCELLED
-                human_todo.append("The execution was cancelled; run the plan again to continue.")
-            else:
-                self._progress.status = ExecutionStatus.FAILED
+            # A cancel reaches us directly, or wrapped by the phase it interrupted.
+            if not is_cancelled_exception(err):
+                status = ExecutionStatus.FAILED
                 self._progress.problems.append(_root_message(err))
-                human_todo.append("Fix the problem listed above and run the plan again.")
+                self._human_todo.append("Fix the problem listed above and run the plan again.")
+            else:
+                status = ExecutionStatus.CANCELLED
+                self._human_todo.append(
+                    "The execution was cancelled: finished tasks are on the branch; run the "
+                    "plan again for the rest."
+                )
+                await self._clean_up_after_cancel()
+        if status == ExecutionStatus.COMPLETED and self._incomplete():
+            status = ExecutionStatus.PARTIAL
+        self._progress.status = status
         self._publish()
         return ExecutionReport.from_progress(
-            self._progress, human_todo=human_todo, finished_at=workflow.now()
+            self._progress, human_todo=self._human_todo, finished_at=workflow.now()
         )
 
-    async def _run_setup(self, request: ExecutionInput) -> SetupResult:
-        self._set_phase("setup", "running", "checking the plan, preparing the workspace")
-        try:
-            setup = await workflow.execute_child_workflow(
-                SetupPhaseWorkflow.run,
-                request,
-                id=f"{request.execution_id}/setup",
-                static_summary=f"setup: {request.plan.name}",
-                execution_timeout=timedelta(hours=2),
+    async def _run_phases(self, request: ExecutionInput) -> None:
+        setup = await self._run_setup(request)
+        ws = setup.workspace
+        phase_input = PhaseInput(
+            execution_id=request.execution_id,
+            plan=request.plan,
+            workspace=ws,
+            routes=setup.check.routes,
+            specialists=setup.check.specialists,
+        )
+        plan = request.plan
+
+        if plan.approval.before_start:
+            await self._await_approval(
+                "before_start",
+                f"Start implementing {len(plan.tasks)} tasks on branch {ws.branch}?",
             )
+
+        self._set_phase("implementation", "running", f"{len(plan.tasks)} tasks")
+        implementation = await self._child(
+            ImplementationPhaseWorkflow.run, phase_input, "implementation"
+        )
+        self._progress.tasks = implementation.tasks
+        self._record_head(implementation.head)
+        passed = sum(t.status == "passed" for t in implementation.tasks)
+        self._set_phase(
+            "implementation", "done", f"{passed} of {len(implementation.tasks)} tasks passed"
+        )
+        if implementation.aborted:
+            raise _Stop(ExecutionStatus.PARTIAL, "Aborted: finished tasks are on the branch.")
+
+        if plan.gates:
+            self._set_phase("validation", "running", f"{len(plan.gates)} system gates")
+            validation = await self._child(ValidationPhaseWorkflow.run, phase_input, "validation")
+            self._record_head(validation.head)
+            verdict = "passed" if validation.passed else "failing (skipped by a human)"
+            self._set_phase("validation", "done", f"system gates {verdict}")
+            if validation.aborted:
+                raise _Stop(ExecutionStatus.PARTIAL, "Aborted in validation: gates still fail.")
+            if not validation.passed:
+                self._human_todo.append("System gates still fail: fix them before merging.")
+        else:
+            self._set_phase("validation", "skipped", "the plan has no system gates")
+
+        if plan.approval_before_handoff:
+            await self._await_approval(
+                "before_handoff",
+                f"Hand off branch {ws.branch} ({passed} tasks done)? Review it, then approve.",
+            )
+
+        self._set_phase("integration", "running", f"finalising {ws.branch}")
+        integration = await self._child(IntegrationPhaseWorkflow.run, phase_input, "integration")
+        self._record_head(integration.head)
+        self._set_phase(
+            "integration",
+            "done",
+            f"{ws.branch} at {integration.head[:12]}, {integration.diff.total_files} files changed",
+        )
+
+        await self._run_review(phase_input)
+
+    async def _run_review(self, phase_input: PhaseInput) -> None:
+        plan = phase_input.plan
+        reviewer = phase_input.specialists.get(plan.reviewer) if plan.reviewer else None
+        if plan.reviewer is None:
+            self._set_phase("review", "skipped", "the plan has no reviewer")
+            return
+        if reviewer is None or reviewer.backend != "command":
+            why = f"reviewer '{plan.reviewer}' needs the Claude backend, not in this version"
+            self._set_phase("review", "skipped", why)
+            self._human_todo.append(
+                f"Review the branch yourself: {why}. Set `reviewer:` to a command specialist, "
+                "or `reviewer: null` to skip the review."
+            )
+            return
+        self._set_phase("review", "running", f"reviewer {reviewer.name}")
+        review = await self._child(ReviewPhaseWorkflow.run, phase_input, "review")
+        self._record_head(review.head)
+        self._progress.review = f"{review.verdict} after {review.rounds} round(s)" + (
+            f":\n\n```\n{review.findings[-2000:]}\n```" if review.findings else ""
+        )
+        self._set_phase("review", "done", f"{review.verdict} ({review.rounds} rounds)")
+        if review.aborted:
+            raise _Stop(ExecutionStatus.PARTIAL, "Aborted in review: the findings stand.")
+        if review.verdict != "approve":
+            self._human_todo.append("The reviewer's findings were not all addressed: see Review.")
+
+    async def _run_setup(self, request: ExecutionInput) -> SetupResult:
+        self._set_phase("setup", "running", "preparing the workspace, checking the plan")
+        try:
+            setup: SetupResult = await self._child(SetupPhaseWorkflow.run, request, "setup")
         except BaseException:
             self._set_phase("setup", "failed", "setup did not finish")
             raise
@@ -108,12 +358,61 @@ class ExecutionWorkflow:
         self._progress.workspace = setup.workspace
         for task in self._progress.tasks:
             task.specialist = setup.check.routes.get(task.id, task.specialist)
-        if setup.ok:
-            ws = setup.workspace
-            self._set_phase("setup", "done", f"branch {ws.branch} from {ws.base_branch}")
-        else:
+        if not setup.ok:
             self._set_phase("setup", "failed", f"{len(setup.check.errors)} plan problem(s)")
+            raise _Stop(
+                ExecutionStatus.FAILED, "Fix the problems listed above and run the plan again."
+            )
+        ws = setup.workspace
+        self._set_phase("setup", "done", f"branch {ws.branch} from {ws.base_branch}")
         return setup
+
+    async def _child(self, run: Any, arg: Any, phase: PhaseName) -> Any:
+        return await workflow.execute_child_workflow(
+            run,
+            arg,
+            id=f"{self._request.execution_id}/{phase}",
+            static_summary=f"{phase}: {self._request.plan.name}",
+            execution_timeout=PHASE_TIMEOUT,
+        )
+
+    async def _await_approval(self, name: ApprovalName, question: str) -> None:
+        approval = Approval(name=name, question=question, asked_at=workflow.now())
+        self._progress.approvals.append(approval)
+        self._publish()
+        await workflow.wait_condition(lambda: approval.state != "pending")
+        self._publish()
+        if approval.state == "rejected":
+            reason = approval.answer.reason if approval.answer else ""
+            raise _Stop(
+                ExecutionStatus.PARTIAL,
+                f"Rejected at {name}" + (f": {reason}" if reason else "") + "; work so far is on "
+                "the branch.",
+            )
+
+    async def _clean_up_after_cancel(self) -> None:
+        """No worktree or process is left behind; finished tasks stay merged."""
+        ws = self._progress.workspace
+        if ws is None:
+            return
+        result = await steps.clean_up(
+            PendingWorkRequest(
+                workspace=ws.path,
+                execution_id=self._request.execution_id,
+                execution_branch=ws.branch,
+            )
+        )
+        self._record_head(result.head)
+        for task in self._progress.tasks:
+            if task.status in ("running", "fixing", "escalated", "ready"):
+                task.status = "pending"
+
+    def _incomplete(self) -> bool:
+        return any(t.status != "passed" for t in self._progress.tasks) or bool(self._human_todo)
+
+    def _record_head(self, head: str) -> None:
+        if self._progress.workspace is not None:
+            self._progress.workspace.head_commit = head
 
     def _set_phase(self, name: PhaseName, status: PhaseStatus, summary: str) -> None:
         now = workflow.now()
@@ -122,15 +421,22 @@ class ExecutionWorkflow:
                 if status == "running":
                     phase.started_at = now
                     self._progress.phase = name
-                elif status in ("done", "failed"):
+                elif status in ("done", "failed", "skipped"):
                     phase.finished_at = now
                 phase.status = status
                 phase.summary = summary
         self._publish()
 
     def _publish(self) -> None:
-        """Keep what the Web UI shows (search attributes, current details) in step."""
+        """Keep the status and what the Web UI shows (search attributes, details) in step."""
         p = self._progress
+        if not p.status.finished:
+            if p.pending_approval is not None:
+                p.status = ExecutionStatus.AWAITING_APPROVAL
+            elif p.pending_escalations:
+                p.status = ExecutionStatus.ESCALATED
+            else:
+                p.status = ExecutionStatus.RUNNING
         p.updated_at = workflow.now()
         workflow.upsert_search_attributes(
             [
@@ -146,9 +452,12 @@ def _details_markdown(p: Progress) -> str:
     lines = [
         f"**{p.plan_name}**: {p.status.value}, phase {p.phase}, {p.percent}% of tasks done",
         "",
-        "| phase | status | summary |",
-        "|---|---|---|",
     ]
+    for e in p.pending_escalations:
+        lines += [f"**Waiting on a human**: `{e.id}`: {e.question}", ""]
+    if p.pending_approval is not None:
+        lines += [f"**Waiting for approval**: {p.pending_approval.question}", ""]
+    lines += ["| phase | status | summary |", "|---|---|---|"]
     lines += [f"| {ph.name} | {ph.status} | {ph.summary} |" for ph in p.phases]
     lines += ["", "| task | specialist | status | attempts |", "|---|---|---|---|"]
     lines += [
@@ -165,3 +474,6 @@ def _root_message(err: BaseException) -> str:
     while isinstance(err, ActivityError | ChildWorkflowError) and err.__cause__ is not None:
         err = err.__cause__
     return err.message if isinstance(err, FailureError) else str(err)
+
+
+__all__ = ["Action", "ExecutionWorkflow"]

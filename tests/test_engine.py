@@ -1,0 +1,386 @@
+"""The execution engine end to end: real Temporal server, real git, real processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from activities.command_specialist import CommandSpecialistActivities
+from coordinator.escalation import Action, ApprovalAnswer, Resolution
+from coordinator.work import SpecialistRequest, SpecialistResult
+from tests.engine_support import (
+    branch_log,
+    command_agent,
+    git,
+    make_repo,
+    pending_escalation,
+    running_worker,
+    shell_task,
+    start,
+    wait_for,
+    write_plan,
+)
+from workflows.execution import ExecutionWorkflow
+
+
+def times(log: Path) -> dict[str, tuple[float, float]]:
+    """task -> (start, end) as the tasks recorded them."""
+    spans: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        task, what, stamp = line.split()
+        spans.setdefault(task, [0.0, 0.0])[0 if what == "start" else 1] = float(stamp)
+    return {task: (s, e) for task, (s, e) in spans.items()}
+
+
+def timed(task_id: str, log: Path, seconds: float, **extra: object) -> dict[str, object]:
+    prompt = (
+        f"echo {task_id} start $(date +%s.%N) >> {log}; sleep {seconds}; "
+        f"echo {task_id} > {task_id}.txt; echo {task_id} end $(date +%s.%N) >> {log}"
+    )
+    return shell_task(task_id, prompt, **extra)
+
+
+async def test_parallel_tasks_respect_dependencies_and_max_parallel(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    log = tmp_path / "times.log"
+    plan = write_plan(
+        tmp_path,
+        {
+            "max_parallel": 2,
+            "tasks": [
+                timed("a", log, 1, depends_on=[]),
+                timed("b", log, 1, depends_on=[]),
+                timed("c", log, 1, depends_on=[]),
+                timed("d", log, 0.2, depends_on=["a", "b"]),
+            ],
+            "gates": [{"name": "all-files", "run": "test -f a.txt && test -f d.txt"}],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        report = await handle.result()
+
+    assert report.status == "Complete", report.to_markdown()
+    spans = times(log)
+    events = sorted([(s, 1) for s, _ in spans.values()] + [(e, -1) for _, e in spans.values()])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    assert peak == 2  # parallel, and never more than max_parallel
+    assert spans["d"][0] >= max(spans["a"][1], spans["b"][1])  # after its dependencies
+    # One commit per task on the execution branch, named after the task.
+    assert sorted(branch_log(report)) == ["a: Task a", "b: Task b", "c: Task c", "d: Task d"]
+    assert [(g.level, g.name, g.passed) for g in report.gates] == [("system", "all-files", True)]
+
+
+async def test_a_failing_gate_is_fixed_on_the_second_attempt(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    command_agent(
+        tmp_path / "agents",
+        "fixer-agent",
+        'printf "%s" "$COORD_FEEDBACK" > feedback.txt; echo good > out.txt',
+    )
+    plan = write_plan(
+        tmp_path,
+        {
+            "specialists_dir": "./agents",
+            "fixer": "fixer-agent",
+            "tasks": [
+                shell_task(
+                    "t", "echo bad > out.txt", gates=[{"name": "good", "run": "grep good out.txt"}]
+                )
+            ],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        report = await (await start(client, task_queue, plan)).result()
+
+    assert report.status == "Complete", report.to_markdown()
+    task = report.tasks[0]
+    assert (task.status, task.attempts) == ("passed", 2)
+    ws = Path(report.workspace.path)  # type: ignore[union-attr]
+    # The fixer got the failing gate's output, and its work is the task's one commit.
+    assert "gate 'good' failed" in git(ws, "show", f"{report.workspace.branch}:feedback.txt")  # type: ignore[union-attr]
+    assert git(ws, "show", f"{report.workspace.branch}:out.txt") == "good"  # type: ignore[union-attr]
+    assert branch_log(report) == ["t: Task t"]
+
+
+async def test_three_failures_escalate_and_retry_with_guidance_completes(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    log = tmp_path / "times.log"
+    plan = write_plan(
+        tmp_path,
+        {
+            "tasks": [
+                shell_task(
+                    "greet",
+                    'printf "%s" "${COORD_GUIDANCE:-Hello}" > greeting.txt',
+                    gates=[{"name": "french", "run": 'test "$(cat greeting.txt)" = Bonjour'}],
+                ),
+                timed("other", log, 0.1, depends_on=[]),
+                shell_task("after", "echo after > after.txt", depends_on=["greet"]),
+            ],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        escalation = await pending_escalation(handle)
+        progress = await wait_for(
+            handle, lambda p: {t.id: t.status for t in p.tasks}["other"] == "passed"
+        )
+        assert progress.status.value == "escalated"
+        assert escalation.task_id == "greet"
+        assert escalation.attempts == 3
+        assert escalation.phase == "implementation"
+        assert "gate french failed" in escalation.last_error
+        assert "other" in escalation.completed  # independent work kept running
+        assert "greet" in escalation.remaining
+        assert escalation.artifacts and Path(escalation.artifacts[0]).is_file()
+
+        answered = await handle.execute_update(
+            "resolve_escalation",
+            Resolution(action=Action.RETRY, guidance="Bonjour"),
+            result_type=type(escalation),
+        )
+        assert answered.state == "answered"
+        report = await handle.result()
+
+    assert report.status == "Complete", report.to_markdown()
+    greet = next(t for t in report.tasks if t.id == "greet")
+    assert (greet.status, greet.attempts) == ("passed", 4)
+    assert [e.answer.guidance for e in report.escalations if e.answer] == ["Bonjour"]
+    assert "after: Task after" in branch_log(report)
+
+
+async def test_skip_skips_dependants_and_reports_partial(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(
+        tmp_path,
+        {
+            "tasks": [
+                shell_task("broken", "exit 3"),
+                shell_task("child", "echo x > x.txt", depends_on=["broken"]),
+                shell_task("fine", "echo y > y.txt", depends_on=[]),
+            ]
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        escalation = await pending_escalation(handle)
+        await handle.execute_update(
+            "resolve_escalation",
+            Resolution(escalation_id=escalation.id, action=Action.SKIP),
+            result_type=type(escalation),
+        )
+        report = await handle.result()
+
+    assert report.status == "Partial"
+    assert {t.id: t.status for t in report.tasks} == {
+        "broken": "skipped",
+        "child": "skipped",
+        "fine": "passed",
+    }
+    assert "depends on broken" in next(t for t in report.tasks if t.id == "child").last_error
+    assert branch_log(report) == ["fine: Task fine"]
+    markdown = report.to_markdown()
+    assert "### Final Status: Partial" in markdown
+    assert "Total Tasks: 1 completed / 3 total (2 skipped)" in markdown
+    assert "→ skip" in markdown
+
+
+async def test_abort_ends_partial_with_finished_work_on_the_branch(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(
+        tmp_path,
+        {
+            "max_parallel": 1,
+            "tasks": [
+                shell_task("first", "echo 1 > one.txt"),
+                shell_task("broken", "exit 1", depends_on=["first"]),
+                shell_task("never", "echo 3 > three.txt", depends_on=["broken"]),
+            ],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path) as workspaces:
+        handle = await start(client, task_queue, plan)
+        escalation = await pending_escalation(handle)
+        await handle.execute_update(
+            "resolve_escalation",
+            Resolution(escalation_id=escalation.id, action=Action.ABORT),
+            result_type=type(escalation),
+        )
+        report = await handle.result()
+
+    assert report.status == "Partial"
+    assert branch_log(report) == ["first: Task first"]
+    assert {t.id: t.status for t in report.tasks}["never"] == "pending"
+    # No task worktree is left behind.
+    assert not list((workspaces / handle.id / "worktrees").glob("*"))
+
+
+async def test_invalid_resolutions_are_rejected_and_change_nothing(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(tmp_path, {"tasks": [shell_task("broken", "exit 1")]})
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        escalation = await pending_escalation(handle)
+        with pytest.raises(WorkflowUpdateFailedError) as unknown:
+            await handle.execute_update(
+                "resolve_escalation", Resolution(escalation_id="nope", action=Action.SKIP)
+            )
+        assert "no escalation 'nope'" in str(unknown.value.cause)
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update("approve", ApprovalAnswer())  # nothing to approve
+        progress = await handle.query(ExecutionWorkflow.progress)
+        assert [e.state for e in progress.escalations] == ["pending"]
+
+        await handle.execute_update(
+            "resolve_escalation", Resolution(escalation_id=escalation.id, action=Action.SKIP)
+        )
+        with pytest.raises(WorkflowUpdateFailedError) as twice:
+            await handle.execute_update(
+                "resolve_escalation", Resolution(escalation_id=escalation.id, action=Action.SKIP)
+            )
+        assert "already answered" in str(twice.value.cause)
+        report = await handle.result()
+    assert report.status == "Partial"
+
+
+async def test_specialist_crashing_twice_then_succeeding_completes(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(tmp_path, {"tasks": [shell_task("t", "echo ok > ok.txt")]})
+    real = CommandSpecialistActivities(tmp_path / "artifacts")
+
+    @activity.defn(name="run_command_specialist")
+    async def flaky(request: SpecialistRequest) -> SpecialistResult:
+        if activity.info().attempt < 3:
+            raise RuntimeError("worker lost its mind")
+        return await real.run(request)
+
+    async with running_worker(client, task_queue, tmp_path, [flaky]):
+        report = await (await start(client, task_queue, plan)).result()
+    assert report.status == "Complete"
+    assert report.tasks[0].attempts == 1  # activity retries are not fix-loop attempts
+
+
+async def test_specialist_crashing_three_times_escalates(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(tmp_path, {"tasks": [shell_task("t", "echo ok > ok.txt")]})
+
+    @activity.defn(name="run_command_specialist")
+    async def broken(request: SpecialistRequest) -> SpecialistResult:
+        raise ApplicationError("cannot start the agent")
+
+    async with running_worker(client, task_queue, tmp_path, [broken]):
+        handle = await start(client, task_queue, plan)
+        escalation = await pending_escalation(handle)
+        assert "crashed 3 times" in escalation.last_error
+        assert "cannot start the agent" in escalation.last_error
+        await handle.execute_update(
+            "resolve_escalation", Resolution(escalation_id=escalation.id, action=Action.ABORT)
+        )
+        report = await handle.result()
+    assert report.status == "Partial"
+
+
+async def test_approvals_before_start_and_before_handoff(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(
+        tmp_path,
+        {
+            "approval": {"before_start": True, "before_handoff": True},
+            "tasks": [shell_task("t", "echo ok > ok.txt")],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        progress = await wait_for(handle, lambda p: p.pending_approval is not None)
+        assert progress.status.value == "awaiting_approval"
+        assert progress.pending_approval.name == "before_start"  # type: ignore[union-attr]
+        assert all(t.status == "pending" for t in progress.tasks)
+        await handle.execute_update("approve", ApprovalAnswer(by="lead"))
+
+        progress = await wait_for(
+            handle,
+            lambda p: (
+                p.pending_approval is not None and p.pending_approval.name == "before_handoff"
+            ),
+        )
+        assert progress.tasks[0].status == "passed"
+        await handle.execute_update("approve", ApprovalAnswer(reason="looks good"))
+        report = await handle.result()
+    assert report.status == "Complete"
+    assert [(a.name, a.state) for a in report.approvals] == [
+        ("before_start", "approved"),
+        ("before_handoff", "approved"),
+    ]
+
+
+async def test_reject_before_handoff_keeps_the_work_and_ends_partial(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(
+        tmp_path,
+        {"approval": {"before_handoff": True}, "tasks": [shell_task("t", "echo ok > ok.txt")]},
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        await wait_for(handle, lambda p: p.pending_approval is not None)
+        await handle.execute_update("reject", ApprovalAnswer(reason="not this week"))
+        report = await handle.result()
+    assert report.status == "Partial"
+    assert branch_log(report) == ["t: Task t"]
+    assert any("not this week" in todo for todo in report.human_todo)
+
+
+async def test_cancel_mid_run_keeps_finished_tasks_and_leaves_nothing_behind(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(
+        tmp_path,
+        {
+            "max_parallel": 1,
+            "tasks": [
+                shell_task("quick", "echo 1 > one.txt"),
+                shell_task("slow", "echo $$ > ../slow.pid; sleep 600", depends_on=["quick"]),
+            ],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path) as workspaces:
+        handle = await start(client, task_queue, plan)
+        await wait_for(handle, lambda p: {t.id: t.status for t in p.tasks}["slow"] == "running")
+        pid_file = workspaces / handle.id / "worktrees" / "slow.pid"
+        await wait_for(handle, lambda p: pid_file.exists() and pid_file.read_text().strip() != "")
+        pid = int(pid_file.read_text())
+        await handle.cancel()
+        report = await handle.result()
+
+    assert report.status == "Cancelled"
+    assert branch_log(report) == ["quick: Task quick"]
+    assert not list((workspaces / handle.id / "worktrees").glob("*/"))
+    assert not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text()

@@ -1,0 +1,388 @@
+"""ImplementationPhase: the DAG scheduler.
+
+A task starts as soon as its dependencies have passed, at most `max_parallel` at once. Each
+task works in its own git worktree cut from the execution branch as it stands when the task
+starts: specialist → task gates → commit → merge. A failure (specialist, gate or merge
+conflict) goes to the fixer with the feedback; after three failed attempts the task
+escalates and waits for a human while independent tasks keep running. After every task of a
+layer is done, the layer gates run on the execution branch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from coordinator.branches import (
+        CommitRequest,
+        CreateWorktreeRequest,
+        MergeRequest,
+        PendingWorkRequest,
+        RemoveWorktreeRequest,
+    )
+    from coordinator.dag import TaskGraph, layer_order
+    from coordinator.escalation import Action, Escalation
+    from coordinator.execution import ImplementationResult, PhaseInput, SpecialistRef
+    from coordinator.plan import Task
+    from coordinator.report import GateSummary, TaskState
+    from coordinator.work import SpecialistRequest
+    from workflows import steps
+    from workflows.gate_loop import run_gates_with_fixes
+    from workflows.phase import (
+        ATTEMPTS,
+        FEEDBACK_CHARS,
+        PhaseWorkflow,
+        failing_output,
+        first_line,
+    )
+
+FINISHED = ("passed", "skipped", "failed")
+
+
+@workflow.defn(name="ImplementationPhase")
+class ImplementationPhaseWorkflow(PhaseWorkflow):
+    def __init__(self) -> None:
+        super().__init__()
+        self._abort = False
+        self._changes = 0  # bumped on every task update; the scheduler waits on it
+        self._seen = 0
+        self._states: dict[str, TaskState] = {}
+
+    @workflow.run
+    async def run(self, request: PhaseInput) -> ImplementationResult:
+        plan = request.plan
+        graph = TaskGraph.from_tasks(plan.tasks)
+        self._states = {
+            t.id: TaskState(
+                id=t.id,
+                title=t.title,
+                layer=t.layer,
+                depends_on=list(graph.dependencies(t.id)),
+                specialist=request.routes.get(t.id, t.specialist),
+            )
+            for t in plan.tasks
+        }
+        layers = {name: set(ids) for name, ids in layer_order(plan.tasks).items()}
+        gated_layers: set[str] = set()
+        running: dict[str, asyncio.Task[None]] = {}
+        try:
+            while not self._abort:
+                await self._skip_blocked(request, graph)
+                # A task waiting on a human holds no slot: other work keeps going.
+                busy = sum(self._states[t].status in ("running", "fixing") for t in running)
+                for tid in self._startable(request, graph, running)[: plan.max_parallel - busy]:
+                    self._states[tid].status = "running"
+                    running[tid] = asyncio.create_task(self._run_task(request, plan.task(tid)))
+                if not running:
+                    break
+                self._seen = self._changes
+                await workflow.wait_condition(
+                    lambda: (
+                        self._abort
+                        or self._changes != self._seen
+                        or any(t.done() for t in running.values())
+                    )
+                )
+                for tid in [tid for tid, t in running.items() if t.done()]:
+                    running.pop(tid).result()  # a bug in _run_task surfaces here
+                for layer, ids in layers.items():
+                    if layer in gated_layers or not plan.layer_gates:
+                        continue
+                    if all(self._states[tid].status in FINISHED for tid in ids):
+                        gated_layers.add(layer)
+                        outcome = await run_gates_with_fixes(
+                            self,
+                            request,
+                            level="layer",
+                            scope=layer,
+                            gates=plan.layer_gates,
+                            phase_name="implementation",
+                        )
+                        self._abort = self._abort or outcome.aborted
+            if running:  # aborted: unfinished work is left for a human, not merged
+                for task in running.values():
+                    task.cancel()
+                await asyncio.gather(*running.values(), return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in running.values():
+                task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
+            await self._clean_up(request)
+            raise
+        await self._clean_up(request)
+        return ImplementationResult(
+            tasks=list(self._states.values()),
+            aborted=self._abort,
+            head=request.workspace.head_commit,
+        )
+
+    def _startable(
+        self, request: PhaseInput, graph: TaskGraph, running: dict[str, asyncio.Task[None]]
+    ) -> list[str]:
+        passed = {tid for tid, s in self._states.items() if s.status == "passed"}
+        started = set(running) | {tid for tid, s in self._states.items() if s.status != "pending"}
+        ready = graph.ready(passed, started)
+        if request.plan.on_skip == "escalate":
+            # Tasks whose dependencies finished without passing start too: they ask first.
+            ready += [
+                tid
+                for tid in graph.order
+                if tid not in started
+                and tid not in ready
+                and all(self._states[d].status in FINISHED for d in graph.dependencies(tid))
+            ]
+        return ready
+
+    async def notify_task(self, state: TaskState) -> None:
+        self._changes += 1  # wakes the scheduler: a slot may have freed up
+        await super().notify_task(state)
+
+    async def _clean_up(self, request: PhaseInput) -> None:
+        ws = request.workspace
+        result = await steps.clean_up(
+            PendingWorkRequest(
+                workspace=ws.path, execution_id=request.execution_id, execution_branch=ws.branch
+            )
+        )
+        ws.head_commit = result.head
+
+    async def _skip_blocked(self, request: PhaseInput, graph: TaskGraph) -> None:
+        """Dependants of a skipped or failed task cannot run: skip them, or let each ask."""
+        for tid, state in self._states.items():
+            if state.status != "pending":
+                continue
+            blockers = [
+                dep
+                for dep in graph.dependencies(tid)
+                if self._states[dep].status in ("skipped", "failed")
+            ]
+            if not blockers:
+                continue
+            if request.plan.on_skip == "skip_dependants":
+                state.status = "skipped"
+                state.last_error = f"skipped: depends on {', '.join(blockers)}, which did not pass"
+                state.finished_at = workflow.now()
+                await self.notify_task(state)
+
+    async def _run_task(self, request: PhaseInput, task: Task) -> None:
+        state = self._states[task.id]
+        state.started_at = state.started_at or workflow.now()
+        blockers = [d for d in state.depends_on if self._states[d].status != "passed"]
+        guidance = ""
+        fresh = False
+        try:
+            if blockers:  # on_skip: escalate
+                answer = await self._ask(
+                    request,
+                    state,
+                    reason=f"its dependencies {', '.join(blockers)} did not pass",
+                    question=f"Task {task.id} depends on {', '.join(blockers)}, which were "
+                    "skipped: run it anyway (retry), skip it, or abort?",
+                    output_tail="",
+                )
+                if answer is None:
+                    return
+                guidance, fresh = answer, True
+            while True:
+                error, tail = await self._attempts(request, task, state, guidance, fresh)
+                if error is None:
+                    return
+                answer = await self._ask(
+                    request,
+                    state,
+                    reason=f"{ATTEMPTS} attempts failed",
+                    question=f"Task {task.id} ({task.title}) still fails after {ATTEMPTS} "
+                    "attempts: retry with guidance, skip it, or abort the execution?",
+                    output_tail=tail,
+                    last_error=error,
+                )
+                if answer is None:
+                    return
+                guidance, fresh = answer, True
+        except asyncio.CancelledError:
+            if state.status not in FINISHED:
+                state.status = "pending" if state.attempts == 0 else "failed"
+                state.last_error = state.last_error or "stopped before it finished"
+            raise
+
+    async def _ask(
+        self,
+        request: PhaseInput,
+        state: TaskState,
+        *,
+        reason: str,
+        question: str,
+        output_tail: str,
+        last_error: str = "",
+    ) -> str | None:
+        """Escalate; return the guidance on retry, None when the task is skipped or aborted."""
+        state.status = "escalated"
+        await self.notify_task(state)
+        done = [t for t, s in self._states.items() if s.status == "passed"]
+        answer = await self.escalate(
+            request,
+            Escalation(
+                id=state.id,
+                phase="implementation",
+                task_id=state.id,
+                reason=reason,
+                question=question,
+                last_error=last_error or state.last_error,
+                output_tail=output_tail[-4000:],
+                attempts=state.attempts,
+                completed=done,
+                remaining=[t for t, s in self._states.items() if s.status not in FINISHED],
+                artifacts=[g.log_path for g in state.gates if not g.passed and g.log_path],
+                recommended=[
+                    "Read the last error and the gate logs listed under artifacts",
+                    f"coord resolve <execution> {state.id}-escN --retry --guidance '...' "
+                    "with what the specialist is missing",
+                    "--skip if the task is not needed; --abort to stop and keep what is done",
+                ],
+            ),
+        )
+        if answer.action == Action.RETRY:
+            state.status = "running"
+            await self.notify_task(state)
+            return answer.guidance
+        state.status = "skipped" if answer.action == Action.SKIP else "failed"
+        state.finished_at = workflow.now()
+        if answer.action == Action.ABORT:
+            self._abort = True
+        await self.notify_task(state)
+        return None
+
+    async def _attempts(
+        self, request: PhaseInput, task: Task, state: TaskState, guidance: str, fresh: bool
+    ) -> tuple[str | None, str]:
+        """Up to three attempts; (None, "") when the task passed, else (error, output tail)."""
+        ws = request.workspace
+        feedback = ""
+        error, tail = "", ""
+        for attempt in range(1, ATTEMPTS + 1):
+            state.attempts += 1
+            state.status = "running" if attempt == 1 else "fixing"
+            await self.notify_task(state)
+            specialist = self._specialist(request, task, fixing=attempt > 1)
+            worktree = await steps.create_worktree(
+                CreateWorktreeRequest(
+                    execution_id=request.execution_id,
+                    workspace=ws.path,
+                    execution_branch=ws.branch,
+                    task_id=task.id,
+                    attempt=state.attempts,
+                    fresh=fresh and attempt == 1,
+                )
+            )
+            if worktree.replayed:
+                feedback = (
+                    f"The execution branch moved: your change conflicts in "
+                    f"{', '.join(worktree.conflict_files)}; resolve the conflict markers.\n\n"
+                    + feedback
+                )
+            try:
+                result = await steps.run_specialist(
+                    specialist,
+                    SpecialistRequest(
+                        execution_id=request.execution_id,
+                        task_id=task.id,
+                        task_title=task.title,
+                        task_prompt=task.prompt,
+                        files=task.files,
+                        specialist=specialist.name,
+                        backend=specialist.backend,
+                        command=specialist.command,
+                        timeout_s=specialist.timeout_s,
+                        cwd=worktree.path,
+                        attempt=state.attempts,
+                        feedback=feedback[-FEEDBACK_CHARS:],
+                        guidance=guidance if attempt == 1 else "",
+                    ),
+                    summary=f"{'fix' if attempt > 1 else 'implement'} {task.id} "
+                    f"({specialist.name})",
+                )
+            except ActivityError as err:
+                if is_cancelled_exception(err):
+                    raise asyncio.CancelledError from err
+                # The specialist crashed on all of its activity attempts: retrying the same
+                # thing again is pointless, a human decides.
+                error = f"specialist {specialist.name} crashed {ATTEMPTS} times: {_cause(err)}"
+                state.last_error = error
+                return error, ""
+            state.tokens += result.tokens_in + result.tokens_out
+            if result.cost_usd is not None:
+                state.cost_usd = (state.cost_usd or 0.0) + result.cost_usd
+            if not result.ok:
+                error, tail = result.summary, result.output_tail
+                state.last_error = error
+                feedback = f"Your previous attempt failed: {result.summary}\n{result.output_tail}"
+                continue
+            gates = [
+                await steps.run_gate(
+                    request.execution_id, "task", task.id, gate, worktree.path, state.attempts
+                )
+                for gate in task.gates
+            ]
+            state.gates = [GateSummary.of(g) for g in gates]
+            failing = [g for g in gates if not g.passed]
+            if failing:
+                tail = failing_output(gates)
+                error = f"gate {failing[0].name} failed: {first_line(failing[0].output_tail)}"
+                state.last_error = error
+                feedback = tail
+                continue
+            await steps.commit(
+                CommitRequest(
+                    worktree=worktree.path,
+                    task_id=task.id,
+                    title=task.title,
+                    attempt=state.attempts,
+                )
+            )
+            async with self.branch_lock:
+                merged = await steps.merge(
+                    MergeRequest(
+                        workspace=ws.path,
+                        execution_branch=ws.branch,
+                        task_branch=worktree.branch,
+                        task_id=task.id,
+                        title=task.title,
+                    )
+                )
+            if not merged.merged:
+                error = f"merge conflict: {merged.conflict}"
+                tail = merged.conflict or ""
+                state.last_error = error
+                feedback = f"Merging into the execution branch conflicted:\n{merged.conflict}"
+                continue
+            ws.head_commit = merged.head
+            await steps.remove_worktree(
+                RemoveWorktreeRequest(
+                    workspace=ws.path,
+                    execution_id=request.execution_id,
+                    task_id=task.id,
+                    delete_branch=True,
+                )
+            )
+            state.status = "passed"
+            state.commit = merged.commit
+            state.last_error = ""
+            state.finished_at = workflow.now()
+            await self.notify_task(state)
+            return None, ""
+        return error, tail
+
+    def _specialist(self, request: PhaseInput, task: Task, *, fixing: bool) -> SpecialistRef:
+        own = request.routes.get(task.id) or task.specialist or "implementer"
+        if fixing:
+            return self.fixer(request, default=own)
+        return request.specialists.get(own) or SpecialistRef(name=own, backend="claude")
+
+
+def _cause(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return str(err)

@@ -1,0 +1,178 @@
+"""What every phase after setup shares: telling the execution how things stand, asking a human
+(the 3-strike escalation) and waiting durably for the answer, and the fixer's round trip
+through a worktree. Workflow code: deterministic, no I/O."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from coordinator.branches import (
+        CommitRequest,
+        CreateWorktreeRequest,
+        MergeRequest,
+        RemoveWorktreeRequest,
+    )
+    from coordinator.escalation import Action, Escalation, Resolution
+    from coordinator.execution import PhaseInput, SpecialistRef
+    from coordinator.report import GateSummary, TaskState
+    from coordinator.work import GateResult, SpecialistRequest
+    from workflows import steps
+
+# Signals between an execution and its phases (not for humans: they use the execution's).
+TASK_UPDATE = "phase_task_update"
+GATE_UPDATE = "phase_gate_update"
+ESCALATION_RAISED = "phase_escalation"
+ESCALATION_CLOSED = "phase_escalation_closed"
+ESCALATION_ANSWERED = "escalation_answered"
+
+ATTEMPTS = 3  # three strikes, then a human
+FEEDBACK_CHARS = 8000
+
+
+class PhaseWorkflow:
+    """Base of the phase child workflows."""
+
+    def __init__(self) -> None:
+        self._answers: dict[str, Resolution] = {}
+        self._escalations = 0
+        # One merge into the execution branch at a time, and no merge while gates run there.
+        self.branch_lock = asyncio.Lock()
+
+    @workflow.signal(name=ESCALATION_ANSWERED)
+    def escalation_answered(self, answer: Resolution) -> None:
+        if answer.escalation_id is not None:
+            self._answers[answer.escalation_id] = answer
+
+    async def _tell_execution(self, signal: str, arg: object) -> None:
+        parent = workflow.info().parent
+        if parent is not None:  # a phase run on its own (tests) has no one to tell
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(signal, arg)
+
+    async def notify_task(self, state: TaskState) -> None:
+        await self._tell_execution(TASK_UPDATE, state)
+
+    async def notify_gates(self, results: list[GateResult]) -> None:
+        for result in results:
+            await self._tell_execution(GATE_UPDATE, GateSummary.of(result))
+
+    async def escalate(self, request: PhaseInput, escalation: Escalation) -> Resolution:
+        """Ask a human and wait, durably, for the answer (or the plan's timeout)."""
+        self._escalations += 1
+        escalation.id = f"{escalation.id}-esc{self._escalations}"
+        escalation.raised_at = workflow.now()
+        escalation.waiting_workflow_id = workflow.info().workflow_id
+        await self._tell_execution(ESCALATION_RAISED, escalation)
+        plan = request.plan
+        timeout = timedelta(seconds=plan.escalation_timeout) if plan.escalation_timeout else None
+        try:
+            await workflow.wait_condition(lambda: escalation.id in self._answers, timeout=timeout)
+        except TimeoutError:
+            answer = Resolution(
+                escalation_id=escalation.id,
+                action=Action(plan.on_escalation_timeout),
+                by="escalation_timeout",
+            )
+            escalation.state = "timed_out"
+            escalation.answer = answer
+            escalation.answered_at = workflow.now()
+            await self._tell_execution(ESCALATION_CLOSED, escalation)
+            return answer
+        return self._answers[escalation.id]
+
+    def fixer(self, request: PhaseInput, default: str | None = None) -> SpecialistRef:
+        name = request.plan.fixer or default or "fixer"
+        return request.specialists.get(name) or SpecialistRef(name=name, backend="claude")
+
+    async def fix_in_worktree(
+        self,
+        request: PhaseInput,
+        *,
+        fix_id: str,
+        title: str,
+        prompt: str,
+        feedback: str,
+        guidance: str,
+        attempt: int,
+    ) -> str | None:
+        """The fixer works on the execution branch in a worktree of its own; its change is
+        committed and merged like a task's. Returns None on success, else what went wrong."""
+        ws = request.workspace
+        fixer = self.fixer(request)
+        worktree = await steps.create_worktree(
+            CreateWorktreeRequest(
+                execution_id=request.execution_id,
+                workspace=ws.path,
+                execution_branch=ws.branch,
+                task_id=fix_id,
+                attempt=1,
+                fresh=True,
+            )
+        )
+        try:
+            result = await steps.run_specialist(
+                fixer,
+                SpecialistRequest(
+                    execution_id=request.execution_id,
+                    task_id=fix_id,
+                    task_title=title,
+                    task_prompt=prompt,
+                    specialist=fixer.name,
+                    backend=fixer.backend,
+                    command=fixer.command,
+                    timeout_s=fixer.timeout_s,
+                    cwd=worktree.path,
+                    attempt=attempt,
+                    feedback=feedback[-FEEDBACK_CHARS:],
+                    guidance=guidance,
+                ),
+                summary=f"fix: {title} ({fixer.name})",
+            )
+            if not result.ok:
+                return f"fixer {fixer.name}: {result.summary}"
+            committed = await steps.commit(
+                CommitRequest(worktree=worktree.path, task_id=fix_id, title=title, attempt=1)
+            )
+            if committed.no_changes:
+                return f"fixer {fixer.name} changed nothing"
+            async with self.branch_lock:
+                merged = await steps.merge(
+                    MergeRequest(
+                        workspace=ws.path,
+                        execution_branch=ws.branch,
+                        task_branch=worktree.branch,
+                        task_id=fix_id,
+                        title=title,
+                    )
+                )
+            if not merged.merged:
+                return f"the fix did not merge: {merged.conflict}"
+            ws.head_commit = merged.head
+            return None
+        finally:
+            await steps.remove_worktree(
+                RemoveWorktreeRequest(
+                    workspace=ws.path,
+                    execution_id=request.execution_id,
+                    task_id=fix_id,
+                    delete_branch=True,
+                )
+            )
+
+
+def failing_output(results: list[GateResult]) -> str:
+    """What the fixer gets: each failing gate's command and the tail of its output."""
+    parts = []
+    for r in results:
+        if not r.passed:
+            why = "timed out" if r.timed_out else f"exit code {r.exit_code}"
+            parts.append(f"gate '{r.name}' failed ({why}):\n{r.output_tail}")
+    return "\n\n".join(parts)
+
+
+def first_line(text: str, limit: int = 300) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return (lines[-1] if lines else "")[:limit]

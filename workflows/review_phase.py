@@ -1,0 +1,141 @@
+"""ReviewPhase: the reviewer reads the diff from the base branch and gives a verdict;
+"changes requested" goes to the fixer, then the system gates, then review again (at most
+three rounds, then a human decides)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from coordinator.branches import CreateWorktreeRequest, DiffRequest, RemoveWorktreeRequest
+    from coordinator.escalation import Action, Escalation
+    from coordinator.execution import PhaseInput, ReviewResult
+    from coordinator.work import SpecialistRequest
+    from workflows import steps
+    from workflows.gate_loop import run_gates_with_fixes
+    from workflows.phase import ATTEMPTS, PhaseWorkflow, first_line
+
+REVIEW_PROMPT = (
+    "Review the changes of this branch against its base (the patch is in COORD_CONTEXT): "
+    "correctness, security, performance, tests, idioms. Approve, or request changes with "
+    "findings as file:line: what to change."
+)
+
+
+@workflow.defn(name="ReviewPhase")
+class ReviewPhaseWorkflow(PhaseWorkflow):
+    @workflow.run
+    async def run(self, request: PhaseInput) -> ReviewResult:
+        ws = request.workspace
+        reviewer = request.specialists[request.plan.reviewer or "code-reviewer"]
+        rounds = 0
+        guidance = ""
+        findings = ""
+        while True:
+            for review_round in range(1, ATTEMPTS + 1):
+                rounds += 1
+                diff = await steps.diff(
+                    DiffRequest(
+                        workspace=ws.path,
+                        base_commit=ws.base_commit,
+                        execution_id=request.execution_id,
+                    )
+                )
+                worktree = await steps.create_worktree(
+                    CreateWorktreeRequest(
+                        execution_id=request.execution_id,
+                        workspace=ws.path,
+                        execution_branch=ws.branch,
+                        task_id="review",
+                        attempt=1,
+                        fresh=True,
+                    )
+                )
+                try:
+                    verdict = await steps.run_specialist(
+                        reviewer,
+                        SpecialistRequest(
+                            execution_id=request.execution_id,
+                            task_id="review",
+                            task_title=f"Review {request.plan.name}",
+                            task_prompt=REVIEW_PROMPT,
+                            files=diff.files,
+                            specialist=reviewer.name,
+                            backend=reviewer.backend,
+                            command=reviewer.command,
+                            timeout_s=reviewer.timeout_s,
+                            cwd=worktree.path,
+                            attempt=rounds,
+                            context_paths=[diff.diff_path],
+                        ),
+                        summary=f"review round {rounds} ({reviewer.name})",
+                    )
+                finally:
+                    await steps.remove_worktree(
+                        RemoveWorktreeRequest(
+                            workspace=ws.path,
+                            execution_id=request.execution_id,
+                            task_id="review",
+                            delete_branch=True,
+                        )
+                    )
+                if verdict.ok:
+                    return ReviewResult(verdict="approve", rounds=rounds, head=ws.head_commit)
+                findings = verdict.output_tail or verdict.summary
+                if review_round == ATTEMPTS:
+                    break
+                problem = await self.fix_in_worktree(
+                    request,
+                    fix_id=f"review-fix{rounds}",
+                    title=f"Address review findings (round {rounds})",
+                    prompt="The reviewer requested changes. Address every finding with the "
+                    "smallest correct change.",
+                    feedback=findings,
+                    guidance=guidance,
+                    attempt=review_round,
+                )
+                guidance = ""
+                if problem is None and request.plan.gates:
+                    gates = await run_gates_with_fixes(
+                        self,
+                        request,
+                        level="system",
+                        scope="system",
+                        gates=request.plan.gates,
+                        phase_name="review",
+                    )
+                    if gates.aborted:
+                        return ReviewResult(
+                            verdict="changes_requested",
+                            findings=findings,
+                            rounds=rounds,
+                            aborted=True,
+                            head=ws.head_commit,
+                        )
+            answer = await self.escalate(
+                request,
+                Escalation(
+                    id="review",
+                    phase="review",
+                    reason=f"the reviewer still requests changes after {ATTEMPTS} rounds",
+                    question="The review keeps requesting changes: retry with guidance for the "
+                    "fixer, skip (accept the branch as it is), or abort?",
+                    last_error=first_line(findings),
+                    output_tail=findings[-4000:],
+                    attempts=ATTEMPTS,
+                    recommended=[
+                        "Read the findings; retry with guidance on how to address them",
+                        "Skip if the findings are wrong",
+                    ],
+                ),
+            )
+            if answer.action == Action.RETRY:
+                guidance = answer.guidance
+                continue
+            return ReviewResult(
+                verdict="changes_requested",
+                findings=findings,
+                rounds=rounds,
+                aborted=answer.action == Action.ABORT,
+                head=ws.head_commit,
+            )

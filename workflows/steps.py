@@ -1,0 +1,164 @@
+"""The activity calls every phase makes, with the product's retry rule, timeouts, heartbeats
+and summaries that make the Temporal UI read like the plan. Workflow code: no I/O here."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ActivityCancellationType
+
+with workflow.unsafe.imports_passed_through():
+    from activities.command_specialist import CommandSpecialistActivities
+    from activities.gates import GateActivities
+    from activities.worktrees import WorktreeActivities
+    from coordinator.branches import (
+        CommitRequest,
+        CommitResult,
+        CreateWorktreeRequest,
+        DiffRequest,
+        DiffSummary,
+        MergeRequest,
+        MergeResult,
+        PendingWorkRequest,
+        PendingWorkResult,
+        RemoveWorktreeRequest,
+        TaskWorktree,
+    )
+    from coordinator.execution import SpecialistRef
+    from coordinator.plan import Gate
+    from coordinator.work import (
+        GateLevel,
+        GateRequest,
+        GateResult,
+        SpecialistRequest,
+        SpecialistResult,
+    )
+
+# At most three attempts for everything that can be retried (the product's rule).
+RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+# A killed worker is noticed within this, not at the task's timeout.
+HEARTBEAT = timedelta(seconds=30)
+# Our own timeouts (kill, drain the output) finish before Temporal's.
+SLACK = timedelta(seconds=60)
+GIT_TIMEOUT = timedelta(minutes=10)
+# Cancelling waits until processes are gone, so cleanup never races a running command.
+WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+
+
+async def run_specialist(
+    ref: SpecialistRef, request: SpecialistRequest, *, summary: str
+) -> SpecialistResult:
+    if ref.backend != "command":
+        # The Claude backend arrives with its own issue; until then this is a failed attempt
+        # that says so, and the fix loop or a human takes it from there.
+        return SpecialistResult(
+            task_id=request.task_id,
+            specialist=ref.name,
+            attempt=request.attempt,
+            ok=False,
+            summary=f"specialist '{ref.name}' uses the {ref.backend} backend, which this "
+            "version cannot run yet; use a command specialist",
+            exit_code=None,
+            timed_out=False,
+            duration_s=0.0,
+            output_tail="",
+            log_path="",
+        )
+    return await workflow.execute_activity_method(
+        CommandSpecialistActivities.run,
+        request,
+        start_to_close_timeout=timedelta(seconds=request.timeout_s) + SLACK,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        cancellation_type=WAIT,
+        summary=summary,
+    )
+
+
+async def run_gate(
+    execution_id: str, level: GateLevel, scope: str, gate: Gate, cwd: str, attempt: int
+) -> GateResult:
+    return await workflow.execute_activity_method(
+        GateActivities.run_gate,
+        GateRequest(
+            execution_id=execution_id,
+            level=level,
+            scope=scope,
+            gate=gate,
+            cwd=cwd,
+            attempt=attempt,
+        ),
+        start_to_close_timeout=timedelta(seconds=gate.timeout) + SLACK,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        cancellation_type=WAIT,
+        summary=f"gate {gate.name}: {gate.run}"[:200],
+    )
+
+
+async def create_worktree(request: CreateWorktreeRequest) -> TaskWorktree:
+    return await workflow.execute_activity_method(
+        WorktreeActivities.create_task_worktree,
+        request,
+        start_to_close_timeout=GIT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        summary=f"worktree for {request.task_id} (attempt {request.attempt})",
+    )
+
+
+async def commit(request: CommitRequest) -> CommitResult:
+    return await workflow.execute_activity_method(
+        WorktreeActivities.commit_task,
+        request,
+        start_to_close_timeout=GIT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        summary=f"commit {request.task_id}: {request.title}"[:200],
+    )
+
+
+async def merge(request: MergeRequest) -> MergeResult:
+    return await workflow.execute_activity_method(
+        WorktreeActivities.merge_task,
+        request,
+        start_to_close_timeout=GIT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        summary=f"merge {request.task_id} into {request.execution_branch}",
+    )
+
+
+async def remove_worktree(request: RemoveWorktreeRequest) -> None:
+    await workflow.execute_activity_method(
+        WorktreeActivities.remove_task_worktree,
+        request,
+        start_to_close_timeout=GIT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        summary=f"remove worktree of {request.task_id}",
+    )
+
+
+async def clean_up(request: PendingWorkRequest) -> PendingWorkResult:
+    return await workflow.execute_activity_method(
+        WorktreeActivities.commit_pending_work,
+        request,
+        start_to_close_timeout=GIT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        summary="remove the execution's task worktrees",
+    )
+
+
+async def diff(request: DiffRequest) -> DiffSummary:
+    return await workflow.execute_activity_method(
+        WorktreeActivities.diff_from_base,
+        request,
+        start_to_close_timeout=GIT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        summary=f"diff from {request.base_commit[:12]}",
+    )
