@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from coordinator.escalation import Approval, Escalation
 from coordinator.work import GateLevel, GateResult
@@ -155,6 +155,7 @@ class Progress(BaseModel):
             totals[gate.level] = (passed + gate.passed, total + 1)
         return totals
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def percent(self) -> int:
         """Share of tasks finished (passed or skipped), as the Int search attribute wants it."""
@@ -162,6 +163,28 @@ class Progress(BaseModel):
             return 100 if self.status == ExecutionStatus.COMPLETED else 0
         finished = sum(1 for t in self.tasks if t.status in ("passed", "skipped"))
         return finished * 100 // len(self.tasks)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def critical_path_remaining(self) -> int:
+        """The longest chain of tasks still to finish: a lower bound on the steps left."""
+        open_tasks = {
+            t.id: t for t in self.tasks if t.status not in ("passed", "skipped", "failed")
+        }
+        chain: dict[str, int] = {}
+        # Tasks come in plan order, which validation guarantees is acyclic, not topological:
+        # settle lengths by repeated passes (bounded by the number of tasks).
+        for _ in range(len(open_tasks)):
+            changed = False
+            for tid, task in open_tasks.items():
+                length = 1 + max(
+                    (chain.get(d, 0) for d in task.depends_on if d in open_tasks), default=0
+                )
+                if chain.get(tid) != length:
+                    chain[tid], changed = length, True
+            if not changed:
+                break
+        return max(chain.values(), default=0)
 
 
 ReportStatus = Literal["Complete", "Partial", "Blocked", "Cancelled", "Failed"]

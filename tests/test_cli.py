@@ -190,3 +190,36 @@ async def test_worker_process_runs_executions_and_stops_cleanly_on_sigterm(
     assert proc.returncode == 0, log
     assert "worker connected to" in log
     assert "worker stopped" in log
+
+
+async def test_the_needs_a_human_example_through_the_cli(
+    cli_env: dict[str, str], worker: None
+) -> None:
+    """The README's walkthrough, against the real workflow: watch stops at the escalation
+    with the command to answer, resolve answers it, watch follows it to Complete."""
+    plan = EXAMPLES / "needs-a-human" / "plan.yaml"
+    eid = f"card-{uuid.uuid4().hex[:8]}"
+    code, out, err = await coord("run", str(plan), "--id", eid, env=cli_env)
+    assert code == 0, err
+
+    code, out, err = await coord("watch", eid, env=cli_env, timeout=120)
+    assert code == 3, out + err
+    assert "greeting.txt says 'Hello'" in out
+    assert f"coord resolve {eid}" in out and "--retry --guidance" in out
+
+    code, out, err = await coord("resolve", eid, "--skip", "--guidance", "x", env=cli_env)
+    assert code == 2  # guidance goes with --retry only
+    code, out, err = await coord("resolve", eid, "--retry", "--guidance", "Bonjour", env=cli_env)
+    assert code == 0, out + err
+
+    code, out, err = await coord("watch", eid, env=cli_env, timeout=120)
+    assert code == 0, out + err
+    assert "### Final Status: Complete" in out
+    code, out, err = await coord("report", eid, "--json", env=cli_env)
+    report = json.loads(out)
+    assert {t["id"]: t["status"] for t in report["tasks"]} == {
+        "greeting": "passed",
+        "farewell": "passed",
+        "card": "passed",
+    }
+    assert report["escalations"][0]["answer"]["guidance"] == "Bonjour"

@@ -384,3 +384,78 @@ async def test_cancel_mid_run_keeps_finished_tasks_and_leaves_nothing_behind(
     assert branch_log(report) == ["quick: Task quick"]
     assert not list((workspaces / handle.id / "worktrees").glob("*/"))
     assert not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text()
+
+
+async def test_unanswered_escalation_times_out_and_the_plan_decides(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(
+        tmp_path,
+        {
+            "escalation_timeout": "2s",
+            "on_escalation_timeout": "skip",
+            "tasks": [shell_task("broken", "exit 1"), shell_task("fine", "echo y > y.txt")],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        report = await (await start(client, task_queue, plan)).result()
+    assert report.status == "Partial"
+    assert {t.id: t.status for t in report.tasks} == {"broken": "skipped", "fine": "passed"}
+    [escalation] = report.escalations
+    assert escalation.state == "timed_out"
+    assert escalation.answer is not None and escalation.answer.action == Action.SKIP
+    assert any("Nobody answered escalation" in todo for todo in report.human_todo)
+
+
+async def test_on_skip_escalate_asks_about_each_dependant(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(
+        tmp_path,
+        {
+            "on_skip": "escalate",
+            "tasks": [
+                shell_task("broken", "exit 1"),
+                shell_task("child", "echo x > x.txt", depends_on=["broken"]),
+            ],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        first = await pending_escalation(handle)
+        assert first.task_id == "broken"
+        await handle.execute_update(
+            "resolve_escalation", Resolution(escalation_id=first.id, action=Action.SKIP)
+        )
+        progress = await wait_for(
+            handle, lambda p: any(e.task_id == "child" for e in p.pending_escalations)
+        )
+        [second] = progress.pending_escalations
+        assert "did not pass" in second.reason
+        # Run it anyway: it does not need its dependency's work.
+        await handle.execute_update(
+            "resolve_escalation", Resolution(escalation_id=second.id, action=Action.RETRY)
+        )
+        report = await handle.result()
+    assert {t.id: t.status for t in report.tasks} == {"broken": "skipped", "child": "passed"}
+    assert report.status == "Partial"
+
+
+def test_progress_reports_percent_and_critical_path_remaining() -> None:
+    from coordinator.report import Progress, TaskState
+
+    progress = Progress(
+        execution_id="e",
+        plan_name="p",
+        phases=[],
+        tasks=[
+            TaskState(id="a", title="A", status="passed"),
+            TaskState(id="b", title="B", depends_on=["a"], status="running"),
+            TaskState(id="c", title="C", depends_on=["b"]),
+            TaskState(id="d", title="D", depends_on=["c"]),
+        ],
+    )
+    dumped = progress.model_dump()
+    assert (dumped["percent"], dumped["critical_path_remaining"]) == (25, 3)

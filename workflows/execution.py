@@ -23,6 +23,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.branches import PendingWorkRequest
+    from coordinator.dag import resolve_dependencies
     from coordinator.escalation import (
         Action,
         Approval,
@@ -76,6 +77,7 @@ class ExecutionWorkflow:
     @workflow.init
     def __init__(self, request: ExecutionInput) -> None:
         self._request = request
+        deps = resolve_dependencies(request.plan.tasks)
         self._progress = Progress(
             execution_id=request.execution_id,
             plan_name=request.plan.name,
@@ -85,7 +87,7 @@ class ExecutionWorkflow:
                     id=t.id,
                     title=t.title,
                     layer=t.layer,
-                    depends_on=list(t.depends_on or []),
+                    depends_on=list(deps[t.id]),
                     specialist=t.specialist,
                 )
                 for t in request.plan.tasks
