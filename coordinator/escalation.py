@@ -32,7 +32,8 @@ class Resolution(BaseModel):
         return self
 
 
-EscalationState = Literal["pending", "answered", "timed_out"]
+# withdrawn: the execution ended (abort elsewhere, cancel) before anyone answered.
+EscalationState = Literal["pending", "answered", "timed_out", "withdrawn"]
 
 
 class Escalation(BaseModel):

@@ -453,8 +453,11 @@ def _view_of_plan(plan: Plan) -> _PlanView:
         )
         for i, t in enumerate(plan.tasks)
     ]
+    # Only roles the plan names: the default reviewer may be absent (the review is skipped).
     roles = [
-        (key, name) for key, name in (("fixer", plan.fixer), ("reviewer", plan.reviewer)) if name
+        (key, name)
+        for key, name in (("fixer", plan.fixer), ("reviewer", plan.reviewer))
+        if name and key in plan.model_fields_set
     ]
     return _PlanView(
         tasks, len(tasks), plan.repository, plan.specialists_dir, plan.strict_files, roles
@@ -508,8 +511,8 @@ def _view_of_data(data: Mapping[str, Any]) -> _PlanView:
         strict if isinstance(strict, bool) else False,
         [
             (key, name)
-            for key, default in (("fixer", None), ("reviewer", "code-reviewer"))
-            if (name := _text(data.get(key, default)))
+            for key in ("fixer", "reviewer")
+            if (name := _text(data.get(key)))
         ],
     )
 

@@ -123,10 +123,12 @@ async def test_three_failures_escalate_and_retry_with_guidance_completes(
         tmp_path,
         {
             "tasks": [
+                shell_task("first", "echo 1 > first.txt"),
                 shell_task(
                     "greet",
                     'printf "%s" "${COORD_GUIDANCE:-Hello}" > greeting.txt',
                     gates=[{"name": "french", "run": 'test "$(cat greeting.txt)" = Bonjour'}],
+                    depends_on=["first"],
                 ),
                 timed("other", log, 0.1, depends_on=[]),
                 shell_task("after", "echo after > after.txt", depends_on=["greet"]),
@@ -144,7 +146,7 @@ async def test_three_failures_escalate_and_retry_with_guidance_completes(
         assert escalation.attempts == 3
         assert escalation.phase == "implementation"
         assert "gate french failed" in escalation.last_error
-        assert "other" in escalation.completed  # independent work kept running
+        assert "first" in escalation.completed
         assert "greet" in escalation.remaining
         assert escalation.artifacts and Path(escalation.artifacts[0]).is_file()
 

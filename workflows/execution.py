@@ -256,6 +256,8 @@ class ExecutionWorkflow:
                 await self._clean_up_after_cancel()
         if status == ExecutionStatus.COMPLETED and self._incomplete():
             status = ExecutionStatus.PARTIAL
+        for escalation in self._progress.pending_escalations:
+            escalation.state = "withdrawn"  # nobody needs to answer a finished execution
         self._progress.status = status
         self._publish()
         return ExecutionReport.from_progress(
