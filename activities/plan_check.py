@@ -7,6 +7,7 @@ from pathlib import Path
 
 from temporalio import activity
 
+from activities.heartbeat import heartbeating
 from coordinator.execution import (
     DEFAULT_SPECIALIST_TIMEOUT_S,
     PlanCheck,
@@ -25,7 +26,8 @@ async def check_plan(request: PlanCheckInput) -> PlanCheck:
     The plan is checked against the execution's clone, so specialists from the repository's
     own `.claude/agents/` count even when the plan names the repository by URL.
     """
-    return await asyncio.to_thread(_check, request)
+    async with heartbeating(request.workspace):
+        return await asyncio.to_thread(_check, request)
 
 
 def _check(request: PlanCheckInput) -> PlanCheck:

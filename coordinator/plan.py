@@ -45,6 +45,12 @@ def _check_git_ref(name: str) -> str:
     return name
 
 
+def _check_task_id(name: str) -> str:
+    if name.startswith("coord-"):
+        raise ValueError(f"'{name}': task ids starting with 'coord-' are reserved")
+    return _check_in_branch_name(name)
+
+
 def _check_in_branch_name(name: str) -> str:
     # Ids and plan names become part of branch names (coord-task/<execution>/<task>).
     if git_ref_problem(name):
@@ -60,12 +66,9 @@ GitRef = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_check_git_ref)
 ]
 # Ids and names end up in workflow ids, branch names and file names.
-TaskId = Annotated[
-    str,
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64),
-    AfterValidator(_check_in_branch_name),
-]
-PlanName = TaskId
+_ID = StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)
+TaskId = Annotated[str, _ID, AfterValidator(_check_task_id)]
+PlanName = Annotated[str, _ID, AfterValidator(_check_in_branch_name)]
 
 # `repository` is a clone URL (scheme://... or scp-like user@host:path) or else a local path.
 _CLONE_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)")

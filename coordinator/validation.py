@@ -509,11 +509,7 @@ def _view_of_data(data: Mapping[str, Any]) -> _PlanView:
         _text(data.get("repository")),
         _text(data.get("specialists_dir")),
         strict if isinstance(strict, bool) else False,
-        [
-            (key, name)
-            for key in ("fixer", "reviewer")
-            if (name := _text(data.get(key)))
-        ],
+        [(key, name) for key in ("fixer", "reviewer") if (name := _text(data.get(key)))],
     )
 
 

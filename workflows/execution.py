@@ -95,6 +95,7 @@ class ExecutionWorkflow:
             started_at=workflow.now(),
         )
         self._human_todo: list[str] = []
+        self._visible: tuple[str, str, int] | None = None  # search attributes last upserted
 
     # --- queries -------------------------------------------------------------------------
 
@@ -442,13 +443,17 @@ class ExecutionWorkflow:
             else:
                 p.status = ExecutionStatus.RUNNING
         p.updated_at = workflow.now()
-        workflow.upsert_search_attributes(
-            [
-                sa.STATUS.value_set(p.status.value),
-                sa.PHASE.value_set(p.phase),
-                sa.PROGRESS.value_set(p.percent),
-            ]
-        )
+        # Each upsert is a history event: only when something the Web UI filters on changed.
+        visible = (p.status.value, p.phase, p.percent)
+        if visible != self._visible:
+            self._visible = visible
+            workflow.upsert_search_attributes(
+                [
+                    sa.STATUS.value_set(p.status.value),
+                    sa.PHASE.value_set(p.phase),
+                    sa.PROGRESS.value_set(p.percent),
+                ]
+            )
         workflow.set_current_details(_details_markdown(p))
 
 

@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.report import GateSummary
     from coordinator.work import GateLevel, GateResult
     from workflows import steps
-    from workflows.phase import ATTEMPTS, PhaseWorkflow, failing_output, first_line
+    from workflows.phase import ATTEMPTS, FIX_PREFIX, PhaseWorkflow, failing_output, first_line
 
 
 async def run_gates_with_fixes(
@@ -46,7 +46,7 @@ async def run_gates_with_fixes(
                 break
             problem = await phase.fix_in_worktree(
                 request,
-                fix_id=f"{_safe(scope)}-fix{runs}",
+                fix_id=f"{FIX_PREFIX}{phase_name}-{_safe(scope)}-{runs}",
                 title=f"Fix the {level} gates ({scope})",
                 prompt=f"The {level} gates of {scope} fail on the execution branch. Make them "
                 "pass with the smallest correct change; do not disable or weaken any gate.",
@@ -61,7 +61,7 @@ async def run_gates_with_fixes(
         answer = await phase.escalate(
             request,
             Escalation(
-                id=_safe(scope),
+                id=f"{phase_name}:{_safe(scope)}",
                 phase=phase_name,
                 reason=f"{len(failing)} {level} gate(s) of {scope} still fail after "
                 f"{ATTEMPTS} fix rounds",

@@ -72,8 +72,9 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             while not self._abort:
                 await self._skip_blocked(request, graph)
                 # A task waiting on a human holds no slot: other work keeps going.
-                busy = sum(self._states[t].status in ("running", "fixing") for t in running)
-                for tid in self._startable(request, graph, running)[: plan.max_parallel - busy]:
+                for tid in self._startable(request, graph, running)[
+                    : plan.max_parallel - self._busy()
+                ]:
                     self._states[tid].status = "running"
                     running[tid] = asyncio.create_task(self._run_task(request, plan.task(tid)))
                 if not running:
@@ -118,6 +119,10 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             aborted=self._abort,
             head=request.workspace.head_commit,
         )
+
+    def _busy(self) -> int:
+        """Tasks holding a slot; one waiting on a human does not."""
+        return sum(s.status in ("running", "fixing") for s in self._states.values())
 
     def _startable(
         self, request: PhaseInput, graph: TaskGraph, running: dict[str, asyncio.Task[None]]
@@ -238,13 +243,14 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 artifacts=[g.log_path for g in state.gates if not g.passed and g.log_path],
                 recommended=[
                     "Read the last error and the gate logs listed under artifacts",
-                    f"coord resolve <execution> {state.id}-escN --retry --guidance '...' "
-                    "with what the specialist is missing",
+                    "Retry with guidance that says what the specialist is missing",
                     "--skip if the task is not needed; --abort to stop and keep what is done",
                 ],
             ),
         )
         if answer.action == Action.RETRY:
+            # Back in the queue: wait for a free slot, so max_parallel holds after answers too.
+            await workflow.wait_condition(lambda: self._busy() < request.plan.max_parallel)
             state.status = "running"
             await self.notify_task(state)
             return answer.guidance

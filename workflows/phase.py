@@ -30,6 +30,9 @@ ESCALATION_CLOSED = "phase_escalation_closed"
 ESCALATION_ANSWERED = "escalation_answered"
 
 ATTEMPTS = 3  # three strikes, then a human
+# Worktrees and commits of the coordinator's own fixes; task ids may not start with it, so a
+# fix is never mistaken for a task (merges recognise a task's commit by its id).
+FIX_PREFIX = "coord-fix-"
 FEEDBACK_CHARS = 8000
 
 
@@ -62,7 +65,9 @@ class PhaseWorkflow:
     async def escalate(self, request: PhaseInput, escalation: Escalation) -> Resolution:
         """Ask a human and wait, durably, for the answer (or the plan's timeout)."""
         self._escalations += 1
-        escalation.id = f"{escalation.id}-esc{self._escalations}"
+        # Task ids cannot contain ':', so "<task>:n" and "<phase>:<scope>:n" never collide
+        # across phases or with each other (and ':' needs no quoting in a shell).
+        escalation.id = f"{escalation.id}:{self._escalations}"
         escalation.raised_at = workflow.now()
         escalation.waiting_workflow_id = workflow.info().workflow_id
         await self._tell_execution(ESCALATION_RAISED, escalation)

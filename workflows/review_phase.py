@@ -13,7 +13,9 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.work import SpecialistRequest
     from workflows import steps
     from workflows.gate_loop import run_gates_with_fixes
-    from workflows.phase import ATTEMPTS, PhaseWorkflow, first_line
+    from workflows.phase import ATTEMPTS, FIX_PREFIX, PhaseWorkflow, first_line
+
+REVIEW_WORKTREE = "coord-review"  # the `coord-` prefix is reserved: no task can clash
 
 REVIEW_PROMPT = (
     "Review the changes of this branch against its base (the patch is in COORD_CONTEXT): "
@@ -46,7 +48,7 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                         execution_id=request.execution_id,
                         workspace=ws.path,
                         execution_branch=ws.branch,
-                        task_id="review",
+                        task_id=REVIEW_WORKTREE,
                         attempt=1,
                         fresh=True,
                     )
@@ -56,7 +58,7 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                         reviewer,
                         SpecialistRequest(
                             execution_id=request.execution_id,
-                            task_id="review",
+                            task_id=REVIEW_WORKTREE,
                             task_title=f"Review {request.plan.name}",
                             task_prompt=REVIEW_PROMPT,
                             files=diff.files,
@@ -75,7 +77,7 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                         RemoveWorktreeRequest(
                             workspace=ws.path,
                             execution_id=request.execution_id,
-                            task_id="review",
+                            task_id=REVIEW_WORKTREE,
                             delete_branch=True,
                         )
                     )
@@ -86,7 +88,7 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                     break
                 problem = await self.fix_in_worktree(
                     request,
-                    fix_id=f"review-fix{rounds}",
+                    fix_id=f"{FIX_PREFIX}review-{rounds}",
                     title=f"Address review findings (round {rounds})",
                     prompt="The reviewer requested changes. Address every finding with the "
                     "smallest correct change.",
@@ -115,7 +117,7 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
             answer = await self.escalate(
                 request,
                 Escalation(
-                    id="review",
+                    id="review:changes",
                     phase="review",
                     reason=f"the reviewer still requests changes after {ATTEMPTS} rounds",
                     question="The review keeps requesting changes: retry with guidance for the "

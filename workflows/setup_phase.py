@@ -47,6 +47,7 @@ class SetupPhaseWorkflow:
             check_plan,
             PlanCheckInput(plan=plan, plan_dir=request.plan_dir, workspace=workspace.path),
             start_to_close_timeout=timedelta(minutes=2),
+            heartbeat_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
             summary=f"check plan {plan.name}",
         )

@@ -1,0 +1,311 @@
+"""Durability: executions survive a killed worker, and a stop and restart of everything.
+
+Workers run as real `coord worker` processes (`python -m cli.main worker`), configured the way
+an operator configures them: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, COORD_TASK_QUEUE,
+COORD_WORKSPACE_ROOT, COORD_ARTIFACTS_ROOT. Every process a test starts is killed in its
+`finally`, also when it fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from temporalio.client import Client
+
+from coordinator import devserver, visibility
+from coordinator.branches import task_worktree_path
+from coordinator.escalation import Action, Escalation, Resolution
+from coordinator.settings import DevServerConfig, connect, load_config, resolve_client_settings
+from tests.conftest import NAMESPACE, ROOT, free_port
+from tests.engine_support import (
+    branch_log,
+    git,
+    make_repo,
+    pending_escalation,
+    shell_task,
+    start,
+    write_plan,
+)
+from workflows.execution import ExecutionWorkflow
+
+# Seconds. Temporal notices a dead worker's activity after the heartbeat timeout
+# (workflows/steps.py HEARTBEAT, 30 s); everything else here takes a few seconds.
+AFTER_A_CRASH = 120
+QUICK = 60
+
+
+class Workers:
+    """`coord worker` processes, each in its own session (a process group of its own)."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = self.logs / f"worker-{len(self.procs) + 1}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "worker"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """What a machine crash does to it: SIGKILL, no chance to clean up."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> int:
+        """What `coord worker stop` and Ctrl-C do: SIGTERM, a graceful shutdown."""
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=QUICK)
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                self.kill(proc)
+
+    def output(self) -> str:
+        return "\n".join(
+            f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}"
+            for log in sorted(self.logs.glob("worker-*.log"))
+        )
+
+
+def worker_env(address: str, task_queue: str, root: Path) -> dict[str, str]:
+    # The developer's own Temporal and coord settings must not leak in.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))}
+    return {
+        **inherited,
+        "TEMPORAL_ADDRESS": address,
+        "TEMPORAL_NAMESPACE": NAMESPACE,
+        "COORD_TASK_QUEUE": task_queue,
+        "COORD_WORKSPACE_ROOT": str(root / "workspaces"),
+        "COORD_ARTIFACTS_ROOT": str(root / "artifacts"),
+    }
+
+
+@contextlib.contextmanager
+def worker_processes(env: dict[str, str], logs: Path) -> Iterator[Workers]:
+    workers = Workers(env, logs)
+    try:
+        yield workers
+    finally:
+        workers.kill_all()
+
+
+async def until(check: Callable[[], bool], timeout: float, what: str, workers: Workers) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not after {timeout} s\n{workers.output()}"
+        await asyncio.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    """Running, that is: neither gone nor a zombie nobody has reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
+# --------------------------------------------------------------------------- (1) a crash
+
+
+async def test_worker_killed_while_a_specialist_runs_the_execution_finishes_once(
+    client: Client, server_address: str, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    runs, pid_file = marks / "slow.runs", marks / "slow.pid"
+    # Its pid and a line per run go outside the worktree, so they are not part of the task's
+    # commit. The first run is killed in its sleep; the run after the crash need not wait.
+    slow = (
+        f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}; echo run >> {runs}; "
+        f'[ "$(wc -l < {runs})" -gt 1 ] || sleep 5; echo slow > slow.txt'
+    )
+    plan = write_plan(
+        tmp_path,
+        {
+            "tasks": [
+                shell_task("before", "echo before > before.txt"),
+                shell_task("slow", slow, depends_on=["before"]),
+                shell_task("after", "echo after > after.txt", depends_on=["slow"]),
+            ]
+        },
+    )
+    env = worker_env(server_address, task_queue, tmp_path)
+    specialist_group: int | None = None
+    with worker_processes(env, tmp_path) as workers:
+        try:
+            first = workers.start()
+            handle = await start(client, task_queue, plan)
+            await until(pid_file.exists, QUICK, "the slow specialist started", workers)
+            specialist = int(pid_file.read_text())
+            specialist_group = os.getpgid(specialist)
+            assert specialist_group != first.pid  # its own group: the kill below is the crash
+
+            # The machine dies: the worker and the specialist it runs, with no cleanup.
+            workers.kill(first)
+            os.killpg(specialist_group, signal.SIGKILL)
+            worktree = task_worktree_path(tmp_path / "workspaces", handle.id, "slow")
+            assert worktree.is_dir() and not (worktree / "slow.txt").exists()  # mid-flight
+
+            workers.start()
+            report = await asyncio.wait_for(handle.result(), AFTER_A_CRASH)
+        finally:
+            if specialist_group is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(specialist_group, signal.SIGKILL)
+
+    assert report.status == "Complete", f"{report.to_markdown()}\n{workers.output()}"
+    # Each task exactly once on the branch, in order, nothing lost.
+    assert branch_log(report) == ["before: Task before", "slow: Task slow", "after: Task after"]
+    ws = report.workspace
+    assert ws is not None
+    for name in ("before", "slow", "after"):
+        assert git(Path(ws.path), "show", f"{ws.branch}:{name}.txt") == name
+    # The specialist was cut off once and run again by the new worker: an activity retry,
+    # not a failed fix-loop attempt.
+    assert runs.read_text().split() == ["run", "run"]
+    assert {t.id: (t.status, t.attempts) for t in report.tasks} == {
+        "before": ("passed", 1),
+        "slow": ("passed", 1),
+        "after": ("passed", 1),
+    }
+    assert not alive(specialist)
+    assert not group_members(specialist_group)
+    assert all(proc.poll() is not None for proc in workers.procs)
+
+
+# --------------------------------------------------------------------------- (2) a restart
+
+
+def write_server_config(folder: Path) -> DevServerConfig:
+    """A temporal-dev.yaml on free ports with its db file in `folder`; the search attributes
+    and dynamic config of the project's own temporal-dev.yaml."""
+    project = load_config(ROOT / "temporal-dev.yaml").server
+    folder.mkdir(parents=True)
+    path = folder / "temporal-dev.yaml"
+    server = {
+        "port": free_port(),
+        "headless": True,
+        "db_file": "data/coord.db",
+        "state_dir": "state",
+        "log_level": "error",
+        "search_attributes": project.search_attributes,
+        "dynamic_config": project.dynamic_config,
+    }
+    path.write_text(json.dumps({"server": server}))  # JSON is YAML
+    return load_config(path)
+
+
+async def client_for(config: DevServerConfig) -> Client:
+    environ = {"TEMPORAL_ADDRESS": config.server.address, "TEMPORAL_NAMESPACE": NAMESPACE}
+    return await connect(resolve_client_settings(environ=environ))
+
+
+async def test_an_escalation_waits_through_a_restart_of_server_and_worker(
+    tmp_path: Path,
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(
+        tmp_path,
+        {
+            "tasks": [
+                shell_task(
+                    "greet",
+                    'printf "%s" "${COORD_GUIDANCE:-Hello}" > greeting.txt',
+                    gates=[{"name": "french", "run": 'test "$(cat greeting.txt)" = Bonjour'}],
+                ),
+                shell_task("after", "echo after > after.txt", depends_on=["greet"]),
+            ]
+        },
+    )
+    config = write_server_config(tmp_path / "server")
+    assert config.server.db_file is not None
+    env = worker_env(config.server.address, f"tq-{uuid.uuid4()}", tmp_path)
+    with worker_processes(env, tmp_path) as workers:
+        try:
+            await asyncio.to_thread(devserver.start, config, detach=True)
+            client = await client_for(config)
+            workers.start()
+            handle = await start(client, env["COORD_TASK_QUEUE"], plan)
+            escalation = await pending_escalation(handle, timeout=QUICK)
+            assert (escalation.task_id, escalation.attempts) == ("greet", 3)
+            execution_id = handle.id
+
+            # Everything stops: the worker as an operator stops it, then the server.
+            assert workers.stop(workers.procs[0]) == 0, workers.output()
+            assert await asyncio.to_thread(devserver.stop, config, grace=10.0)
+            assert config.server.db_file.is_file()
+            del client, handle
+            gc.collect()
+
+            # ... and comes back, from the same db file and the same roots.
+            await asyncio.to_thread(devserver.start, config, detach=True)
+            client = await client_for(config)
+            handle = client.get_workflow_handle_for(ExecutionWorkflow.run, execution_id)
+            workers.start()
+            progress = await handle.query(ExecutionWorkflow.progress)
+            assert progress.status.value == "escalated"
+            assert [e.id for e in progress.pending_escalations] == [escalation.id]
+            # `coord list --status escalated` still shows it: visibility came back too.
+            query = f"WorkflowId = '{execution_id}' AND {visibility.STATUS} = 'escalated'"
+            assert [wf.id async for wf in client.list_workflows(query)] == [execution_id]
+
+            answered = await handle.execute_update(
+                "resolve_escalation",
+                Resolution(escalation_id=escalation.id, action=Action.RETRY, guidance="Bonjour"),
+                result_type=Escalation,
+            )
+            assert answered.state == "answered"
+            report = await asyncio.wait_for(handle.result(), QUICK)
+        finally:
+            workers.kill_all()
+            await asyncio.to_thread(devserver.stop, config, grace=5.0)
+            gc.collect()  # drop SDK clients while the interpreter is fully alive
+
+    assert report.status == "Complete", f"{report.to_markdown()}\n{workers.output()}"
+    [answered_then] = report.escalations
+    assert answered_then.id == escalation.id
+    assert answered_then.state == "answered"
+    assert answered_then.answer is not None
+    assert (answered_then.answer.action, answered_then.answer.guidance) == (
+        Action.RETRY,
+        "Bonjour",
+    )
+    greet = next(t for t in report.tasks if t.id == "greet")
+    assert (greet.status, greet.attempts) == ("passed", 4)
+    assert branch_log(report) == ["greet: Task greet", "after: Task after"]
+    assert "Bonjour" in report.to_markdown()
