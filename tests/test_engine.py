@@ -142,7 +142,7 @@ async def test_three_failures_escalate_and_retry_with_guidance_completes(
             handle, lambda p: {t.id: t.status for t in p.tasks}["other"] == "passed"
         )
         assert progress.status.value == "escalated"
-        assert escalation.task_id == "greet"
+        assert (escalation.id, escalation.task_id) == ("greet:1", "greet")
         assert escalation.attempts == 3
         assert escalation.phase == "implementation"
         assert "gate french failed" in escalation.last_error
@@ -461,3 +461,37 @@ def test_progress_reports_percent_and_critical_path_remaining() -> None:
     )
     dumped = progress.model_dump()
     assert (dumped["percent"], dumped["critical_path_remaining"]) == (25, 3)
+
+
+async def test_a_retried_task_waits_for_a_free_slot(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    log = tmp_path / "times.log"
+    stuck = (
+        f"echo stuck start $(date +%s.%N) >> {log}; "
+        'test -n "$COORD_GUIDANCE" || exit 1; '
+        f"echo ok > stuck.txt; echo stuck end $(date +%s.%N) >> {log}"
+    )
+    plan = write_plan(
+        tmp_path,
+        {
+            "max_parallel": 1,
+            "tasks": [shell_task("stuck", stuck), timed("slow", log, 3, depends_on=[])],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        escalation = await pending_escalation(handle)
+        # `slow` holds the only slot now; the answer must not start a second specialist.
+        await wait_for(handle, lambda p: {t.id: t.status for t in p.tasks}["slow"] == "running")
+        await handle.execute_update(
+            "resolve_escalation",
+            Resolution(escalation_id=escalation.id, action=Action.RETRY, guidance="go"),
+        )
+        report = await handle.result()
+    assert report.status == "Complete", report.to_markdown()
+    starts = [
+        float(line.split()[2]) for line in log.read_text().splitlines() if "stuck start" in line
+    ]
+    assert starts[-1] >= times(log)["slow"][1]  # the retry ran after `slow` freed the slot
