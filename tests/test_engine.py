@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -477,7 +478,11 @@ async def test_a_retried_task_waits_for_a_free_slot(
         tmp_path,
         {
             "max_parallel": 1,
-            "tasks": [shell_task("stuck", stuck), timed("slow", log, 3, depends_on=[])],
+            "tasks": [
+                shell_task("stuck", stuck),
+                timed("slow", log, 3, depends_on=[]),
+                timed("later", log, 1, depends_on=[]),
+            ],
         },
     )
     async with running_worker(client, task_queue, tmp_path):
@@ -494,4 +499,53 @@ async def test_a_retried_task_waits_for_a_free_slot(
     starts = [
         float(line.split()[2]) for line in log.read_text().splitlines() if "stuck start" in line
     ]
-    assert starts[-1] >= times(log)["slow"][1]  # the retry ran after `slow` freed the slot
+    spans = times(log)  # for `stuck`: its last run, the one after the answer
+    assert starts[-1] >= spans["slow"][1]  # the retry ran after `slow` freed the slot
+    ordered = sorted(spans.values())
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairwise(ordered))
+
+
+async def test_a_broken_git_step_escalates_instead_of_failing_the_execution(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    plan = write_plan(
+        tmp_path,
+        {"tasks": [shell_task("rogue", "git checkout -q -b elsewhere; exit 1")]},
+    )
+    async with running_worker(client, task_queue, tmp_path) as workspaces:
+        handle = await start(client, task_queue, plan)
+        escalation = await pending_escalation(handle)
+        assert "no longer on its task branch" in escalation.last_error
+        await handle.execute_update(
+            "resolve_escalation", Resolution(escalation_id=escalation.id, action=Action.ABORT)
+        )
+        report = await handle.result()
+    assert report.status == "Partial"
+    assert not (workspaces / handle.id / "worktrees" / "rogue").exists()
+
+
+async def test_a_skipped_failing_layer_gate_leaves_work_for_a_human(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    make_repo(tmp_path / "repo")
+    command_agent(tmp_path / "agents", "noop-fixer", "true")
+    plan = write_plan(
+        tmp_path,
+        {
+            "specialists_dir": "./agents",
+            "fixer": "noop-fixer",
+            "layer_gates": [{"name": "never", "run": "false"}],
+            "tasks": [shell_task("t", "echo x > x.txt", layer="core")],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        escalation = await pending_escalation(handle)
+        assert escalation.id.startswith("implementation:core:")
+        await handle.execute_update(
+            "resolve_escalation", Resolution(escalation_id=escalation.id, action=Action.SKIP)
+        )
+        report = await handle.result()
+    assert report.status == "Partial"
+    assert any("layer gate never (core)" in todo for todo in report.human_todo)

@@ -127,13 +127,16 @@ class ExecutionWorkflow:
     @workflow.signal(name=ESCALATION_CLOSED)
     def _escalation_closed(self, escalation: Escalation) -> None:
         """The plan's escalation_timeout answered it: nobody did."""
+        if any(e.id == escalation.id and e.state != "pending" for e in self._progress.escalations):
+            return  # a human's answer got there first and stands
         self._progress.escalations = [
             escalation if e.id == escalation.id else e for e in self._progress.escalations
         ]
         if escalation.answer is not None:
             self._human_todo.append(
-                f"Nobody answered escalation {escalation.id} in time: it was "
-                f"{escalation.answer.action.value}ed automatically ({escalation.reason})."
+                f"Nobody answered escalation {escalation.id} in time: the plan's "
+                f"on_escalation_timeout applied ({escalation.answer.action.value}; "
+                f"{escalation.reason})."
             )
         self._publish()
 
@@ -255,6 +258,11 @@ class ExecutionWorkflow:
                     "plan again for the rest."
                 )
                 await self._clean_up_after_cancel()
+        failing = [
+            f"{g.level} gate {g.name} ({g.scope})" for g in self._progress.gates if not g.passed
+        ]
+        if failing and status == ExecutionStatus.COMPLETED:
+            self._human_todo.append(f"Still failing, skipped by a human: {', '.join(failing)}.")
         if status == ExecutionStatus.COMPLETED and self._incomplete():
             status = ExecutionStatus.PARTIAL
         for escalation in self._progress.pending_escalations:
@@ -304,8 +312,6 @@ class ExecutionWorkflow:
             self._set_phase("validation", "done", f"system gates {verdict}")
             if validation.aborted:
                 raise _Stop(ExecutionStatus.PARTIAL, "Aborted in validation: gates still fail.")
-            if not validation.passed:
-                self._human_todo.append("System gates still fail: fix them before merging.")
         else:
             self._set_phase("validation", "skipped", "the plan has no system gates")
 

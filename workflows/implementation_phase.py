@@ -72,9 +72,13 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             while not self._abort:
                 await self._skip_blocked(request, graph)
                 # A task waiting on a human holds no slot: other work keeps going.
-                for tid in self._startable(request, graph, running)[
-                    : plan.max_parallel - self._busy()
-                ]:
+                slots = max(0, plan.max_parallel - self._busy())
+                # Tasks a human sent back (retry) first, then new ones.
+                waiting = [tid for tid in running if self._states[tid].status == "ready"]
+                for tid in waiting[:slots]:
+                    self._states[tid].status = "running"
+                slots -= min(slots, len(waiting))
+                for tid in self._startable(request, graph, running)[:slots]:
                     self._states[tid].status = "running"
                     running[tid] = asyncio.create_task(self._run_task(request, plan.task(tid)))
                 if not running:
@@ -107,7 +111,9 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 for task in running.values():
                     task.cancel()
                 await asyncio.gather(*running.values(), return_exceptions=True)
-        except asyncio.CancelledError:
+        except BaseException:
+            # Cancelled (directly or wrapped by the activity it interrupted) or broken: stop
+            # every task and leave no worktree behind, then let it propagate.
             for task in running.values():
                 task.cancel()
             await asyncio.gather(*running.values(), return_exceptions=True)
@@ -192,7 +198,15 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     return
                 guidance, fresh = answer, True
             while True:
-                error, tail = await self._attempts(request, task, state, guidance, fresh)
+                try:
+                    error, tail = await self._attempts(request, task, state, guidance, fresh)
+                except ActivityError as err:
+                    if is_cancelled_exception(err):
+                        raise
+                    # A git step or a gate that failed all its activity attempts: no fix
+                    # loop can help, a human decides (the execution does not fail).
+                    error, tail = f"{_cause(err)}", ""
+                    state.last_error = error
                 if error is None:
                     return
                 answer = await self._ask(
@@ -207,7 +221,9 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 if answer is None:
                     return
                 guidance, fresh = answer, True
-        except asyncio.CancelledError:
+        except BaseException as err:
+            if not is_cancelled_exception(err):
+                raise
             if state.status not in FINISHED:
                 state.status = "pending" if state.attempts == 0 else "failed"
                 state.last_error = state.last_error or "stopped before it finished"
@@ -249,9 +265,10 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             ),
         )
         if answer.action == Action.RETRY:
-            # Back in the queue: wait for a free slot, so max_parallel holds after answers too.
-            await workflow.wait_condition(lambda: self._busy() < request.plan.max_parallel)
-            state.status = "running"
+            # Back in the queue: only the scheduler hands out slots, so max_parallel holds.
+            state.status = "ready"
+            await self.notify_task(state)
+            await workflow.wait_condition(lambda: state.status == "running")
             await self.notify_task(state)
             return answer.guidance
         state.status = "skipped" if answer.action == Action.SKIP else "failed"
@@ -365,6 +382,12 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 feedback = f"Merging into the execution branch conflicted:\n{merged.conflict}"
                 continue
             ws.head_commit = merged.head
+            # Merged is done, whatever happens next (the worktree is also swept at the end).
+            state.status = "passed"
+            state.commit = merged.commit
+            state.last_error = ""
+            state.finished_at = workflow.now()
+            await self.notify_task(state)
             await steps.remove_worktree(
                 RemoveWorktreeRequest(
                     workspace=ws.path,
@@ -373,11 +396,6 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     delete_branch=True,
                 )
             )
-            state.status = "passed"
-            state.commit = merged.commit
-            state.last_error = ""
-            state.finished_at = workflow.now()
-            await self.notify_task(state)
             return None, ""
         return error, tail
 

@@ -8,6 +8,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.branches import (
@@ -76,6 +77,8 @@ class PhaseWorkflow:
         try:
             await workflow.wait_condition(lambda: escalation.id in self._answers, timeout=timeout)
         except TimeoutError:
+            if escalation.id in self._answers:  # a human answered in the same instant
+                return self._answers[escalation.id]
             answer = Resolution(
                 escalation_id=escalation.id,
                 action=Action(plan.on_escalation_timeout),
@@ -157,6 +160,12 @@ class PhaseWorkflow:
                 return f"the fix did not merge: {merged.conflict}"
             ws.head_commit = merged.head
             return None
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            # The fixer (or a git step) crashed on every attempt: a failed fix round; the
+            # gate loop escalates after the last one instead of failing the execution.
+            return f"fix round failed: {err.cause or err}"
         finally:
             await steps.remove_worktree(
                 RemoveWorktreeRequest(

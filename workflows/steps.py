@@ -105,6 +105,7 @@ async def create_worktree(request: CreateWorktreeRequest) -> TaskWorktree:
         start_to_close_timeout=GIT_TIMEOUT,
         heartbeat_timeout=HEARTBEAT,
         retry_policy=RETRY,
+        cancellation_type=WAIT,  # never leave a merge landing after we moved on
         summary=f"worktree for {request.task_id} (attempt {request.attempt})",
     )
 
@@ -116,6 +117,7 @@ async def commit(request: CommitRequest) -> CommitResult:
         start_to_close_timeout=GIT_TIMEOUT,
         heartbeat_timeout=HEARTBEAT,
         retry_policy=RETRY,
+        cancellation_type=WAIT,  # never leave a merge landing after we moved on
         summary=f"commit {request.task_id}: {request.title}"[:200],
     )
 
@@ -127,6 +129,7 @@ async def merge(request: MergeRequest) -> MergeResult:
         start_to_close_timeout=GIT_TIMEOUT,
         heartbeat_timeout=HEARTBEAT,
         retry_policy=RETRY,
+        cancellation_type=WAIT,  # never leave a merge landing after we moved on
         summary=f"merge {request.task_id} into {request.execution_branch}",
     )
 
@@ -138,6 +141,7 @@ async def remove_worktree(request: RemoveWorktreeRequest) -> None:
         start_to_close_timeout=GIT_TIMEOUT,
         heartbeat_timeout=HEARTBEAT,
         retry_policy=RETRY,
+        cancellation_type=WAIT,  # never leave a merge landing after we moved on
         summary=f"remove worktree of {request.task_id}",
     )
 
@@ -149,6 +153,7 @@ async def clean_up(request: PendingWorkRequest) -> PendingWorkResult:
         start_to_close_timeout=GIT_TIMEOUT,
         heartbeat_timeout=HEARTBEAT,
         retry_policy=RETRY,
+        cancellation_type=WAIT,  # never leave a merge landing after we moved on
         summary="remove the execution's task worktrees",
     )
 
@@ -160,5 +165,6 @@ async def diff(request: DiffRequest) -> DiffSummary:
         start_to_close_timeout=GIT_TIMEOUT,
         heartbeat_timeout=HEARTBEAT,
         retry_policy=RETRY,
+        cancellation_type=WAIT,  # never leave a merge landing after we moved on
         summary=f"diff from {request.base_commit[:12]}",
     )
