@@ -25,10 +25,14 @@ from coordinator.settings import (
 )
 
 AddressOption = typer.Option(
-    None, "--address", help="Temporal host:port [env TEMPORAL_ADDRESS, else temporal-dev.yaml]"
+    None,
+    "--address",
+    help="Temporal host:port (default: env TEMPORAL_ADDRESS, else temporal-dev.yaml)",
 )
 NamespaceOption = typer.Option(
-    None, "--namespace", help="Temporal namespace [env TEMPORAL_NAMESPACE, else temporal-dev.yaml]"
+    None,
+    "--namespace",
+    help="Temporal namespace (default: env TEMPORAL_NAMESPACE, else temporal-dev.yaml)",
 )
 JsonOption = typer.Option(False, "--json", help="Machine-readable JSON output.")
 ExecutionIdArgument = typer.Argument(..., help="The execution id (printed by `coord run`).")

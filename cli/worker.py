@@ -25,7 +25,9 @@ worker_app = typer.Typer(
 )
 
 TaskQueueOption = typer.Option(
-    None, "--task-queue", help="Task queue to poll [env COORD_TASK_QUEUE, else temporal-dev.yaml]"
+    None,
+    "--task-queue",
+    help="Task queue to poll (default: env COORD_TASK_QUEUE, else temporal-dev.yaml)",
 )
 
 
