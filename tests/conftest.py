@@ -22,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from coordinator.devserver import temporal_binary, test_server_binary
 from coordinator.settings import connect, resolve_client_settings
+from tests.engine_support import running_worker
 from worker import ensure_search_attributes
 from workflows import search_attributes as sa
 
@@ -129,3 +130,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def cli_env(server_address: str, task_queue: str, tmp_path: Path) -> dict[str, str]:
+    # The developer's own Temporal settings (API key, TLS, profile) must not leak in.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))}
+    return {
+        **inherited,
+        "TEMPORAL_ADDRESS": server_address,
+        "TEMPORAL_NAMESPACE": NAMESPACE,
+        "COORD_TASK_QUEUE": task_queue,
+        "COORD_WORKSPACE_ROOT": str(tmp_path / "workspaces"),
+        "COORD_ARTIFACTS_ROOT": str(tmp_path / "artifacts"),
+        "COORD_UI_URL": "http://ui.example:8233",
+    }
+
+
+@pytest.fixture
+async def worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[None]:
+    """The real worker, on the task queue the CLI's COORD_TASK_QUEUE names."""
+    async with running_worker(client, task_queue, tmp_path):
+        yield

@@ -4,62 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from coordinator.execution import build_execution_input
 from coordinator.validation import validate_plan_file
-from tests.conftest import EXAMPLES, NAMESPACE, free_port
-from worker import WORKFLOWS, activities
+from tests.cli_support import COORD, coord
+from tests.conftest import EXAMPLES, free_port
 from workflows.execution import ExecutionWorkflow
 
 DEMO_PLAN = EXAMPLES / "hello-service" / "plan.yaml"
-COORD = [sys.executable, "-m", "cli.main"]
-
-
-async def coord(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *COORD,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
-@pytest.fixture
-def cli_env(server_address: str, task_queue: str, tmp_path: Path) -> dict[str, str]:
-    # The developer's own Temporal settings (API key, TLS, profile) must not leak in.
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))}
-    return {
-        **inherited,
-        "TEMPORAL_ADDRESS": server_address,
-        "TEMPORAL_NAMESPACE": NAMESPACE,
-        "COORD_TASK_QUEUE": task_queue,
-        "COORD_WORKSPACE_ROOT": str(tmp_path / "workspaces"),
-        "COORD_UI_URL": "http://ui.example:8233",
-    }
-
-
-@pytest.fixture
-async def worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[None]:
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=WORKFLOWS,
-        activities=activities(tmp_path / "workspaces", tmp_path / "workspaces" / "artifacts"),
-    ):
-        yield
 
 
 async def test_run_wait_status_list_report(cli_env: dict[str, str], worker: None) -> None:

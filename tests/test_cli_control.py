@@ -12,10 +12,7 @@ updates and the signals of the same names.
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +21,10 @@ from temporalio.client import Client, WorkflowHandle
 
 from coordinator.escalation import Action, Approval, ApprovalAnswer, Escalation, Resolution
 from coordinator.report import ExecutionReport, ExecutionStatus, Progress
-from tests.conftest import NAMESPACE
+from tests.cli_support import coord
 from tests.engine_support import (
     make_repo,
     pending_escalation,
-    running_worker,
     shell_task,
     start,
     wait_for,
@@ -36,7 +32,6 @@ from tests.engine_support import (
 )
 from workflows.execution import ExecutionWorkflow
 
-COORD = [sys.executable, "-m", "cli.main"]
 Handle = WorkflowHandle[ExecutionWorkflow, ExecutionReport]
 
 # The gate of a stuck task. It fails like a test run does (30 lines, an escape sequence a
@@ -76,40 +71,6 @@ def plan_file(folder: Path, tasks: list[dict[str, Any]], **plan: Any) -> Path:
 
 
 # Fixtures and helpers ----------------------------------------------------------------------
-
-
-async def coord(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *COORD,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    # No input, good or bad, ends in a traceback.
-    assert b"Traceback" not in err, err.decode()
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
-@pytest.fixture
-def cli_env(server_address: str, task_queue: str, tmp_path: Path) -> dict[str, str]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))}
-    return {
-        **inherited,
-        "TEMPORAL_ADDRESS": server_address,
-        "TEMPORAL_NAMESPACE": NAMESPACE,
-        "COORD_TASK_QUEUE": task_queue,
-        "COORD_WORKSPACE_ROOT": str(tmp_path / "workspaces"),
-        "COORD_UI_URL": "http://ui.example:8233",
-    }
-
-
-@pytest.fixture
-async def worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterator[None]:
-    """The real worker, on the task queue the CLI's COORD_TASK_QUEUE names."""
-    async with running_worker(client, task_queue, tmp_path):
-        yield
 
 
 async def approval_pending(handle: Handle, name: str = "before_start") -> Progress:

@@ -3,7 +3,9 @@ and summaries that make the Temporal UI read like the plan. Workflow code: no I/
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -35,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         SpecialistRequest,
         SpecialistResult,
     )
+
+T = TypeVar("T")
 
 # At most three attempts for everything that can be retried (the product's rule).
 RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
@@ -98,73 +102,55 @@ async def run_gate(
     )
 
 
-async def create_worktree(request: CreateWorktreeRequest) -> TaskWorktree:
-    return await workflow.execute_activity_method(
-        WorktreeActivities.create_task_worktree,
+async def _git_step(method: Callable[..., Awaitable[T]], request: Any, summary: str) -> T:
+    """Git activities: short, idempotent, and never abandoned half-way on cancel."""
+    result: T = await workflow.execute_activity_method(
+        method,
         request,
         start_to_close_timeout=GIT_TIMEOUT,
         heartbeat_timeout=HEARTBEAT,
         retry_policy=RETRY,
         cancellation_type=WAIT,  # never leave a merge landing after we moved on
-        summary=f"worktree for {request.task_id} (attempt {request.attempt})",
+        summary=summary[:200],
+    )
+    return result
+
+
+async def create_worktree(request: CreateWorktreeRequest) -> TaskWorktree:
+    return await _git_step(
+        WorktreeActivities.create_task_worktree,
+        request,
+        f"worktree for {request.task_id} (attempt {request.attempt})",
     )
 
 
 async def commit(request: CommitRequest) -> CommitResult:
-    return await workflow.execute_activity_method(
-        WorktreeActivities.commit_task,
-        request,
-        start_to_close_timeout=GIT_TIMEOUT,
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=RETRY,
-        cancellation_type=WAIT,  # never leave a merge landing after we moved on
-        summary=f"commit {request.task_id}: {request.title}"[:200],
+    return await _git_step(
+        WorktreeActivities.commit_task, request, f"commit {request.task_id}: {request.title}"
     )
 
 
 async def merge(request: MergeRequest) -> MergeResult:
-    return await workflow.execute_activity_method(
+    return await _git_step(
         WorktreeActivities.merge_task,
         request,
-        start_to_close_timeout=GIT_TIMEOUT,
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=RETRY,
-        cancellation_type=WAIT,  # never leave a merge landing after we moved on
-        summary=f"merge {request.task_id} into {request.execution_branch}",
+        f"merge {request.task_id} into {request.execution_branch}",
     )
 
 
 async def remove_worktree(request: RemoveWorktreeRequest) -> None:
-    await workflow.execute_activity_method(
-        WorktreeActivities.remove_task_worktree,
-        request,
-        start_to_close_timeout=GIT_TIMEOUT,
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=RETRY,
-        cancellation_type=WAIT,  # never leave a merge landing after we moved on
-        summary=f"remove worktree of {request.task_id}",
+    await _git_step(
+        WorktreeActivities.remove_task_worktree, request, f"remove worktree of {request.task_id}"
     )
 
 
 async def clean_up(request: PendingWorkRequest) -> PendingWorkResult:
-    return await workflow.execute_activity_method(
-        WorktreeActivities.commit_pending_work,
-        request,
-        start_to_close_timeout=GIT_TIMEOUT,
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=RETRY,
-        cancellation_type=WAIT,  # never leave a merge landing after we moved on
-        summary="remove the execution's task worktrees",
+    return await _git_step(
+        WorktreeActivities.commit_pending_work, request, "remove the execution's task worktrees"
     )
 
 
 async def diff(request: DiffRequest) -> DiffSummary:
-    return await workflow.execute_activity_method(
-        WorktreeActivities.diff_from_base,
-        request,
-        start_to_close_timeout=GIT_TIMEOUT,
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=RETRY,
-        cancellation_type=WAIT,  # never leave a merge landing after we moved on
-        summary=f"diff from {request.base_commit[:12]}",
+    return await _git_step(
+        WorktreeActivities.diff_from_base, request, f"diff from {request.base_commit[:12]}"
     )
