@@ -17,7 +17,6 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     ChildWorkflowError,
-    FailureError,
     is_cancelled_exception,
 )
 
@@ -25,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.branches import PendingWorkRequest
     from coordinator.dag import resolve_dependencies
     from coordinator.escalation import (
-        Action,
         Approval,
         ApprovalAnswer,
         ApprovalName,
@@ -54,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         ESCALATION_RAISED,
         GATE_UPDATE,
         TASK_UPDATE,
+        root_message,
     )
     from workflows.review_phase import ReviewPhaseWorkflow
     from workflows.setup_phase import SetupPhaseWorkflow
@@ -249,7 +248,7 @@ class ExecutionWorkflow:
             # A cancel reaches us directly, or wrapped by the phase it interrupted.
             if not is_cancelled_exception(err):
                 status = ExecutionStatus.FAILED
-                self._progress.problems.append(_root_message(err))
+                self._progress.problems.append(root_message(err))
                 self._human_todo.append("Fix the problem listed above and run the plan again.")
             else:
                 status = ExecutionStatus.CANCELLED
@@ -482,13 +481,3 @@ def _details_markdown(p: Progress) -> str:
     if len(p.tasks) > DETAILS_TASK_ROWS:
         lines.append(f"| … {len(p.tasks) - DETAILS_TASK_ROWS} more | | | |")
     return "\n".join(lines)
-
-
-def _root_message(err: BaseException) -> str:
-    """The first error under the child/activity wrappers: it says what actually went wrong."""
-    while isinstance(err, ActivityError | ChildWorkflowError) and err.__cause__ is not None:
-        err = err.__cause__
-    return err.message if isinstance(err, FailureError) else str(err)
-
-
-__all__ = ["Action", "ExecutionWorkflow"]

@@ -19,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.branches import (
         CommitRequest,
         CreateWorktreeRequest,
-        MergeRequest,
         PendingWorkRequest,
         RemoveWorktreeRequest,
     )
@@ -37,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PhaseWorkflow,
         failing_output,
         first_line,
+        root_message,
     )
 
 FINISHED = ("passed", "skipped", "failed")
@@ -205,7 +205,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                         raise
                     # A git step or a gate that failed all its activity attempts: no fix
                     # loop can help, a human decides (the execution does not fail).
-                    error, tail = f"{_cause(err)}", ""
+                    error, tail = root_message(err), ""
                     state.last_error = error
                 if error is None:
                     return
@@ -332,7 +332,9 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     raise asyncio.CancelledError from err
                 # The specialist crashed on all of its activity attempts: retrying the same
                 # thing again is pointless, a human decides.
-                error = f"specialist {specialist.name} crashed {ATTEMPTS} times: {_cause(err)}"
+                error = (
+                    f"specialist {specialist.name} crashed {ATTEMPTS} times: {root_message(err)}"
+                )
                 state.last_error = error
                 return error, ""
             state.tokens += result.tokens_in + result.tokens_out
@@ -365,23 +367,13 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     attempt=state.attempts,
                 )
             )
-            async with self.branch_lock:
-                merged = await steps.merge(
-                    MergeRequest(
-                        workspace=ws.path,
-                        execution_branch=ws.branch,
-                        task_branch=worktree.branch,
-                        task_id=task.id,
-                        title=task.title,
-                    )
-                )
+            merged = await self.merge_into_branch(request, worktree.branch, task.id, task.title)
             if not merged.merged:
                 error = f"merge conflict: {merged.conflict}"
                 tail = merged.conflict or ""
                 state.last_error = error
                 feedback = f"Merging into the execution branch conflicted:\n{merged.conflict}"
                 continue
-            ws.head_commit = merged.head
             # Merged is done, whatever happens next (the worktree is also swept at the end).
             state.status = "passed"
             state.commit = merged.commit
@@ -404,9 +396,3 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         if fixing:
             return self.fixer(request, default=own)
         return request.specialists.get(own) or SpecialistRef(name=own, backend="claude")
-
-
-def _cause(err: BaseException) -> str:
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return str(err)

@@ -8,13 +8,19 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ChildWorkflowError,
+    FailureError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.branches import (
         CommitRequest,
         CreateWorktreeRequest,
         MergeRequest,
+        MergeResult,
         RemoveWorktreeRequest,
     )
     from coordinator.escalation import Action, Escalation, Resolution
@@ -91,6 +97,25 @@ class PhaseWorkflow:
             return answer
         return self._answers[escalation.id]
 
+    async def merge_into_branch(
+        self, request: PhaseInput, branch: str, item_id: str, title: str
+    ) -> MergeResult:
+        """Land a task's (or a fix's) one commit on the execution branch, one at a time."""
+        ws = request.workspace
+        async with self.branch_lock:
+            merged = await steps.merge(
+                MergeRequest(
+                    workspace=ws.path,
+                    execution_branch=ws.branch,
+                    task_branch=branch,
+                    task_id=item_id,
+                    title=title,
+                )
+            )
+        if merged.merged:
+            ws.head_commit = merged.head
+        return merged
+
     def fixer(self, request: PhaseInput, default: str | None = None) -> SpecialistRef:
         name = request.plan.fixer or default or "fixer"
         return request.specialists.get(name) or SpecialistRef(name=name, backend="claude")
@@ -146,20 +171,8 @@ class PhaseWorkflow:
             )
             if committed.no_changes:
                 return f"fixer {fixer.name} changed nothing"
-            async with self.branch_lock:
-                merged = await steps.merge(
-                    MergeRequest(
-                        workspace=ws.path,
-                        execution_branch=ws.branch,
-                        task_branch=worktree.branch,
-                        task_id=fix_id,
-                        title=title,
-                    )
-                )
-            if not merged.merged:
-                return f"the fix did not merge: {merged.conflict}"
-            ws.head_commit = merged.head
-            return None
+            merged = await self.merge_into_branch(request, worktree.branch, fix_id, title)
+            return None if merged.merged else f"the fix did not merge: {merged.conflict}"
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise
@@ -185,6 +198,13 @@ def failing_output(results: list[GateResult]) -> str:
             why = "timed out" if r.timed_out else f"exit code {r.exit_code}"
             parts.append(f"gate '{r.name}' failed ({why}):\n{r.output_tail}")
     return "\n\n".join(parts)
+
+
+def root_message(err: BaseException) -> str:
+    """The first error under the activity/child wrappers: it says what actually went wrong."""
+    while isinstance(err, ActivityError | ChildWorkflowError) and err.__cause__ is not None:
+        err = err.__cause__
+    return err.message if isinstance(err, FailureError) else str(err)
 
 
 def first_line(text: str, limit: int = 300) -> str:
