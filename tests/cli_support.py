@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from pathlib import Path
 
 COORD = [sys.executable, "-m", "cli.main"]
+
+
+def client_env(address: str, namespace: str, task_queue: str, root: Path) -> dict[str, str]:
+    """The environment of a `coord` or worker subprocess pointed at a test server."""
+    # The developer's own Temporal and coord settings (API key, TLS, profile) must not leak in.
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))}
+    return {
+        **inherited,
+        "TEMPORAL_ADDRESS": address,
+        "TEMPORAL_NAMESPACE": namespace,
+        "COORD_TASK_QUEUE": task_queue,
+        "COORD_WORKSPACE_ROOT": str(root / "workspaces"),
+        "COORD_ARTIFACTS_ROOT": str(root / "artifacts"),
+    }
 
 
 async def coord(*args: str, env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:

@@ -22,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from coordinator.devserver import temporal_binary, test_server_binary
 from coordinator.settings import connect, resolve_client_settings
+from tests.cli_support import client_env
 from tests.engine_support import running_worker
 from worker import ensure_search_attributes
 from workflows import search_attributes as sa
@@ -134,17 +135,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def cli_env(server_address: str, task_queue: str, tmp_path: Path) -> dict[str, str]:
-    # The developer's own Temporal settings (API key, TLS, profile) must not leak in.
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))}
-    return {
-        **inherited,
-        "TEMPORAL_ADDRESS": server_address,
-        "TEMPORAL_NAMESPACE": NAMESPACE,
-        "COORD_TASK_QUEUE": task_queue,
-        "COORD_WORKSPACE_ROOT": str(tmp_path / "workspaces"),
-        "COORD_ARTIFACTS_ROOT": str(tmp_path / "artifacts"),
-        "COORD_UI_URL": "http://ui.example:8233",
-    }
+    env = client_env(server_address, NAMESPACE, task_queue, tmp_path)
+    return {**env, "COORD_UI_URL": "http://ui.example:8233"}
 
 
 @pytest.fixture

@@ -114,6 +114,15 @@ async def pending_escalation(
     return progress.pending_escalations[0]
 
 
+def worktrees(report: ExecutionReport) -> list[str]:
+    """Git's own list of the clone's worktrees besides the clone itself."""
+    ws = report.workspace
+    assert ws is not None
+    listed = git(Path(ws.path), "worktree", "list", "--porcelain")
+    paths = [line.split(" ", 1)[1] for line in listed.splitlines() if line.startswith("worktree ")]
+    return [p for p in paths if Path(p) != Path(ws.path)]
+
+
 def branch_log(report: ExecutionReport) -> list[str]:
     """Commit subjects on the execution branch since its base, oldest first."""
     ws = report.workspace

@@ -27,6 +27,7 @@ from coordinator import devserver, visibility
 from coordinator.branches import task_worktree_path
 from coordinator.escalation import Action, Escalation, Resolution
 from coordinator.settings import DevServerConfig, connect, load_config, resolve_client_settings
+from tests.cli_support import client_env
 from tests.conftest import NAMESPACE, ROOT, free_port
 from tests.engine_support import (
     branch_log,
@@ -91,16 +92,7 @@ class Workers:
 
 
 def worker_env(address: str, task_queue: str, root: Path) -> dict[str, str]:
-    # The developer's own Temporal and coord settings must not leak in.
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))}
-    return {
-        **inherited,
-        "TEMPORAL_ADDRESS": address,
-        "TEMPORAL_NAMESPACE": NAMESPACE,
-        "COORD_TASK_QUEUE": task_queue,
-        "COORD_WORKSPACE_ROOT": str(root / "workspaces"),
-        "COORD_ARTIFACTS_ROOT": str(root / "artifacts"),
-    }
+    return client_env(address, NAMESPACE, task_queue, root)
 
 
 @contextlib.contextmanager

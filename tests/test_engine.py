@@ -23,6 +23,7 @@ from tests.engine_support import (
     shell_task,
     start,
     wait_for,
+    worktrees,
     write_plan,
 )
 from workflows.execution import ExecutionWorkflow
@@ -219,7 +220,7 @@ async def test_abort_ends_partial_with_finished_work_on_the_branch(
             ],
         },
     )
-    async with running_worker(client, task_queue, tmp_path) as workspaces:
+    async with running_worker(client, task_queue, tmp_path):
         handle = await start(client, task_queue, plan)
         escalation = await pending_escalation(handle)
         await handle.execute_update(
@@ -233,7 +234,7 @@ async def test_abort_ends_partial_with_finished_work_on_the_branch(
     assert branch_log(report) == ["first: Task first"]
     assert {t.id: t.status for t in report.tasks}["never"] == "pending"
     # No task worktree is left behind.
-    assert not list((workspaces / handle.id / "worktrees").glob("*"))
+    assert worktrees(report) == []
 
 
 async def test_invalid_resolutions_are_rejected_and_change_nothing(
@@ -385,7 +386,7 @@ async def test_cancel_mid_run_keeps_finished_tasks_and_leaves_nothing_behind(
 
     assert report.status == "Cancelled"
     assert branch_log(report) == ["quick: Task quick"]
-    assert not list((workspaces / handle.id / "worktrees").glob("*/"))
+    assert worktrees(report) == []
     assert not Path(f"/proc/{pid}").exists() or " Z " in Path(f"/proc/{pid}/stat").read_text()
 
 
@@ -513,7 +514,7 @@ async def test_a_broken_git_step_escalates_instead_of_failing_the_execution(
         tmp_path,
         {"tasks": [shell_task("rogue", "git checkout -q -b elsewhere; exit 1")]},
     )
-    async with running_worker(client, task_queue, tmp_path) as workspaces:
+    async with running_worker(client, task_queue, tmp_path):
         handle = await start(client, task_queue, plan)
         escalation = await pending_escalation(handle)
         assert "no longer on its task branch" in escalation.last_error
@@ -522,7 +523,7 @@ async def test_a_broken_git_step_escalates_instead_of_failing_the_execution(
         )
         report = await handle.result()
     assert report.status == "Partial"
-    assert not (workspaces / handle.id / "worktrees" / "rogue").exists()
+    assert worktrees(report) == []
 
 
 async def test_a_skipped_failing_layer_gate_leaves_work_for_a_human(
