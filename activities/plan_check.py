@@ -50,6 +50,7 @@ def _check(request: PlanCheckInput) -> PlanCheck:
                 command=spec.command,
                 timeout_s=spec.timeout or DEFAULT_SPECIALIST_TIMEOUT_S,
                 max_turns=spec.max_turns,
+                source=spec.source,
             )
     return PlanCheck(
         errors=[str(p) for p in result.errors],
