@@ -217,7 +217,7 @@ class _AgentLoop:
         self.max_turns = request.max_turns or spec.max_turns or DEFAULT_MAX_TURNS
         root = Path(request.cwd)
         secret_names = [*settings.secret_env]
-        self.editor = EditorTool(root, allow_write=perms.write)
+        self.editor = EditorTool(root, allow_write=perms.write, tools=perms.declared)
         self.handlers: dict[str, Callable[[object], Awaitable[ToolResult]]] = {}
         if perms.view or perms.write:
             self.handlers["str_replace_based_edit_tool"] = self.editor

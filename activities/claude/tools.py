@@ -375,7 +375,7 @@ class EditorTool:
         self.max_view_chars = max_view_chars
         self.max_file_bytes = max_file_bytes
         self.max_edit_bytes = max_edit_bytes
-        self._tools = ", ".join(tools) if tools else "no write tools"
+        self._tools = f"tools: {', '.join(tools)}" if tools else "no Write or Edit tool"
         self._changed: list[str] = []
 
     @property
@@ -414,7 +414,7 @@ class EditorTool:
                 )
             if command != "view" and not self.allow_write:
                 return _error(
-                    f"this specialist may not change files (tools: {self._tools}); "
+                    f"this specialist may not change files ({self._tools}); "
                     f"`{command}` was refused. Report what should change instead."
                 )
             shown = _required_str(data, "path", f"for command `{command}`")
@@ -899,6 +899,12 @@ _SKIPPED_DIRS = frozenset(
 _LINE_CHARS = 300  # of a matching line shown
 
 
+_SEARCH_CHILD = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from activities.claude.tools import _search_main; _search_main()"
+)
+
+
 class _SearchFailed(Exception):
     pass
 
@@ -1016,16 +1022,19 @@ class SearchTool:
         return request, shown
 
     async def _run_search(self, request: dict[str, Any]) -> dict[str, Any]:
+        # Isolated (-I): nothing from the worktree (a `re.py`, say) or the environment can be
+        # imported in place of ours; this package's folder is put on the path explicitly.
         package_root = str(Path(__file__).resolve().parents[2])
-        python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-I",
             "-c",
-            "from activities.claude.tools import _search_main; _search_main()",
+            _SEARCH_CHILD,
+            package_root,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=scrubbed_env({"PYTHONPATH": python_path}),
+            env=scrubbed_env(),
             cwd=self.root,
             start_new_session=True,
         )
