@@ -148,7 +148,16 @@ class ClaudeSpecialistActivities:
                 )
         started = time.monotonic()
         transcript = Transcript(self.transcript_path(request))
+        # Reads the context documents and lists the repository: off the event loop.
+        system = await asyncio.to_thread(
+            system_prompt,
+            request,
+            spec.prompt,
+            context_chars=self.settings.context_chars,
+            tools_note=_tools_note(perms),
+        )
         loop = _AgentLoop(
+            system=system,
             request=request,
             spec=spec,
             model=model,
@@ -198,6 +207,7 @@ class _AgentLoop:
     def __init__(
         self,
         *,
+        system: str,
         request: SpecialistRequest,
         spec: Specialist,
         model: str,
@@ -235,10 +245,7 @@ class _AgentLoop:
         if any(d.get("name") == "search" for d in definitions):
             self.handlers["search"] = SearchTool(root)
         self.tools = [*definitions, FINISH_TOOL]
-        tools_note = _tools_note(spec, perms)
-        self.system = system_prompt(
-            request, spec.prompt, context_chars=settings.context_chars, tools_note=tools_note
-        )
+        self.system = system
         self.first_message: dict[str, Any] = {
             "role": "user",
             "content": [
@@ -532,7 +539,7 @@ _CUT_OFF = (
 )
 
 
-def _tools_note(spec: Specialist, perms: ToolPermissions) -> str:
+def _tools_note(perms: ToolPermissions) -> str:
     notes = []
     if not perms.write:
         notes.append("You may not change files: the editor is view-only for you.")
