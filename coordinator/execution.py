@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from coordinator.branches import DiffSummary
+from coordinator.escalation import Escalation, Resolution
 from coordinator.plan import Plan, git_ref_problem, is_clone_url, local_path, plan_folder
 from coordinator.report import GateSummary, TaskState, Workspace
 
@@ -117,6 +118,31 @@ def build_execution_input(
     )
 
 
+class ParkedTask(BaseModel):
+    """A task waiting on a human when the scheduler continues as new: on the escalation's
+    answer, or (answered "retry") on a slot to run again with the guidance."""
+
+    task_id: str
+    escalation: Escalation | None = None
+    budget_resolution: bool = False  # the escalation is about the task's budget
+    guidance: str = ""
+
+
+class SchedulerCarry(BaseModel):
+    """What the implementation scheduler hands to its next run (continue-as-new)."""
+
+    states: list[TaskState]
+    parked: list[ParkedTask] = Field(default_factory=list)
+    task_cost_limit: dict[str, float] = Field(default_factory=dict)
+    task_token_limit: dict[str, int] = Field(default_factory=dict)
+    answers: dict[str, Resolution] = Field(default_factory=dict)
+    escalations: int = 0
+    phase_spent: float = 0.0
+    raised_budget: float | None = None
+    gated_layers: list[str] = Field(default_factory=list)
+    runs: int = 0
+
+
 class PhaseInput(BaseModel):
     """What every phase after setup works from."""
 
@@ -129,6 +155,8 @@ class PhaseInput(BaseModel):
     # raised the plan's), and what Claude specialists spent before this phase.
     budget_usd: float | None = None
     spent_usd: float = 0.0
+    # The implementation scheduler's state when it continues as new (None: a first run).
+    carry: SchedulerCarry | None = None
 
 
 class ImplementationResult(BaseModel):

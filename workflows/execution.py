@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         GATE_UPDATE,
         SPEND,
         TASK_UPDATE,
+        TASKS_UPDATE,
         root_message,
     )
     from workflows.review_phase import ReviewPhaseWorkflow
@@ -136,6 +137,12 @@ class ExecutionWorkflow:
     @workflow.signal(name=TASK_UPDATE)
     def _task_update(self, state: TaskState) -> None:
         self._progress.tasks = [state if t.id == state.id else t for t in self._progress.tasks]
+        self._publish()
+
+    @workflow.signal(name=TASKS_UPDATE)
+    def _tasks_update(self, states: list[TaskState]) -> None:
+        changed = {s.id: s for s in states}
+        self._progress.tasks = [changed.get(t.id, t) for t in self._progress.tasks]
         self._publish()
 
     @workflow.signal(name=GATE_UPDATE)
@@ -331,7 +338,8 @@ class ExecutionWorkflow:
         implementation = await self._child(
             ImplementationPhaseWorkflow.run, phase_input, "implementation"
         )
-        self._progress.tasks = implementation.tasks
+        if implementation.tasks:  # else the phase's (coalesced) updates brought them all
+            self._progress.tasks = implementation.tasks
         self._record_head(implementation.head)
         passed = sum(t.status == "passed" for t in implementation.tasks)
         self._set_phase(
