@@ -90,7 +90,7 @@ _TAGS = re.compile(r"^(?:\[[^\]\s]{1,12}\][ \t]*)+")
 _AT_SPECIALIST = re.compile(r"^@(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?:[ \t]+|$)")
 _PAREN_SPECIALIST = re.compile(r"[ \t]*\(@?(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)\)[ \t]*$")
 _SPECIALIST_NAME = re.compile(r"^@?(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
-_REF_SPLIT = re.compile(r"[ \t]*(?:,|;|&|\band\b)[ \t]*", re.I)
+_REF_SPLIT = re.compile(r"[ \t]*[,;&][ \t]*|[ \t]+and[ \t]+", re.I)
 _NO_DEPENDENCIES = {"none", "nothing", "-", "n/a", "no"}
 _EMPTY_OUTPUT = re.compile(
     r"\b(?:returns?\s+empty|empty\s+output|no\s+output|prints\s+nothing|outputs\s+nothing)\b",
@@ -215,7 +215,6 @@ class _Group:
     kind: GroupKind
     label: str
     line: int
-    index: int  # among the groups of its kind
     dependent: bool = False
     refs: list[_Ref] | None = None  # a `depends on:` line right under the heading
     items: list[_Item] = field(default_factory=list)
@@ -294,9 +293,8 @@ class _Parser:
         self.items: list[_Item] = []
         self.groups: list[_Group] = []
         self.group_kind: tuple[GroupKind, int] | None = None  # the kind in use, first line
-        self.stack: list[_Section] = []
-        self.sections: list[_Section] = []
-        self.section = self._push(_Section("plain", 0, None, 1))
+        # The headings enclosing the current line, outermost first (the root: level 0).
+        self.stack: list[_Section] = [_Section("plain", 0, None, 1)]
 
     # -- problems
 
@@ -307,11 +305,6 @@ class _Parser:
         self.issues.append(LoadIssue(message, path, line, severity="warning"))
 
     # -- sections
-
-    def _push(self, section: _Section) -> _Section:
-        self.stack.append(section)
-        self.sections.append(section)
-        return section
 
     def _effective(self) -> _Section:
         # The innermost heading that means something decides; plain subheadings inherit.
@@ -410,10 +403,10 @@ class _Parser:
         try:
             data = yaml.safe_load(text)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):
-            data = ...  # the loader below says what and where
+            data = {}  # not YAML: the loader below says what and where
         if data is None:
             return  # an empty block: no settings
-        if data is not ... and not isinstance(data, dict):
+        if not isinstance(data, dict):
             self.error(
                 fence_line + 1,
                 "the YAML block must be a mapping of plan settings (repository:, "
@@ -451,24 +444,28 @@ class _Parser:
         if level == 1 and self.title is None:
             self.title = raw.replace("**", "").strip() or None
             self.title_line = number
+            return  # the title opens no section: what follows is still "the top"
         while len(self.stack) > 1 and self.stack[-1].level >= level:
             self.stack.pop()
         in_group = any(s.kind == "group" for s in self.stack)
         section: _Section
-        if _GATES_HEADING.search(text):
-            layer = in_group or bool(_LAYER_GATES_HEADING.search(text.split("gate")[0].lower()))
-            gate_level: Literal["gates", "layer_gates"] = "layer_gates" if layer else "gates"
-            section = _Section("gates", level, text, number, gate_level=gate_level)
-        elif not in_group and (match := _LAYER.match(text) or _STREAM.match(text)):
+        # A layer or stream label comes first ("L3: Quality gates" is a layer); inside a
+        # layer or stream, headings are its sub-sections.
+        if not in_group and (match := _LAYER.match(text) or _STREAM.match(text)):
             kind: GroupKind = "layer" if _LAYER.match(text) else "stream"
             section = _Section(
                 "group", level, text, number, group=self._group(kind, match, text, number)
             )
+        elif _GATES_HEADING.search(text):
+            # Gates under a layer or stream, or named for them, run after each one.
+            layer = in_group or bool(_LAYER_GATES_HEADING.search(text.lower().split("gate")[0]))
+            gate_level: Literal["gates", "layer_gates"] = "layer_gates" if layer else "gates"
+            section = _Section("gates", level, text, number, gate_level=gate_level)
         elif _SKIP_HEADING.search(text):
             section = _Section("skip", level, text, number)
         else:
             section = _Section("plain", level, text, number)
-        self.section = self._push(section)
+        self.stack.append(section)
 
     def _group(self, kind: GroupKind, match: re.Match[str], text: str, number: int) -> _Group:
         label = " ".join(match["label"].split())
@@ -487,7 +484,7 @@ class _Parser:
         for other in same:
             if other.label.lower() == label.lower():
                 self.error(number, f"{kind} '{label}' again (first on line {other.line})")
-        group = _Group(kind, label, number, len(same))
+        group = _Group(kind, label, number)
         group.dependent = kind == "stream" and bool(_DEPENDENT.search(text[match.end() :]))
         self.groups.append(group)
         return group
@@ -533,7 +530,9 @@ class _Parser:
         section = self._effective()
         mark = match["mark"]
         if mark not in (" ", "x", "X"):
-            if section.kind not in ("skip",):
+            if re.fullmatch(r"[A-Za-z0-9]+", mark):
+                return i + 1  # "- [P] ..." or "- [WIP] ...": a bullet, not a checkbox
+            if section.kind != "skip":
                 self.error(
                     number,
                     f"'[{mark}]' is not a checkbox: write '- [ ]' for a task to do, "
@@ -546,7 +545,8 @@ class _Parser:
             return end
         item = _Item(line=number, ticked=mark != " ", section=section)
         self._item_head(item, match["rest"])
-        self._item_body(item, body, number + 1)
+        if section.kind != "skip":  # a checklist item's details are no concern of ours
+            self._item_body(item, body, number + 1)
         self.items.append(item)
         if section.group is not None and section.kind == "group":
             section.group.items.append(item)
@@ -635,22 +635,19 @@ class _Parser:
         else:
             width = _indent_width(body[j])
             while end < len(body):
+                # "files:" then "- a" lines, indented under it or not, up to a blank line
+                # (a list in the prompt may follow).
                 raw = body[end]
-                if _is_blank(raw):
-                    end += 1
-                    continue
-                # "files:" then "- a" lines, indented under it or not.
                 bullet = _BULLET.match(raw)
                 if (
-                    _indent_width(raw) < width
+                    _is_blank(raw)
+                    or _indent_width(raw) < width
                     or bullet is None
                     or _DETAIL.match(bullet["rest"].strip())  # the next detail line
                 ):
                     break
                 values.append((bullet["rest"].strip(), first + end))
                 end += 1
-            while end > j + 1 and _is_blank(body[end - 1]):
-                end -= 1
         written = match["key"].strip()
         if not values:
             self.error(
@@ -868,7 +865,7 @@ class _Builder:
                 left_out.setdefault(id(item.section), []).append(item)
         for items in left_out.values():
             section = items[0].section
-            where = f"under '{section.heading}'" if section.heading else "before the first heading"
+            where = f"under '{section.heading}'" if section.heading else "above the first section"
             count = f"{len(items)} checkbox item{'s' if len(items) > 1 else ''}"
             if section.kind == "skip":
                 why = "criteria and checklist sections hold no tasks"
@@ -1002,9 +999,7 @@ class _Builder:
             chain = self._resolve(group.refs) if group.refs is not None else []
             if group.dependent:
                 earlier = [g for g in self.p.groups if g.kind == "stream" and g.line < group.line]
-                chain += [
-                    (other.id, group.line) for g in earlier for other in g.items if not other.ticked
-                ]
+                chain += [(task_id, group.line) for g in earlier for task_id in _waits_for(g)]
         return _unique([*chain, *(own or [])])
 
     def _resolve(self, refs: list[_Ref]) -> list[tuple[str, int]]:
@@ -1020,10 +1015,17 @@ class _Builder:
                 continue
             group = self.by_group.get(" ".join(ref.text.split()).casefold())
             if group is not None:
-                out += [(other.id, ref.line) for other in group.items if not other.ticked]
+                out += [(task_id, ref.line) for task_id in _waits_for(group)]
                 continue
             out.append((key, ref.line))  # unknown: validation says so, at this line
         return out
+
+
+def _waits_for(group: _Group) -> list[str]:
+    """What waiting for a whole group means: every unfinished task of a layer; the last
+    unfinished task of a stream (which waits for the ones before it)."""
+    pending = [item.id for item in group.items if not item.ticked]
+    return pending[-1:] if group.kind == "stream" else pending
 
 
 def _unique(pairs: list[tuple[str, int]]) -> list[tuple[str, int]]:
