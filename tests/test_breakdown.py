@@ -995,3 +995,32 @@ def test_a_yaml_plan_and_its_markdown_rendering_are_the_same_plan(plan: dict[str
     assert from_md.summary == from_yaml.summary
     for k in range(len(plan["tasks"])):
         assert parsed.lines[("tasks", k)] == parsed.checkbox_lines[plan["tasks"][k]["id"]]
+
+
+def test_the_readme_example_is_what_the_readme_says(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    start = readme.index("````markdown\n") + len("````markdown\n")
+    example = readme[start : readme.index("````\n", start)]
+    (tmp_path / "repo").mkdir()
+    path = tmp_path / "breakdown.md"
+    path.write_text(example)
+    reg = registry("database-specialist", "go-fiber-specialist", "go-testing-specialist")
+    result = validate_plan_file(path, registry=reg)
+    assert result.errors == [], located(result)
+    plan = result.plan
+    assert plan is not None and plan.name == "add-faces-endpoint"
+    assert [(t.id, t.layer, t.depends_on) for t in plan.tasks] == [
+        ("t1", "L0", None),
+        ("t2", "L1", ["t1"]),
+        ("t3", "L1", None),
+    ]
+    assert [(g.name, g.expect) for g in plan.gates] == [
+        ("tests", "exit_zero"),
+        ("gofmt -l .", "empty_output"),
+        ("go vet ./...", "exit_zero"),
+    ]
+    assert [(g.name, g.run) for g in plan.tasks[0].gates] == [
+        ("go test ./db/...", "go test ./db/..."),
+        ("lint", "golangci-lint run ./db/..."),
+    ]
+    assert result.summary is not None and result.summary.waves == [["t1"], ["t2", "t3"]]
