@@ -1024,3 +1024,48 @@ def test_the_readme_example_is_what_the_readme_says(tmp_path: Path) -> None:
         ("lint", "golangci-lint run ./db/..."),
     ]
     assert result.summary is not None and result.summary.waves == [["t1"], ["t2", "t3"]]
+
+
+MARKDOWN_LINES = st.sampled_from(
+    [
+        "# Title",
+        "## L0: A",
+        "## Stream B: B",
+        "### Quality gates",
+        "## Criteria",
+        "- [ ] T1: One (implementer)",
+        "- [x] Two",
+        "- [~] three",
+        "1. [ ]",
+        "  depends on: T1, L0, none",
+        "  depends on:",
+        "  files:",
+        "  - a.py",
+        "  gates: `x` `",
+        "  gates: {name: [",
+        "  specialist: a b",
+        "  ```sh",
+        "```yaml",
+        "repository: .",
+        "tasks: []",
+        "```",
+        "<!-- c",
+        "-->",
+        "---",
+        "depends on: Stream B",
+        "",
+        "\t\t- [ ] tabbed",
+        "  text",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(MARKDOWN_LINES, max_size=25))
+def test_any_markdown_gives_located_problems_not_exceptions(lines: list[str]) -> None:
+    text = "\n".join(lines)
+    parsed, result = validate_breakdown(text, source="x.md", base_dir=FIXTURES, registry=registry())
+    total = len(lines) + 1
+    assert all(i.line is None or 1 <= i.line <= total for i in parsed.issues)
+    assert all(p.line is None or 1 <= p.line <= total for p in result.problems)
+    assert all(1 <= line <= total for line in parsed.checkbox_lines.values())
