@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.command_specialist import CommandSpecialistActivities
+from activities.environment import EnvironmentActivities, write_status_file
 from activities.gates import GateActivities
 from activities.plan_check import check_plan
 from activities.workspace import WorkspaceActivities
@@ -62,6 +63,7 @@ HEARTBEAT_THROTTLE = timedelta(seconds=2)
 def activities(workspace_root: Path, artifacts_root: Path) -> list[Any]:
     workspace = WorkspaceActivities(workspace_root)
     worktrees = WorktreeActivities(workspace_root)
+    environment = EnvironmentActivities(workspace_root, artifacts_root)
     return [
         check_plan,
         workspace.prepare_workspace,
@@ -73,6 +75,10 @@ def activities(workspace_root: Path, artifacts_root: Path) -> list[Any]:
         worktrees.remove_task_worktree,
         worktrees.commit_pending_work,
         worktrees.diff_from_base,
+        environment.prepare_environment,
+        environment.run_setup_command,
+        environment.setup_worktree,
+        write_status_file,  # a local activity
     ]
 
 

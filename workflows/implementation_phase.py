@@ -300,6 +300,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     fresh=fresh and attempt == 1,
                 )
             )
+            await self.set_up_worktree(request, worktree.path, task.id)
             if worktree.replayed:
                 feedback = (
                     f"The execution branch moved: your change conflicts in "
@@ -323,6 +324,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                         attempt=state.attempts,
                         feedback=feedback[-FEEDBACK_CHARS:],
                         guidance=guidance if attempt == 1 else "",
+                        context_paths=request.context_paths,
+                        environment=request.environment,
                     ),
                     summary=f"{'fix' if attempt > 1 else 'implement'} {task.id} "
                     f"({specialist.name})",
@@ -347,7 +350,13 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 continue
             gates = [
                 await steps.run_gate(
-                    request.execution_id, "task", task.id, gate, worktree.path, state.attempts
+                    request.execution_id,
+                    "task",
+                    task.id,
+                    gate,
+                    worktree.path,
+                    state.attempts,
+                    request.environment,
                 )
                 for gate in task.gates
             ]
