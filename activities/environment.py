@@ -15,7 +15,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -80,7 +80,7 @@ class EnvironmentActivities:
                 folder.mkdir(parents=True, exist_ok=True)
             copies = await asyncio.to_thread(self._copy_context, request)
             if request.status_file and not Path(request.status_file).is_absolute():
-                await _exclude(clone, STATUS_EXCLUDE_HEADER, [_anchored(request.status_file)])
+                await _exclude(clone, STATUS_EXCLUDE_HEADER, _status_patterns(request.status_file))
         return PreparedEnvironment(
             env_dir=str(folder) if folder else None, context_paths=[str(c) for c in copies]
         )
@@ -266,6 +266,12 @@ async def _put_back_tracked_files(cwd: Path, log_path: Path) -> list[str]:
             f"changes only through tasks: {shown}\n"
         )
     return changed
+
+
+def _status_patterns(relative: str) -> list[str]:
+    """The status file, and the temporary file it is written to before the rename."""
+    path = PurePosixPath(relative)
+    return [_anchored(relative), _anchored(str(path.parent / f".{path.name}.")) + "*.tmp"]
 
 
 def _anchored(path: str) -> str:

@@ -401,6 +401,8 @@ async def test_status_file_is_always_valid_json_and_ends_as_coord_status(
     ws = Path(report.workspace.path)  # type: ignore[union-attr]
     assert git(ws, "status", "--porcelain") == ""
     assert ".coord" not in git(ws, "ls-tree", "-r", "--name-only", report.workspace.branch)  # type: ignore[union-attr]
+    # Nor the temporary file a write renames into place.
+    git(ws, "check-ignore", "-q", f".coord/execution/.{handle.id}.json.x1y2z3.tmp")
     # Written by a local activity: one small marker per write, the progress not in history.
     history = await handle.fetch_history()
     markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
