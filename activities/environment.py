@@ -118,9 +118,11 @@ class EnvironmentActivities:
             / f"{safe_name(command.name)}-{request.round}{retry_suffix()}.log"
         )
         try:
-            return await _run_setup(
-                command, Path(request.cwd), request.environment, log_path, scope="workspace"
-            )
+            # Heartbeats cover the git bookkeeping around the command too (a big checkout).
+            async with heartbeating(f"setup command {command.name!r}"):
+                return await _run_setup(
+                    command, Path(request.cwd), request.environment, log_path, scope="workspace"
+                )
         except SetupCommandFailed as err:
             raise ApplicationError(
                 str(err),
@@ -141,22 +143,25 @@ class EnvironmentActivities:
                 type="WorkspaceMissing",
                 non_retryable=True,
             )
-        marker = Path(await git("rev-parse", "--absolute-git-dir", cwd=wt)) / SETUP_MARKER
+        marker = Path(await _git_out(wt, "rev-parse", "--absolute-git-dir")) / SETUP_MARKER
         if marker.exists():
             return WorktreeSetupResult(ran=False)
         folder = self.artifacts_root / safe_name(request.execution_id) / "setup"
-        for command in request.commands:
-            log_path = folder / (
-                f"{safe_name(command.name)}-{safe_name(request.scope)}{retry_suffix()}.log"
-            )
-            try:
-                await _run_setup(command, wt, request.environment, log_path, scope=request.scope)
-            except SetupCommandFailed as err:
-                raise ApplicationError(
-                    f"{err} (in the worktree of {request.scope})",
-                    {"output_tail": err.output_tail, "log_path": str(err.log_path)},
-                    type="SetupCommandFailed",
-                ) from err
+        async with heartbeating(f"setup in the worktree of {request.scope}"):
+            for command in request.commands:
+                log_path = folder / (
+                    f"{safe_name(command.name)}-{safe_name(request.scope)}{retry_suffix()}.log"
+                )
+                try:
+                    await _run_setup(
+                        command, wt, request.environment, log_path, scope=request.scope
+                    )
+                except SetupCommandFailed as err:
+                    raise ApplicationError(
+                        f"{err} (in the worktree of {request.scope})",
+                        {"output_tail": err.output_tail, "log_path": str(err.log_path)},
+                        type="SetupCommandFailed",
+                    ) from err
         marker.write_text("done\n")
         return WorktreeSetupResult(ran=True)
 
