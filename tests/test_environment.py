@@ -18,6 +18,8 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from activities.process import MissingVariableError, command_env
+from coordinator.environment import CommandEnvironment
 from coordinator.escalation import Action, Resolution
 from coordinator.report import ExecutionReport
 from tests.cli_support import coord
@@ -95,6 +97,34 @@ def venv_setup(wheel: Path) -> list[dict[str, object]]:
             "timeout": 120,
         },
     ]
+
+
+def test_command_env_composes_the_prepared_environment_and_passes_names_through(
+    tmp_path: Path,
+) -> None:
+    worker = {
+        "PATH": "/usr/bin",
+        "HOME": "/h",
+        "SVC_TOKEN": "t0k",
+        "GH_TOKEN": "g",
+        "PYTHONHOME": "/p",
+    }
+    environment = CommandEnvironment(env={"A": "1"}, env_from=["SVC_TOKEN"], env_dir=str(tmp_path))
+    env = command_env(environment, {"COORD_TASK_ID": "x"}, base=worker)
+    assert env["PATH"] == f"{tmp_path / 'bin'}:/usr/bin"
+    assert (env["COORD_ENV_DIR"], env["A"], env["SVC_TOKEN"], env["COORD_TASK_ID"]) == (
+        str(tmp_path),
+        "1",
+        "t0k",
+        "x",
+    )
+    assert "GH_TOKEN" not in env  # scrubbed unless passed by name
+    assert "VIRTUAL_ENV" not in env and env["PYTHONHOME"] == "/p"  # not a venv (yet)
+    (tmp_path / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    env = command_env(environment, base=worker)
+    assert env["VIRTUAL_ENV"] == str(tmp_path) and "PYTHONHOME" not in env
+    with pytest.raises(MissingVariableError, match="env_from: NOPE, ALSO not set"):
+        command_env(CommandEnvironment(env_from=["NOPE", "HOME", "ALSO"]), base=worker)
 
 
 async def test_gates_pass_in_fresh_worktrees_only_thanks_to_setup(
