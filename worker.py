@@ -25,12 +25,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from activities.claude.agent import ClaudeSpecialistActivities
 from activities.command_specialist import CommandSpecialistActivities
 from activities.environment import EnvironmentActivities, write_status_file
 from activities.gates import GateActivities
 from activities.plan_check import check_plan
 from activities.workspace import WorkspaceActivities
 from activities.worktrees import WorktreeActivities
+from coordinator.claude import ClaudeSettings
 from coordinator.settings import (
     ClientSettings,
     ConfigError,
@@ -60,7 +62,9 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
-def activities(workspace_root: Path, artifacts_root: Path) -> list[Any]:
+def activities(
+    workspace_root: Path, artifacts_root: Path, claude: ClaudeSettings | None = None
+) -> list[Any]:
     workspace = WorkspaceActivities(workspace_root)
     worktrees = WorktreeActivities(workspace_root)
     environment = EnvironmentActivities(workspace_root, artifacts_root)
@@ -69,6 +73,7 @@ def activities(workspace_root: Path, artifacts_root: Path) -> list[Any]:
         workspace.prepare_workspace,
         GateActivities(artifacts_root).run_gate,
         CommandSpecialistActivities(artifacts_root).run,
+        ClaudeSpecialistActivities(artifacts_root, claude).run,
         worktrees.create_task_worktree,
         worktrees.commit_task,
         worktrees.merge_task,
@@ -88,10 +93,11 @@ def build_worker(
     task_queue: str,
     workspace_root: Path,
     artifacts_root: Path,
+    claude: ClaudeSettings | None = None,
     replace_activities: Sequence[Any] = (),
 ) -> Worker:
     """The worker; `replace_activities` swaps in stand-ins by activity name (tests)."""
-    acts = activities(workspace_root, artifacts_root)
+    acts = activities(workspace_root, artifacts_root, claude)
     if replace_activities:
         names = {_activity_name(a) for a in replace_activities}
         acts = [a for a in acts if _activity_name(a) not in names] + list(replace_activities)
@@ -157,6 +163,7 @@ async def run_worker(settings: ClientSettings) -> None:
         task_queue=settings.task_queue,
         workspace_root=settings.workspace_root,
         artifacts_root=settings.artifacts_root,
+        claude=settings.claude,
     ):
         log.info(
             "worker connected to %s (namespace %s), polling task queue %r, workspaces in %s",

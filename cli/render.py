@@ -61,6 +61,8 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
         "status",
         "attempts",
         "gates",
+        "tokens",
+        "cost",
         title="Tasks",
         title_justify="left",
     )
@@ -73,8 +75,14 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
             Text(t.status, _STYLE.get(t.status, "")),
             str(t.attempts),
             _gate_count(t.gates),
+            str(t.tokens) if t.tokens else "-",
+            f"${t.cost_usd:.2f}" if t.cost_usd is not None else "-",
         )
     parts: list[Table | Text] = [head, phases, tasks]
+    if progress.tokens or progress.budget_usd is not None:
+        cost = f"${progress.cost_usd:.2f}" if progress.cost_usd is not None else "unpriced"
+        budget = f" of a ${progress.budget_usd:.2f} budget" if progress.budget_usd else ""
+        parts.append(Text(f"spent: {progress.tokens} tokens, {cost}{budget}"))
     parts += _gate_lines(progress)
     parts += _waiting_tables(progress)
     if progress.workspace:
@@ -187,6 +195,20 @@ def escalation_lines(execution_id: str, e: Escalation) -> list[str]:
         lines.append("  logs:")
         lines += [f"    {a}" for a in e.artifacts]
     eid, esc = _q(execution_id), _q(e.id)
+    if e.budget_usd is not None:
+        raised = round(max(e.budget_usd, e.spent_usd or 0.0) * 2, 2)
+        payload = {"escalation_id": e.id, "action": "retry", "budget": raised}
+        skip = [f"    coord resolve {eid} {esc} --skip"] if e.task_id else []
+        return [
+            *lines,
+            "  answer with one of:",
+            f"    coord resolve {eid} {esc} --retry --budget {raised}",
+            *skip,
+            f"    coord resolve {eid} {esc} --abort",
+            "  or with the Temporal CLI:",
+            f"    temporal workflow update execute --workflow-id {eid} --name resolve_escalation "
+            f"--input {shlex.quote(json.dumps(payload))}",
+        ]
     lines += [
         "  answer with one of:",
         f'    coord resolve {eid} {esc} --retry --guidance "{GUIDANCE_PLACEHOLDER}"',

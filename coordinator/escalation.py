@@ -23,12 +23,16 @@ class Resolution(BaseModel):
     )
     action: Action
     guidance: str = Field(default="", max_length=20_000)
+    # A budget escalation's new limit in USD (the execution's, or the task's).
+    budget: float | None = Field(default=None, gt=0)
     by: str = ""
 
     @model_validator(mode="after")
     def _guidance_only_for_retry(self) -> Resolution:
         if self.guidance and self.action != Action.RETRY:
             raise ValueError("guidance goes with action 'retry' only")
+        if self.budget is not None and self.action != Action.RETRY:
+            raise ValueError("a budget goes with action 'retry' only")
         return self
 
 
@@ -51,6 +55,10 @@ class Escalation(BaseModel):
     remaining: list[str] = Field(default_factory=list)
     artifacts: list[str] = Field(default_factory=list)
     recommended: list[str] = Field(default_factory=list)
+    # Set when a budget was reached: the limit and what was spent (USD). Retrying needs a
+    # higher `budget` in the answer.
+    budget_usd: float | None = None
+    spent_usd: float | None = None
     raised_at: datetime | None = None
     # The phase workflow that waits for the answer; the execution forwards it there.
     waiting_workflow_id: str = ""

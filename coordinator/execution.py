@@ -51,6 +51,8 @@ class SpecialistRef(BaseModel):
     command: str | None = None
     timeout_s: int = DEFAULT_SPECIALIST_TIMEOUT_S
     max_turns: int | None = None
+    # Claude specialists: where the definition lives (a file, or "builtin:<name>").
+    source: str = ""
 
 
 class PlanCheck(BaseModel):
@@ -188,6 +190,10 @@ class PhaseInput(BaseModel):
     # What every command gets (env, env_from names, the prepared environment); None: nothing.
     environment: CommandEnvironment | None = None
     context_paths: list[str] = Field(default_factory=list)
+    # The execution's budget (USD) as it stands when the phase starts (a human may have
+    # raised the plan's), and what Claude specialists spent before this phase.
+    budget_usd: float | None = None
+    spent_usd: float = 0.0
 
 
 class ImplementationResult(BaseModel):
