@@ -111,9 +111,9 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 for tid in self._startable(request, graph, running)[:slots]:
                     self._states[tid].status = "running"
                     running[tid] = asyncio.create_task(self._run_task(request, plan.task(tid)))
-                if draining and all(tid in self._parked for tid in running):
-                    if any(s.status not in FINISHED for s in self._states.values()):
-                        await self._continue_as_new(request, running, gated_layers)
+                unfinished = any(s.status not in FINISHED for s in self._states.values())
+                if draining and unfinished and all(tid in self._parked for tid in running):
+                    await self._continue_as_new(request, running, gated_layers)
                 if not running:
                     break
                 self._seen = self._changes
@@ -474,6 +474,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     fresh=fresh and attempt == 1,
                 )
             )
+            await self.set_up_worktree(request, worktree.path, task.id)
             if worktree.replayed:
                 feedback = (
                     f"The execution branch moved: your change conflicts in "
@@ -497,6 +498,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                         attempt=state.attempts,
                         feedback=feedback[-FEEDBACK_CHARS:],
                         guidance=guidance if attempt == 1 else "",
+                        context_paths=request.context_paths,
+                        environment=request.environment,
                         max_cost_usd=self._attempt_cost_limit(request, task, state),
                         max_tokens=self._attempt_token_limit(task, state),
                     ),
@@ -525,7 +528,13 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 continue
             gates = [
                 await steps.run_gate(
-                    request.execution_id, "task", task.id, gate, worktree.path, state.attempts
+                    request.execution_id,
+                    "task",
+                    task.id,
+                    gate,
+                    worktree.path,
+                    state.attempts,
+                    request.environment,
                 )
                 for gate in task.gates
             ]
