@@ -140,7 +140,9 @@ class PhaseWorkflow:
         await self._tell_execution(ESCALATION_RAISED, escalation)
         return escalation
 
-    async def wait_for_answer(self, request: PhaseInput, escalation: Escalation) -> Resolution:
+    async def wait_for_answer(
+        self, request: PhaseInput | ExecutionInput, escalation: Escalation
+    ) -> Resolution:
         """The human's answer, or the plan's on_escalation_timeout when none came in time
         (counted from when it was raised, also after a continue-as-new)."""
         plan = request.plan
