@@ -32,6 +32,8 @@ class ExecutionInput(BaseModel):
     plan_dir: str
     # The plan's `repository` resolved: an absolute local path, or a clone URL.
     repository: str
+    # Set when the execution continues as new while it waits for an approval.
+    carry: ExecutionCarry | None = None
 
 
 DEFAULT_SPECIALIST_TIMEOUT_S = 1800
@@ -250,3 +252,17 @@ class ReviewResult(BaseModel):
 class IntegrationResult(BaseModel):
     head: str
     diff: DiffSummary
+
+
+class ExecutionCarry(BaseModel):
+    """What the ExecutionWorkflow hands to its next run when it continues as new, which it
+    does only while waiting for an approval (no phase is running then)."""
+
+    progress: Progress
+    human_todo: list[str] = Field(default_factory=list)
+    phase_input: PhaseInput
+    stage: Literal["before_start", "before_handoff"]
+    runs: int = 1
+
+
+ExecutionInput.model_rebuild()

@@ -184,6 +184,12 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
     ) -> None:
         """Every running task is parked on a human (or there are none): carry the state
         over to a new run of this workflow, which picks the waits up where they are."""
+        self._handing_over = True
+        for task in running.values():
+            task.cancel()
+        await asyncio.gather(*running.values(), return_exceptions=True)
+        await self.stop_updates()
+        # Built last: an answer that came in while the tasks stopped is carried too.
         carry = SchedulerCarry(
             # What the plan says of each task (title, layer, dependencies) is not repeated.
             states=[
@@ -201,11 +207,6 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             gated_layers=sorted(gated_layers),
             runs=self._runs + 1,
         )
-        self._handing_over = True
-        for task in running.values():
-            task.cancel()
-        await asyncio.gather(*running.values(), return_exceptions=True)
-        await self.stop_updates()
         workflow.continue_as_new(request.model_copy(update={"carry": carry}))
 
     def _restore(self, carried: SchedulerCarry) -> None:
@@ -216,7 +217,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             )
         self._task_cost_limit = dict(carried.task_cost_limit)
         self._task_token_limit = dict(carried.task_token_limit)
-        self._answers = dict(carried.answers)
+        # An answer may arrive with the new run's very first task, before this runs.
+        self._answers = {**carried.answers, **self._answers}
         self._escalations = carried.escalations
         self.phase_spent = carried.phase_spent
         self._raised_budget = carried.raised_budget
@@ -284,7 +286,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         fresh = False
         try:
             if parked is not None:  # carried over a continue-as-new: resume the wait
-                self._parked[task.id] = parked
+                self._park(parked)
                 if parked.escalation is not None:
                     answer = await self._answered(
                         request,
@@ -404,8 +406,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 spent_usd=budget[1] if budget else None,
             ),
         )
-        self._parked[state.id] = ParkedTask(
-            task_id=state.id, escalation=escalation, budget_resolution=resolution
+        self._park(
+            ParkedTask(task_id=state.id, escalation=escalation, budget_resolution=resolution)
         )
         answer = await self.wait_for_answer(request, escalation)
         return await self._answered(request, state, answer, resolution=resolution)
@@ -432,10 +434,14 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         await self.notify_task(state)
         return None
 
+    def _park(self, parked: ParkedTask) -> None:
+        self._parked[parked.task_id] = parked
+        self._changes += 1  # a draining scheduler may now hand over
+
     async def _slot(self, state: TaskState, guidance: str) -> str:
         """Wait (parked, so a continue-as-new may carry it) until the scheduler gives the
         task a slot again; then it runs with the guidance."""
-        self._parked[state.id] = ParkedTask(task_id=state.id, guidance=guidance)
+        self._park(ParkedTask(task_id=state.id, guidance=guidance))
         state.status = "ready"
         await self.notify_task(state)
         await workflow.wait_condition(lambda: state.status == "running")
