@@ -63,7 +63,11 @@ async def test_a_thousand_tasks_stay_under_the_history_limits(
     client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     make_repo(tmp_path / "repo")
-    tasks = [shell_task(f"t{i:04d}", "true", layer=f"L{i // 50:02d}") for i in range(1000)]
+    # Each task writes one small file: a commit per task is what the branch must show.
+    tasks = [
+        shell_task(f"t{i:04d}", f"echo {i} > t{i:04d}.txt", layer=f"L{i // 50:02d}")
+        for i in range(1000)
+    ]
     plan = write_plan(tmp_path, {"max_parallel": 8, "tasks": tasks})
     async with running_worker(client, task_queue, tmp_path):
         handle = await start(client, task_queue, plan)
