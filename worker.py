@@ -27,6 +27,8 @@ from temporalio.worker import Worker
 
 from activities.command_specialist import CommandSpecialistActivities
 from activities.gates import GateActivities
+from activities.github import GithubActivities
+from activities.notify import NotifyActivities
 from activities.plan_check import check_plan
 from activities.workspace import WorkspaceActivities
 from activities.worktrees import WorktreeActivities
@@ -62,6 +64,7 @@ HEARTBEAT_THROTTLE = timedelta(seconds=2)
 def activities(workspace_root: Path, artifacts_root: Path) -> list[Any]:
     workspace = WorkspaceActivities(workspace_root)
     worktrees = WorktreeActivities(workspace_root)
+    github = GithubActivities()  # GITHUB_TOKEN and GITHUB_API_URL: read when a step runs
     return [
         check_plan,
         workspace.prepare_workspace,
@@ -73,6 +76,13 @@ def activities(workspace_root: Path, artifacts_root: Path) -> list[Any]:
         worktrees.remove_task_worktree,
         worktrees.commit_pending_work,
         worktrees.diff_from_base,
+        github.access,
+        github.push,
+        github.pull_request,
+        github.tick_issue,
+        github.status_comment,
+        github.review,
+        NotifyActivities().webhook,
     ]
 
 
