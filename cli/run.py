@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -29,6 +30,7 @@ from coordinator.execution import (
     build_execution_input,
     execution_id_problem,
 )
+from coordinator.plan import GithubHandoff, Plan
 from coordinator.settings import connect, execution_ui_url
 from coordinator.validation import format_problems, validate_plan_file
 from workflows import search_attributes as sa
@@ -41,6 +43,13 @@ def run_command(
         None, "--id", help="Execution id (default: <plan name>-<random>)."
     ),
     repo: Path | None = typer.Option(None, "--repo", help="Run on this repository instead."),
+    github: str | None = typer.Option(
+        None,
+        "--github",
+        metavar="OWNER/REPO",
+        help="Hand off to this GitHub repository (push, pull request, status comment); "
+        "the worker needs GITHUB_TOKEN.",
+    ),
     wait: bool = typer.Option(False, "--wait", help="Follow progress until the end."),
     json_output: bool = JsonOption,
     address: str | None = AddressOption,
@@ -59,10 +68,22 @@ def run_command(
         raise typer.Exit(int(ExitCode.INVALID))
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    if github is not None:
+        result.plan.handoff.github = _github_handoff(result.plan, github)
     request = build_execution_input(
         result.plan, plan, repository_override=repo, execution_id=execution_id
     )
     raise typer.Exit(int(run_async(_start(request, wait, json_output, address, namespace))))
+
+
+def _github_handoff(plan: Plan, repo: str) -> GithubHandoff:
+    """`--github owner/repo` on top of the plan's own handoff settings (issue, draft, ...)."""
+    current = plan.handoff.github
+    fields = current.model_dump() if current is not None else {}
+    try:
+        return GithubHandoff.model_validate({**fields, "repo": repo})
+    except ValidationError:
+        fail(f"--github: '{repo}' must look like 'owner/name'", ExitCode.INVALID)
 
 
 async def _start(
@@ -74,6 +95,8 @@ async def _start(
 ) -> ExitCode:
     settings = settings_from(address, namespace)
     client = await connect(settings)
+    ui_url = execution_ui_url(settings, request.execution_id)
+    request.ui_url = ui_url  # links in the pull request and the status comment
     try:
         await client.start_workflow(
             ExecutionWorkflow.run,
@@ -92,7 +115,6 @@ async def _start(
         )
     except WorkflowAlreadyStartedError:
         fail(f"an execution with id '{request.execution_id}' already exists", ExitCode.INVALID)
-    ui_url = execution_ui_url(settings, request.execution_id)
     if not json_output:
         typer.echo(f"started execution {request.execution_id}")
         if ui_url:
