@@ -246,6 +246,14 @@ class GithubActivities:
                 return await asyncio.to_thread(work, client)
         except (GithubException, requests.RequestException, OSError) as err:
             raise classify(err, what, self.api_url()) from err
+        except AssertionError as err:
+            # PyGithub asserts that the URLs in answers lie under its base URL.
+            raise ApplicationError(
+                f"the server at {API_URL_ENV}={self.api_url()} answered {what} with URLs "
+                f"outside it ({err}); GitHub Enterprise's API is https://HOST/api/v3",
+                type="GithubBadApiUrl",
+                non_retryable=True,
+            ) from err
         finally:
             client.close()
 

@@ -388,3 +388,20 @@ async def test_the_webhook_posts_json_and_classifies_failures(github: GithubServ
         WebhookRequest(execution_id="x1", url_env="CHAT_WEBHOOK", payload={}),
     )
     assert err.non_retryable and "CHAT_WEBHOOK" in err.message
+
+
+async def test_an_api_url_that_does_not_match_the_servers_answers_is_a_clear_error(
+    github: GithubServer,
+) -> None:
+    """The server names itself 127.0.0.1; reached as localhost, its URLs look foreign."""
+    github.add_repo(REPO, make_repo(github.root / "src"))
+    number = github.add_issue(REPO, "plan", "- [ ] t1: one\n")
+    acts = GithubActivities(
+        {"GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": github.api_url.replace("127.0.0.1", "localhost")},
+        seconds_between_requests=None,
+    )
+    request = TickRequest(repo=REPO, issue=number, tasks=[TaskRef(id="t1", title="one")])
+    err = await failure(acts.tick_issue, request)
+    assert (err.non_retryable, err.type) == (True, "GithubBadApiUrl")
+    assert "https://HOST/api/v3" in err.message
+    assert github.issues[(REPO, number)].body == "- [ ] t1: one\n"

@@ -377,6 +377,7 @@ async def test_without_a_token_the_handoff_stays_local_and_the_report_says_why(
         github,
         approval={"before_handoff": False},
         handoff={"github": {"repo": REPO, "issue": 1}},
+        notify={"webhook": f"{github.web_url}/hooks/chat"},  # needs no token
     )
     async with running_worker(client, task_queue, tmp_path, github_activities(github, None)):
         report = await (await start(client, task_queue, plan)).result()
@@ -389,6 +390,9 @@ async def test_without_a_token_the_handoff_stays_local_and_the_report_says_why(
         "environment. The branch stays local." in report.to_markdown()
     )
     assert github.calls == [] and github.git_requests == []
+    [finished] = github.webhooks
+    assert (finished["event"], finished["status"]) == ("finished", "Complete")
+    assert finished["text"].startswith(f"coord: plan engine (execution {report.execution_id})")
     assert report.workspace is not None
     assert [p.name for p in report.phases if p.status == "done"] == [
         "setup",
