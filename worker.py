@@ -25,6 +25,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from activities.claude.agent import ClaudeSpecialistActivities
 from activities.command_specialist import CommandSpecialistActivities
 from activities.gates import GateActivities
 from activities.github import GithubActivities
@@ -32,6 +33,7 @@ from activities.notify import NotifyActivities
 from activities.plan_check import check_plan
 from activities.workspace import WorkspaceActivities
 from activities.worktrees import WorktreeActivities
+from coordinator.claude import ClaudeSettings
 from coordinator.settings import (
     ClientSettings,
     ConfigError,
@@ -61,7 +63,9 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
-def activities(workspace_root: Path, artifacts_root: Path) -> list[Any]:
+def activities(
+    workspace_root: Path, artifacts_root: Path, claude: ClaudeSettings | None = None
+) -> list[Any]:
     workspace = WorkspaceActivities(workspace_root)
     worktrees = WorktreeActivities(workspace_root)
     github = GithubActivities()  # GITHUB_TOKEN and GITHUB_API_URL: read when a step runs
@@ -70,6 +74,7 @@ def activities(workspace_root: Path, artifacts_root: Path) -> list[Any]:
         workspace.prepare_workspace,
         GateActivities(artifacts_root).run_gate,
         CommandSpecialistActivities(artifacts_root).run,
+        ClaudeSpecialistActivities(artifacts_root, claude).run,
         worktrees.create_task_worktree,
         worktrees.commit_task,
         worktrees.merge_task,
@@ -92,10 +97,11 @@ def build_worker(
     task_queue: str,
     workspace_root: Path,
     artifacts_root: Path,
+    claude: ClaudeSettings | None = None,
     replace_activities: Sequence[Any] = (),
 ) -> Worker:
     """The worker; `replace_activities` swaps in stand-ins by activity name (tests)."""
-    acts = activities(workspace_root, artifacts_root)
+    acts = activities(workspace_root, artifacts_root, claude)
     if replace_activities:
         names = {_activity_name(a) for a in replace_activities}
         acts = [a for a in acts if _activity_name(a) not in names] + list(replace_activities)
@@ -161,6 +167,7 @@ async def run_worker(settings: ClientSettings) -> None:
         task_queue=settings.task_queue,
         workspace_root=settings.workspace_root,
         artifacts_root=settings.artifacts_root,
+        claude=settings.claude,
     ):
         log.info(
             "worker connected to %s (namespace %s), polling task queue %r, workspaces in %s",

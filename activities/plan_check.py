@@ -7,6 +7,7 @@ from pathlib import Path
 
 from temporalio import activity
 
+from activities.claude.tools import permissions_for
 from activities.heartbeat import heartbeating
 from coordinator.execution import (
     DEFAULT_SPECIALIST_TIMEOUT_S,
@@ -42,18 +43,43 @@ def _check(request: PlanCheckInput) -> PlanCheck:
     roles = (plan.fixer or "fixer", plan.reviewer)
     wanted = {*result.routes.values(), *(name for name in roles if name)}
     refs = {}
+    warnings = [str(p) for p in result.warnings]
     for name in sorted(wanted):
         if (spec := registry.get(name)) is not None:
+            if spec.backend == "claude":
+                warnings += _tool_warnings(spec.name, spec.source, spec.tools)
             refs[name] = SpecialistRef(
                 name=spec.name,
                 backend=spec.backend,
                 command=spec.command,
                 timeout_s=spec.timeout or DEFAULT_SPECIALIST_TIMEOUT_S,
                 max_turns=spec.max_turns,
+                source=spec.source,
             )
     return PlanCheck(
         errors=[str(p) for p in result.errors],
-        warnings=[str(p) for p in result.warnings],
+        warnings=warnings,
         routes=result.routes,
         specialists=refs,
     )
+
+
+def _tool_warnings(name: str, source: str, tools: list[str]) -> list[str]:
+    """Once per execution: tools a Claude specialist names that it will not get."""
+    perms = permissions_for(tools)
+    warnings = []
+    if perms.unknown:
+        warnings.append(
+            f"{source}: specialist {name}: unknown tools ignored: {', '.join(perms.unknown)}"
+        )
+    if perms.unavailable:
+        warnings.append(
+            f"{source}: specialist {name}: tools not provided by the claude backend: "
+            f"{', '.join(perms.unavailable)}"
+        )
+    if perms.unenforced_scopes:
+        warnings.append(
+            f"{source}: specialist {name}: tool scopes are not enforced (the whole tool is "
+            f"granted): {', '.join(perms.unenforced_scopes)}"
+        )
+    return warnings

@@ -174,12 +174,17 @@ async def run_shell(
     timeout: float,
     log_path: Path,
     heartbeat_details: Sequence[Any] = (),
+    shell: str = SHELL,
+    heartbeat: bool = True,
 ) -> ProcessOutcome:
     """Run `command` with `sh -c` in `cwd` and return how it ended.
 
     `env` is the complete environment (see `scrubbed_env`). `stdin` is written to the
     command's standard input, which is closed afterwards; None gives it /dev/null, so nothing
     ever waits on a terminal. The log file is created (with its folders) or overwritten.
+    `shell` replaces sh for callers that promise another one (the Claude bash tool runs
+    bash). `heartbeat=False` leaves heartbeats to the caller, whose details must not be
+    overwritten (the Claude loop heartbeats its transcript position).
 
     On timeout the process group is killed (SIGTERM, `KILL_GRACE_S`, SIGKILL) and the outcome
     says `timed_out`. On cancellation it is killed the same way, then CancelledError is
@@ -195,7 +200,7 @@ async def run_shell(
         out_r, out_w = os.pipe()
         in_r, in_w = os.pipe() if stdin is not None else (None, None)
         try:
-            proc = await _spawn(command, cwd, env, stdin=in_r, stdout=out_w)
+            proc = await _spawn(command, cwd, env, stdin=in_r, stdout=out_w, shell=shell)
         except BaseException:
             for fd in (out_r, in_w):
                 if fd is not None:
@@ -218,7 +223,7 @@ async def run_shell(
 
         timed_out = False
         try:
-            async with _heartbeats(heartbeat_details):
+            async with _heartbeats(heartbeat_details, enabled=heartbeat):
                 try:
                     async with asyncio.timeout(timeout):
                         await proc.wait()
@@ -253,11 +258,17 @@ async def run_shell(
 
 
 async def _spawn(
-    command: str, cwd: Path, env: Mapping[str, str], *, stdin: int | None, stdout: int
+    command: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    *,
+    stdin: int | None,
+    stdout: int,
+    shell: str = SHELL,
 ) -> asyncio.subprocess.Process:
     try:
         return await asyncio.create_subprocess_exec(
-            SHELL,
+            shell,
             "-c",
             command,
             cwd=cwd,
@@ -268,20 +279,20 @@ async def _spawn(
             start_new_session=True,
         )
     except ValueError as err:  # a NUL byte in the command or the environment
-        raise CommandNotStartedError(f"cannot run {SHELL}: {err}", permanent=True) from err
+        raise CommandNotStartedError(f"cannot run {shell}: {err}", permanent=True) from err
     except OSError as err:
         permanent = err.errno in (errno.ENOENT, errno.ENOTDIR, errno.E2BIG, errno.EACCES)
         reason = err.strerror or str(err)
         if err.errno == errno.E2BIG:  # one variable over 128 KiB, or all over ~2 MiB
             reason = "the environment or the command line is too large"
         raise CommandNotStartedError(
-            f"cannot run {SHELL} in {cwd}: {reason}", permanent=permanent
+            f"cannot run {shell} in {cwd}: {reason}", permanent=permanent
         ) from err
 
 
 @contextlib.asynccontextmanager
-async def _heartbeats(details: Sequence[Any]) -> AsyncIterator[None]:
-    if not activity.in_activity():
+async def _heartbeats(details: Sequence[Any], *, enabled: bool = True) -> AsyncIterator[None]:
+    if not enabled or not activity.in_activity():
         yield
         return
     # Beat well within the heartbeat timeout the workflow chose (the SDK throttles anyway).

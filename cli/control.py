@@ -99,12 +99,18 @@ def resolve_command(
     guidance: str | None = typer.Option(
         None, "--guidance", help="With --retry: what the specialist should do differently."
     ),
+    budget: float | None = typer.Option(
+        None,
+        "--budget",
+        help="With --retry, for a budget escalation: the new limit in USD (the execution's, "
+        "or the task's).",
+    ),
     by: str | None = ByOption,
     json_output: bool = JsonOption,
     address: str | None = AddressOption,
     namespace: str | None = NamespaceOption,
 ) -> None:
-    """Answer an escalation: --retry [--guidance TEXT], --skip or --abort."""
+    """Answer an escalation: --retry [--guidance TEXT] [--budget USD], --skip or --abort."""
     chosen = [
         action
         for action, on in ((Action.RETRY, retry), (Action.SKIP, skip), (Action.ABORT, abort))
@@ -123,11 +129,16 @@ def resolve_command(
             f"attempt); --{action.value} takes none",
             ExitCode.INVALID,
         )
+    if budget is not None and action != Action.RETRY:
+        fail(f"--budget goes with --retry only; --{action.value} takes none", ExitCode.INVALID)
+    if budget is not None and budget <= 0:
+        fail(f"--budget must be a positive amount of USD, not {budget}", ExitCode.INVALID)
     resolution = _model(
         Resolution,
         escalation_id=escalation_id,
         action=action,
         guidance=guidance or "",
+        budget=budget,
         by=_default_by() if by is None else by,
     )
 

@@ -64,6 +64,8 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
         "status",
         "attempts",
         "gates",
+        "tokens",
+        "cost",
         title="Tasks",
         title_justify="left",
     )
@@ -76,8 +78,14 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
             Text(t.status, _STYLE.get(t.status, "")),
             str(t.attempts),
             _gate_count(t.gates),
+            str(t.tokens) if t.tokens else "-",
+            f"${t.cost_usd:.2f}" if t.cost_usd is not None else "-",
         )
     parts: list[Table | Text] = [head, phases, tasks]
+    if progress.tokens or progress.budget_usd is not None:
+        cost = f"${progress.cost_usd:.2f}" if progress.cost_usd is not None else "unpriced"
+        budget = f" of a ${progress.budget_usd:.2f} budget" if progress.budget_usd else ""
+        parts.append(Text(f"spent: {progress.tokens} tokens, {cost}{budget}"))
     parts += _gate_lines(progress)
     parts += _waiting_tables(progress)
     if progress.workspace:
@@ -189,7 +197,7 @@ def escalation_lines(execution_id: str, e: Escalation) -> list[str]:
     if e.artifacts:
         lines.append("  logs:")
         lines += [f"    {a}" for a in e.artifacts]
-    coord, temporal = resolve_commands(execution_id, e.id)
+    coord, temporal = resolve_commands(execution_id, e)
     lines += ["  answer with one of:", *[f"    {c}" for c in coord]]
     lines += ["  or with the Temporal CLI:", *[f"    {c}" for c in temporal]]
     return lines

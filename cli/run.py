@@ -38,7 +38,9 @@ from workflows.execution import ExecutionWorkflow
 
 
 def run_command(
-    plan: Path = typer.Argument(..., help="The plan file (YAML or JSON)."),
+    plan: Path = typer.Argument(
+        ..., help="The plan file: YAML, JSON or a Markdown breakdown (.md)."
+    ),
     execution_id: str | None = typer.Option(
         None, "--id", help="Execution id (default: <plan name>-<random>)."
     ),

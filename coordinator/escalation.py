@@ -25,12 +25,16 @@ class Resolution(BaseModel):
     )
     action: Action
     guidance: str = Field(default="", max_length=20_000)
+    # A budget escalation's new limit in USD (the execution's, or the task's).
+    budget: float | None = Field(default=None, gt=0)
     by: str = ""
 
     @model_validator(mode="after")
     def _guidance_only_for_retry(self) -> Resolution:
         if self.guidance and self.action != Action.RETRY:
             raise ValueError("guidance goes with action 'retry' only")
+        if self.budget is not None and self.action != Action.RETRY:
+            raise ValueError("a budget goes with action 'retry' only")
         return self
 
 
@@ -53,6 +57,10 @@ class Escalation(BaseModel):
     remaining: list[str] = Field(default_factory=list)
     artifacts: list[str] = Field(default_factory=list)
     recommended: list[str] = Field(default_factory=list)
+    # Set when a budget was reached: the limit and what was spent (USD). Retrying needs a
+    # higher `budget` in the answer.
+    budget_usd: float | None = None
+    spent_usd: float | None = None
     raised_at: datetime | None = None
     # The phase workflow that waits for the answer; the execution forwards it there.
     waiting_workflow_id: str = ""
@@ -93,17 +101,31 @@ def resolve_input(escalation_id: str, action: str, guidance: str = "") -> str:
     return shlex.quote(json.dumps(payload))
 
 
-def resolve_commands(execution_id: str, escalation_id: str) -> tuple[list[str], list[str]]:
-    """(`coord` commands, the equivalent `temporal` command) answering an escalation."""
-    eid, esc = shlex.quote(execution_id), shlex.quote(escalation_id)
-    coord = [
-        f'coord resolve {eid} {esc} --retry --guidance "{GUIDANCE_PLACEHOLDER}"',
-        f"coord resolve {eid} {esc} --skip",
-        f"coord resolve {eid} {esc} --abort",
-    ]
+def resolve_commands(execution_id: str, e: Escalation) -> tuple[list[str], list[str]]:
+    """(`coord` commands, the equivalent `temporal` command) answering an escalation. A
+    budget escalation retries with a higher budget (twice the larger of limit and spending)
+    and only a task's budget can be skipped."""
+    eid, esc = shlex.quote(execution_id), shlex.quote(e.id)
+    if e.budget_usd is not None:
+        raised = round(max(e.budget_usd, e.spent_usd or 0.0) * 2, 2)
+        payload = {"escalation_id": e.id, "action": "retry", "budget": raised}
+        skip = [f"coord resolve {eid} {esc} --skip"] if e.task_id else []
+        coord = [
+            f"coord resolve {eid} {esc} --retry --budget {raised}",
+            *skip,
+            f"coord resolve {eid} {esc} --abort",
+        ]
+        temporal_input = shlex.quote(json.dumps(payload))
+    else:
+        coord = [
+            f'coord resolve {eid} {esc} --retry --guidance "{GUIDANCE_PLACEHOLDER}"',
+            f"coord resolve {eid} {esc} --skip",
+            f"coord resolve {eid} {esc} --abort",
+        ]
+        temporal_input = resolve_input(e.id, "retry", GUIDANCE_PLACEHOLDER)
     temporal = [
         f"temporal workflow update execute --workflow-id {eid} --name resolve_escalation "
-        f"--input {resolve_input(escalation_id, 'retry', GUIDANCE_PLACEHOLDER)}"
+        f"--input {temporal_input}"
     ]
     return coord, temporal
 

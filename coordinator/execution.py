@@ -47,6 +47,8 @@ class SpecialistRef(BaseModel):
     command: str | None = None
     timeout_s: int = DEFAULT_SPECIALIST_TIMEOUT_S
     max_turns: int | None = None
+    # Claude specialists: where the definition lives (a file, or "builtin:<name>").
+    source: str = ""
 
 
 class PlanCheck(BaseModel):
@@ -129,6 +131,10 @@ class PhaseInput(BaseModel):
     specialists: dict[str, SpecialistRef]
     # The GitHub handoff, for the integration and review phases; None: none (or no token).
     github: GithubPhaseInput | None = None
+    # The execution's budget (USD) as it stands when the phase starts (a human may have
+    # raised the plan's), and what Claude specialists spent before this phase.
+    budget_usd: float | None = None
+    spent_usd: float = 0.0
 
 
 class ImplementationResult(BaseModel):

@@ -158,6 +158,10 @@ class Task(StrictModel):
     depends_on: list[TaskId] | None = None
     files: list[NonEmpty] = Field(default_factory=list)
     gates: list[Gate] = Field(default_factory=list)
+    # Claude specialists: what this task may spend over all its attempts (a human can raise
+    # it when it is reached: `coord resolve --retry --budget N`).
+    max_cost: Annotated[float, Field(gt=0, description="USD")] | None = None
+    max_tokens: Annotated[int, Field(gt=0)] | None = None
 
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -194,6 +198,12 @@ class Plan(StrictModel):
     on_escalation_timeout: Literal["abort", "skip"] = "abort"
     # When a task is skipped, its dependants are skipped too, or each escalates.
     on_skip: Literal["skip_dependants", "escalate"] = "skip_dependants"
+    # Claude specialists: the model when a definition names none (or `inherit`), the turn
+    # limit when a definition sets none (default 50), and what the whole execution may spend
+    # in USD before it pauses with an escalation.
+    model: NonEmpty | None = None
+    max_turns: Annotated[int, Field(gt=0, le=1000)] | None = None
+    budget: Annotated[float, Field(gt=0, description="USD")] | None = None
     gates: list[Gate] = Field(default_factory=list)
     layer_gates: list[Gate] = Field(default_factory=list)
     tasks: list[Task] = Field(default_factory=list)

@@ -103,6 +103,19 @@ class TaskState(BaseModel):
         return None
 
 
+class Spend(BaseModel):
+    """Tokens and cost spent outside a task: a gate round's fixer, the reviewer."""
+
+    scope: str
+    tokens: int = 0
+    cost_usd: float | None = None
+
+
+def _total_cost(costs: list[float | None]) -> float | None:
+    known = [c for c in costs if c is not None]
+    return sum(known) if known else None
+
+
 class Workspace(BaseModel):
     """Where an execution works: a clone of the repository on the worker's host."""
 
@@ -130,8 +143,22 @@ class Progress(BaseModel):
     approvals: list[Approval] = Field(default_factory=list)
     review: str = ""
     handoff: HandoffState | None = None  # when the plan configures a GitHub handoff
+    # Claude specialists' spending outside tasks, and the execution's budget (USD) as it
+    # stands (the plan's, or what a human raised it to).
+    spend: list[Spend] = Field(default_factory=list)
+    budget_usd: float | None = None
     started_at: datetime | None = None
     updated_at: datetime | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tokens(self) -> int:
+        return sum(t.tokens for t in self.tasks) + sum(s.tokens for s in self.spend)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def cost_usd(self) -> float | None:
+        return _total_cost([t.cost_usd for t in self.tasks] + [s.cost_usd for s in self.spend])
 
     @property
     def pending_escalations(self) -> list[Escalation]:
@@ -217,6 +244,8 @@ class ExecutionReport(BaseModel):
     approvals: list[Approval] = Field(default_factory=list)
     review: str = ""
     handoff: HandoffState | None = None
+    spend: list[Spend] = Field(default_factory=list)
+    budget_usd: float | None = None
     human_todo: list[str] = Field(default_factory=list)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -239,6 +268,8 @@ class ExecutionReport(BaseModel):
             approvals=progress.approvals,
             review=progress.review,
             handoff=progress.handoff,
+            spend=progress.spend,
+            budget_usd=progress.budget_usd,
             human_todo=human_todo,
             started_at=progress.started_at,
             finished_at=finished_at,
@@ -246,12 +277,11 @@ class ExecutionReport(BaseModel):
 
     @property
     def tokens(self) -> int:
-        return sum(t.tokens for t in self.tasks)
+        return sum(t.tokens for t in self.tasks) + sum(s.tokens for s in self.spend)
 
     @property
     def cost_usd(self) -> float | None:
-        costs = [t.cost_usd for t in self.tasks if t.cost_usd is not None]
-        return sum(costs) if costs else None
+        return _total_cost([t.cost_usd for t in self.tasks] + [s.cost_usd for s in self.spend])
 
     def to_markdown(self, ui_url: str | None = None) -> str:
         done = sum(1 for t in self.tasks if t.status == "passed")
@@ -277,18 +307,30 @@ class ExecutionReport(BaseModel):
             + (f" ({skipped} skipped)" if skipped else ""),
             f"- Quality Gates: {_totals(self.gate_totals)}",
             f"- Tokens: {self.tokens}"
-            + (f", cost ${self.cost_usd:.2f}" if self.cost_usd is not None else ""),
+            + (f", cost ${self.cost_usd:.2f}" if self.cost_usd is not None else "")
+            + (f" of a ${self.budget_usd:.2f} budget" if self.budget_usd is not None else ""),
             "",
-            "| task | title | specialist | status | attempts | gates | duration |",
-            "|---|---|---|---|---|---|---|",
+            "| task | title | specialist | status | attempts | gates | tokens | cost | duration |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for t in self.tasks:
             gates = f"{sum(g.passed for g in t.gates)}/{len(t.gates)}" if t.gates else "-"
             duration = f"{t.duration_s:.0f}s" if t.duration_s is not None else "-"
+            cost = f"${t.cost_usd:.2f}" if t.cost_usd is not None else "-"
             lines.append(
                 f"| {t.id} | {_cell(t.title)} | {t.specialist or '-'} | {t.status} "
-                f"| {t.attempts} | {gates} | {duration} |"
+                f"| {t.attempts} | {gates} | {t.tokens or '-'} | {cost} | {duration} |"
             )
+        if self.spend:
+            lines += [
+                "",
+                "Outside tasks: "
+                + ", ".join(
+                    f"{s.scope} {s.tokens} tokens"
+                    + (f" ${s.cost_usd:.2f}" if s.cost_usd is not None else "")
+                    for s in self.spend
+                ),
+            ]
         if self.gates:
             lines += [
                 "",

@@ -40,6 +40,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import RPCError, TLSConfig
 
+from coordinator.claude import ClaudeSettings
 from coordinator.visibility import SEARCH_ATTRIBUTES, SearchAttributeType
 
 CONFIG_FILE_NAME = "temporal-dev.yaml"
@@ -151,13 +152,14 @@ class DevServerConfig(_Section):
     server: ServerSection
     client: ClientSection
     worker: WorkerSection
+    claude: ClaudeSettings = Field(default_factory=ClaudeSettings)
 
     @model_validator(mode="before")
     @classmethod
     def _sections_default(cls, data: Any) -> Any:
         # A missing section is validated from {} so its paths resolve against the file too.
         if isinstance(data, dict):
-            return {key: {} for key in ("server", "client", "worker")} | {
+            return {key: {} for key in ("server", "client", "worker", "claude")} | {
                 k: ({} if v is None else v) for k, v in data.items()
             }
         return data
@@ -275,6 +277,8 @@ class ClientSettings(BaseModel):
     ui_url: str | None = None  # Web UI base, e.g. http://127.0.0.1:8233
     workspace_root: Path
     artifacts_root: Path
+    # The worker's Claude agent loop: models, prices, limits (temporal-dev.yaml `claude:`).
+    claude: ClaudeSettings = Field(default_factory=ClaudeSettings)
 
 
 def resolve_client_settings(
@@ -335,6 +339,7 @@ def resolve_client_settings(
         ui_url=ui_url.rstrip("/") if ui_url else None,
         workspace_root=_env_path(env, "COORD_WORKSPACE_ROOT") or config.worker.workspace_root,
         artifacts_root=_env_path(env, "COORD_ARTIFACTS_ROOT") or config.worker.artifacts_root,
+        claude=config.claude,
     )
 
 

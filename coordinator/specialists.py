@@ -280,6 +280,19 @@ def load_specialist_file(path: Path) -> tuple[Specialist, list[str]]:
     return _load_file(path, source=str(path))
 
 
+def load_specialist_source(source: str) -> Specialist:
+    """The specialist a registry entry came from, read again (on the worker that runs it).
+
+    `source` is a file path, or "builtin:<name>" for the definitions shipped with coord.
+    """
+    if source.startswith("builtin:"):
+        path = BUILTIN_DIR / f"{source.removeprefix('builtin:')}.md"
+        spec, _ = _load_file(path, source=source)
+    else:
+        spec, _ = load_specialist_file(Path(source))
+    return spec
+
+
 def _load_file(path: Path, *, source: str) -> tuple[Specialist, list[str]]:
     try:
         text = path.read_text(encoding="utf-8")

@@ -82,7 +82,7 @@ def escalation_markdown(execution_id: str, e: Escalation) -> list[str]:
         ]
     if e.recommended:
         lines += [f"- {_one_line(r)}" for r in e.recommended] + [""]
-    coord, temporal = resolve_commands(execution_id, e.id)
+    coord, temporal = resolve_commands(execution_id, e)
     lines += ["Answer with one of:", "", *_fenced(coord, "sh"), ""]
     lines += ["or with the Temporal CLI:", "", *_fenced(temporal, "sh"), ""]
     return lines
@@ -151,7 +151,7 @@ def webhook_payload(
     eid = progress.execution_id
     waiting: list[dict[str, Any]] = []
     for e in progress.pending_escalations:
-        coord, temporal = resolve_commands(eid, e.id)
+        coord, temporal = resolve_commands(eid, e)
         waiting.append(
             {
                 "kind": "escalation",
@@ -212,7 +212,7 @@ def webhook_text(
         lines.append(f"- escalation {e.id} ({where}): {_one_line(e.question)}")
         if e.last_error:
             lines.append(f"  last error: {_one_line(e.last_error)}")
-        lines.append(f"  answer: {resolve_commands(eid, e.id)[0][0]}")
+        lines.append(f"  answer: {resolve_commands(eid, e)[0][0]}")
     if progress.pending_approval:
         a = progress.pending_approval
         lines.append(f"- approval {a.name}: {_one_line(a.question)}")

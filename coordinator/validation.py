@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from coordinator.breakdown import ParsedBreakdown, parse_breakdown
 from coordinator.dag import (
     CycleError,
     TaskGraph,
@@ -27,7 +28,14 @@ from coordinator.dag import (
     layer_order,
     resolve_dependencies,
 )
-from coordinator.loader import LineMap, PathKey, format_path, line_for, load_plan_file
+from coordinator.loader import (
+    LineMap,
+    LoadedPlan,
+    PathKey,
+    format_path,
+    line_for,
+    load_plan_file,
+)
 from coordinator.plan import (
     ENV_NAME_PATTERN,
     WEBHOOK_URL_PATTERN,
@@ -110,12 +118,50 @@ def validate_plan_file(
     repository_override: Path | None = None,
     registry: SpecialistRegistry | None = None,
 ) -> ValidationResult:
-    """Read and validate a plan file. Relative paths in the plan are relative to its folder;
-    `repository_override` replaces the plan's `repository` (relative to the current folder)."""
-    loaded = load_plan_file(path)
+    """Read and validate a plan file (YAML, JSON, or a Markdown breakdown). Relative paths in
+    the plan are relative to its folder; `repository_override` replaces the plan's
+    `repository` (relative to the current folder)."""
+    return validate_loaded(
+        load_plan_file(path),
+        base_dir=plan_folder(path),
+        repository_override=repository_override,
+        registry=registry,
+    )
+
+
+def validate_breakdown(
+    text: str,
+    *,
+    source: str,
+    base_dir: Path,
+    defaults: Mapping[str, Any] | None = None,
+    repository_override: Path | None = None,
+    registry: SpecialistRegistry | None = None,
+) -> tuple[ParsedBreakdown, ValidationResult]:
+    """Parse and validate a Markdown breakdown that is not a file (e.g. a GitHub issue's
+    body). `defaults` fill settings its YAML block leaves out (repository, handoff, ...).
+    Problems are located at lines of `text`, reported as `source:line`."""
+    parsed = parse_breakdown(text, source, defaults=defaults)
+    result = validate_loaded(
+        parsed.to_loaded(),
+        base_dir=base_dir,
+        repository_override=repository_override,
+        registry=registry,
+    )
+    return parsed, result
+
+
+def validate_loaded(
+    loaded: LoadedPlan,
+    *,
+    base_dir: Path,
+    repository_override: Path | None = None,
+    registry: SpecialistRegistry | None = None,
+) -> ValidationResult:
+    """Validate what a loader read, with its own problems reported alongside the rules'."""
     problems = [
         Problem(
-            severity="error",
+            severity=issue.severity,
             message=issue.message,
             path=format_path(issue.path),
             file=loaded.source,
@@ -130,13 +176,15 @@ def validate_plan_file(
         loaded.data,
         source=loaded.source,
         lines=loaded.lines,
-        base_dir=plan_folder(path),
+        base_dir=base_dir,
         repository_override=repository_override,
         registry=registry,
+        no_tasks_hint=loaded.no_tasks_hint,
     )
     if problems:
         result.problems = _sorted(problems + result.problems, loaded.source)
-        result.summary = None
+        if any(p.severity == "error" for p in problems):
+            result.summary = None
     return result
 
 
@@ -148,12 +196,17 @@ def validate_plan_data(
     base_dir: Path,
     repository_override: Path | None = None,
     registry: SpecialistRegistry | None = None,
+    no_tasks_hint: str = "",
 ) -> ValidationResult:
     """Validate plan data from any format; `lines` maps data paths to lines in `source`."""
-    checker = _Checker(source, lines)
+    checker = _Checker(source, lines, no_tasks_hint)
     if not isinstance(data, dict):
         checker.error((), "the plan must be a mapping of settings (name:, repository:, tasks:)")
         return checker.result(None, {}, None)
+    if repository_override is not None and "repository" not in data:
+        # A plan that names no repository (a breakdown an agent wrote often does not) runs
+        # on the one given with --repo.
+        data = {**data, "repository": str(repository_override.expanduser().absolute())}
     plan: Plan | None = None
     try:
         plan = Plan.model_validate(data)
@@ -235,9 +288,10 @@ def _sorted(problems: list[Problem], source: str) -> list[Problem]:
 class _Checker:
     """Collects problems for one plan source."""
 
-    def __init__(self, source: str, lines: LineMap) -> None:
+    def __init__(self, source: str, lines: LineMap, no_tasks_hint: str = "") -> None:
         self.source = source
         self.lines = lines
+        self.no_tasks_hint = no_tasks_hint
         self.problems: list[Problem] = []
         self._seen: set[tuple[str, str, str]] = set()
 
@@ -571,7 +625,7 @@ def _check_dependencies(checker: _Checker, view: _PlanView) -> TaskGraph | None:
     """Duplicate ids, unknown and self dependencies, cycles. The graph, when acyclic."""
     if not view.tasks:
         if view.tasks_given == 0:
-            checker.error(("tasks",), "the plan has no tasks")
+            checker.error(("tasks",), f"the plan has no tasks{checker.no_tasks_hint}")
         return None
     first: dict[str, _TaskView] = {}
     for task in view.tasks:
@@ -772,6 +826,8 @@ __all__ = [
     "ValidationResult",
     "format_problems",
     "format_summary",
+    "validate_breakdown",
+    "validate_loaded",
     "validate_plan",
     "validate_plan_data",
     "validate_plan_file",

@@ -10,11 +10,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from coordinator.claude import AgentAttempt
 from coordinator.plan import Gate
 
 GateLevel = Literal["task", "layer", "system", "final"]
 GateExpectation = Literal["exit_zero", "empty_output"]
 SpecialistBackend = Literal["claude", "command"]
+# task: implement or fix a task; fix: a gate round's or the review's fixer; review: a verdict.
+SpecialistRole = Literal["task", "fix", "review"]
 
 # Bytes of combined output kept in a result; the full output stays in the log file.
 OUTPUT_TAIL_BYTES = 4096
@@ -68,6 +71,14 @@ class SpecialistRequest(BaseModel):
     feedback: str = ""  # the failing gate output or review findings of the previous attempt
     guidance: str = ""  # a human's guidance after an escalation
     context_paths: list[str] = Field(default_factory=list)
+    # Claude specialists: the definition is read on the worker from `specialist_source` (its
+    # file, or "builtin:<name>"); the rest are the plan's and the budget's limits.
+    role: SpecialistRole = "task"
+    specialist_source: str = ""
+    model: str | None = None  # the plan's default model, used when the front matter has none
+    max_turns: int | None = None
+    max_cost_usd: float | None = Field(default=None, ge=0)  # what this attempt may still spend
+    max_tokens: int | None = Field(default=None, ge=0)
 
 
 class SpecialistResult(BaseModel):
@@ -91,3 +102,4 @@ class SpecialistResult(BaseModel):
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float | None = None
+    agent: AgentAttempt | None = None  # Claude specialists: model, turns, usage, transcript

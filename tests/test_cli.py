@@ -167,6 +167,10 @@ async def test_the_needs_a_human_example_through_the_cli(
 
     code, out, err = await coord("resolve", eid, "--skip", "--guidance", "x", env=cli_env)
     assert code == 2  # guidance goes with --retry only
+    code, out, err = await coord("resolve", eid, "--abort", "--budget", "5", env=cli_env)
+    assert code == 2 and "--budget goes with --retry only" in err
+    code, out, err = await coord("resolve", eid, "--retry", "--budget", "5", env=cli_env)
+    assert code == 2 and "not about a budget" in out + err  # refused by the workflow
     code, out, err = await coord("resolve", eid, "--retry", "--guidance", "Bonjour", env=cli_env)
     assert code == 0, out + err
 

@@ -321,7 +321,7 @@ def test_unknown_fields_suggest_the_closest_name(tmp_path: Path) -> None:
             "tasks[0].colour",
             9,
             "unknown field 'colour'; known fields: id, title, specialist, prompt, layer, "
-            "depends_on, files, gates",
+            "depends_on, files, gates, max_cost, max_tokens",
         ),
     ]
 

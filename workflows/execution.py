@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.branches import PendingWorkRequest
     from coordinator.dag import resolve_dependencies
     from coordinator.escalation import (
+        Action,
         Approval,
         ApprovalAnswer,
         ApprovalName,
@@ -51,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         PhaseState,
         PhaseStatus,
         Progress,
+        Spend,
         TaskState,
     )
     from coordinator.status_comment import (
@@ -69,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         ESCALATION_CLOSED,
         ESCALATION_RAISED,
         GATE_UPDATE,
+        SPEND,
         TASK_UPDATE,
         root_message,
     )
@@ -82,6 +85,31 @@ DETAILS_TASK_ROWS = 50  # the Web UI shows a summary table, not a thousand rows
 PHASE_TIMEOUT = timedelta(days=30)  # phases wait on humans; this only bounds a forgotten run
 # Executions started before the GitHub handoff and notifications existed replay without them.
 HANDOFF_PATCH = "github-handoff"
+
+
+def _check_budget_answer(escalation: Escalation, answer: Resolution) -> None:
+    """A budget escalation needs a higher budget to retry; other escalations take none."""
+    if escalation.budget_usd is None:
+        if answer.budget is not None:
+            raise ApplicationError(
+                f"escalation {escalation.id} is not about a budget: leave out --budget",
+                non_retryable=True,
+            )
+        return
+    if answer.action == Action.RETRY:
+        spent = escalation.spent_usd or 0.0
+        if answer.budget is None or answer.budget <= spent:
+            raise ApplicationError(
+                f"escalation {escalation.id}: {escalation.reason}; retrying needs a budget "
+                f"above ${spent:.2f} (--budget USD), or answer --abort",
+                non_retryable=True,
+            )
+    elif answer.action == Action.SKIP and escalation.task_id is None:
+        raise ApplicationError(
+            f"escalation {escalation.id}: the execution's budget cannot be skipped: retry "
+            "with --budget USD, or --abort",
+            non_retryable=True,
+        )
 
 
 class _Stop(Exception):
@@ -114,6 +142,7 @@ class ExecutionWorkflow:
                 for t in request.plan.tasks
             ],
             started_at=workflow.now(),
+            budget_usd=request.plan.budget,
         )
         self._human_todo: list[str] = []
         self._visible: tuple[str, str, int] | None = None  # search attributes last upserted
@@ -141,6 +170,11 @@ class ExecutionWorkflow:
     @workflow.signal(name=GATE_UPDATE)
     def _gate_update(self, gate: GateSummary) -> None:
         self._progress.record_gate(gate)
+        self._publish()
+
+    @workflow.signal(name=SPEND)
+    def _spend(self, spend: Spend) -> None:
+        self._progress.spend.append(spend)
         self._publish()
 
     @workflow.signal(name=ESCALATION_RAISED)
@@ -176,6 +210,8 @@ class ExecutionWorkflow:
 
     async def _resolve(self, answer: Resolution) -> Escalation:
         escalation = self._pending_escalation(answer)
+        if escalation.budget_usd is not None and escalation.task_id is None and answer.budget:
+            self._progress.budget_usd = answer.budget  # later phases start from it
         escalation.state = "answered"
         escalation.answer = answer.model_copy(update={"escalation_id": escalation.id})
         escalation.answered_at = workflow.now()
@@ -187,13 +223,14 @@ class ExecutionWorkflow:
 
     @resolve_escalation.validator
     def _validate_resolution(self, answer: Resolution) -> None:
-        self._pending_escalation(answer)
+        escalation = self._pending_escalation(answer)
+        _check_budget_answer(escalation, answer)
 
     @workflow.signal(name="resolve_escalation")
     async def resolve_escalation_signal(self, answer: Resolution) -> None:
         """For `temporal workflow signal` users; an invalid answer is logged and ignored."""
         try:
-            self._pending_escalation(answer)
+            _check_budget_answer(self._pending_escalation(answer), answer)
         except ApplicationError as err:
             workflow.logger.warning("ignored resolve_escalation signal: %s", err)
             return
@@ -400,7 +437,10 @@ class ExecutionWorkflow:
         if plan.reviewer is None:
             self._set_phase("review", "skipped", "the plan has no reviewer")
             return
-        if reviewer is None or reviewer.backend != "command":
+        # Executions started before the Claude backend existed still skip a Claude reviewer.
+        if reviewer is None or (
+            reviewer.backend != "command" and not workflow.patched("claude-backend")
+        ):
             why = f"reviewer '{plan.reviewer}' needs the Claude backend, not in this version"
             self._set_phase("review", "skipped", why)
             self._human_todo.append(
@@ -446,6 +486,9 @@ class ExecutionWorkflow:
         return setup
 
     async def _child(self, run: Any, arg: Any, phase: PhaseName) -> Any:
+        if isinstance(arg, PhaseInput):  # each phase starts from the budget as it stands
+            arg.budget_usd = self._progress.budget_usd
+            arg.spent_usd = self._progress.cost_usd or 0.0
         return await workflow.execute_child_workflow(
             run,
             arg,
@@ -711,17 +754,26 @@ def _details_markdown(p: Progress) -> str:
         f"**{p.plan_name}**: {p.status.value}, phase {p.phase}, {p.percent}% of tasks done",
         "",
     ]
+    if p.tokens or p.budget_usd is not None:
+        cost = f"${p.cost_usd:.2f}" if p.cost_usd is not None else "unpriced"
+        budget = f" of a ${p.budget_usd:.2f} budget" if p.budget_usd is not None else ""
+        lines += [f"**Spent**: {p.tokens} tokens, {cost}{budget}", ""]
     for e in p.pending_escalations:
         lines += [f"**Waiting on a human**: `{e.id}`: {e.question}", ""]
     if p.pending_approval is not None:
         lines += [f"**Waiting for approval**: {p.pending_approval.question}", ""]
     lines += ["| phase | status | summary |", "|---|---|---|"]
     lines += [f"| {ph.name} | {ph.status} | {ph.summary} |" for ph in p.phases]
-    lines += ["", "| task | specialist | status | attempts |", "|---|---|---|---|"]
     lines += [
-        f"| {t.id} | {t.specialist or '-'} | {t.status} | {t.attempts} |"
+        "",
+        "| task | specialist | status | attempts | tokens | cost |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t.id} | {t.specialist or '-'} | {t.status} | {t.attempts} | {t.tokens or '-'} "
+        f"| {f'${t.cost_usd:.2f}' if t.cost_usd is not None else '-'} |"
         for t in p.tasks[:DETAILS_TASK_ROWS]
     ]
     if len(p.tasks) > DETAILS_TASK_ROWS:
-        lines.append(f"| … {len(p.tasks) - DETAILS_TASK_ROWS} more | | | |")
+        lines.append(f"| … {len(p.tasks) - DETAILS_TASK_ROWS} more | | | | | |")
     return "\n".join(lines)

@@ -55,6 +55,13 @@ async def run_gates_with_fixes(
                 attempt=fix_round + 1,
             )
             guidance = ""  # given once, to the first fix after the answer
+            if phase.budget_aborted:  # a human stopped at the budget question
+                return GateRoundResult(
+                    gates=[GateSummary.of(r) for r in results],
+                    passed=False,
+                    aborted=True,
+                    head=ws.head_commit,
+                )
             if problem:
                 workflow.logger.info("fix round %s for %s gates failed: %s", runs, scope, problem)
         failing = [r for r in results if not r.passed]

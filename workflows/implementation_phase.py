@@ -50,6 +50,10 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         self._changes = 0  # bumped on every task update; the scheduler waits on it
         self._seen = 0
         self._states: dict[str, TaskState] = {}
+        # Task budgets as a human raised them (USD), and extra token allowances granted.
+        self._task_cost_limit: dict[str, float] = {}
+        self._task_token_limit: dict[str, int] = {}
+        self._task_budget_hit: dict[str, tuple[str, float | None]] = {}
 
     @workflow.run
     async def run(self, request: PhaseInput) -> ImplementationResult:
@@ -209,15 +213,23 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     state.last_error = error
                 if error is None:
                     return
-                answer = await self._ask(
-                    request,
-                    state,
-                    reason=f"{ATTEMPTS} attempts failed",
-                    question=f"Task {task.id} ({task.title}) still fails after {ATTEMPTS} "
-                    "attempts: retry with guidance, skip it, or abort the execution?",
-                    output_tail=tail,
-                    last_error=error,
-                )
+                if self._abort:  # a human stopped the execution at its budget question
+                    state.status = "failed"
+                    state.finished_at = workflow.now()
+                    await self.notify_task(state)
+                    return
+                if task.id in self._task_budget_hit:
+                    answer = await self._ask_budget(request, task, state)
+                else:
+                    answer = await self._ask(
+                        request,
+                        state,
+                        reason=f"{ATTEMPTS} attempts failed",
+                        question=f"Task {task.id} ({task.title}) still fails after {ATTEMPTS} "
+                        "attempts: retry with guidance, skip it, or abort the execution?",
+                        output_tail=tail,
+                        last_error=error,
+                    )
                 if answer is None:
                     return
                 guidance, fresh = answer, True
@@ -229,6 +241,23 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 state.last_error = state.last_error or "stopped before it finished"
             raise
 
+    async def _ask_budget(self, request: PhaseInput, task: Task, state: TaskState) -> str | None:
+        """The task's own budget is spent: a human raises it (or grants more tokens) or not."""
+        reason, limit = self._task_budget_hit.pop(task.id)
+        answer = await self._ask(
+            request,
+            state,
+            reason=reason,
+            question=f"Task {task.id} ({task.title}) reached its budget ({reason}): retry "
+            "with a raised budget (--budget USD; for a token limit, retrying grants another "
+            "max_tokens), skip it, or abort?",
+            output_tail="",
+            last_error=reason,
+            budget=(limit, state.cost_usd or 0.0) if limit is not None else None,
+            resolution=True,
+        )
+        return answer
+
     async def _ask(
         self,
         request: PhaseInput,
@@ -238,6 +267,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         question: str,
         output_tail: str,
         last_error: str = "",
+        budget: tuple[float, float] | None = None,
+        resolution: bool = False,
     ) -> str | None:
         """Escalate; return the guidance on retry, None when the task is skipped or aborted."""
         state.status = "escalated"
@@ -262,8 +293,16 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     "Retry with guidance that says what the specialist is missing",
                     "--skip if the task is not needed; --abort to stop and keep what is done",
                 ],
+                budget_usd=budget[0] if budget else None,
+                spent_usd=budget[1] if budget else None,
             ),
         )
+        if answer.action == Action.RETRY and resolution:
+            if answer.budget is not None:
+                self._task_cost_limit[state.id] = answer.budget
+            task = request.plan.task(state.id)
+            if task.max_tokens is not None:
+                self._task_token_limit[state.id] = state.tokens + task.max_tokens
         if answer.action == Action.RETRY:
             # Back in the queue: only the scheduler hands out slots, so max_parallel holds.
             state.status = "ready"
@@ -286,10 +325,19 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         feedback = ""
         error, tail = "", ""
         for attempt in range(1, ATTEMPTS + 1):
+            specialist = self._specialist(request, task, fixing=attempt > 1)
+            if specialist.backend == "claude":
+                if over := self._task_over_budget(task, state):
+                    self._task_budget_hit[task.id] = over
+                    state.last_error = over[0]
+                    return over[0], ""
+                if not await self.within_budget(request, "implementation"):
+                    self._abort = True
+                    state.last_error = "stopped: the execution's budget is spent"
+                    return state.last_error, ""
             state.attempts += 1
             state.status = "running" if attempt == 1 else "fixing"
             await self.notify_task(state)
-            specialist = self._specialist(request, task, fixing=attempt > 1)
             worktree = await steps.create_worktree(
                 CreateWorktreeRequest(
                     execution_id=request.execution_id,
@@ -323,9 +371,12 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                         attempt=state.attempts,
                         feedback=feedback[-FEEDBACK_CHARS:],
                         guidance=guidance if attempt == 1 else "",
+                        max_cost_usd=self._attempt_cost_limit(request, task, state),
+                        max_tokens=self._attempt_token_limit(task, state),
                     ),
                     summary=f"{'fix' if attempt > 1 else 'implement'} {task.id} "
                     f"({specialist.name})",
+                    plan=request.plan,
                 )
             except ActivityError as err:
                 if is_cancelled_exception(err):
@@ -340,6 +391,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             state.tokens += result.tokens_in + result.tokens_out
             if result.cost_usd is not None:
                 state.cost_usd = (state.cost_usd or 0.0) + result.cost_usd
+            self.count_spend(result)
             if not result.ok:
                 error, tail = result.summary, result.output_tail
                 state.last_error = error
@@ -390,6 +442,31 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             )
             return None, ""
         return error, tail
+
+    def _task_over_budget(self, task: Task, state: TaskState) -> tuple[str, float | None] | None:
+        """(why, the cost limit) when the task has spent what it may, else None."""
+        cost_limit = self._task_cost_limit.get(task.id, task.max_cost)
+        spent = state.cost_usd or 0.0
+        if cost_limit is not None and spent >= cost_limit:
+            return f"task budget reached: ${spent:.2f} of ${cost_limit:.2f}", cost_limit
+        token_limit = self._task_token_limit.get(task.id, task.max_tokens)
+        if token_limit is not None and state.tokens >= token_limit:
+            return f"task token budget reached: {state.tokens} of {token_limit} tokens", None
+        return None
+
+    def _attempt_cost_limit(
+        self, request: PhaseInput, task: Task, state: TaskState
+    ) -> float | None:
+        limits = [self.budget_left(request)]
+        cost_limit = self._task_cost_limit.get(task.id, task.max_cost)
+        if cost_limit is not None:
+            limits.append(max(0.0, cost_limit - (state.cost_usd or 0.0)))
+        known = [limit for limit in limits if limit is not None]
+        return min(known) if known else None
+
+    def _attempt_token_limit(self, task: Task, state: TaskState) -> int | None:
+        token_limit = self._task_token_limit.get(task.id, task.max_tokens)
+        return None if token_limit is None else max(0, token_limit - state.tokens)
 
     def _specialist(self, request: PhaseInput, task: Task, *, fixing: bool) -> SpecialistRef:
         own = request.routes.get(task.id) or task.specialist or "implementer"

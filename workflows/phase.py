@@ -25,8 +25,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from coordinator.escalation import Action, Escalation, Resolution
     from coordinator.execution import PhaseInput, SpecialistRef
-    from coordinator.report import GateSummary, TaskState
-    from coordinator.work import GateResult, SpecialistRequest
+    from coordinator.report import GateSummary, Spend, TaskState
+    from coordinator.work import GateResult, SpecialistRequest, SpecialistResult
     from workflows import steps
 
 # Signals between an execution and its phases (not for humans: they use the execution's).
@@ -35,6 +35,7 @@ GATE_UPDATE = "phase_gate_update"
 ESCALATION_RAISED = "phase_escalation"
 ESCALATION_CLOSED = "phase_escalation_closed"
 ESCALATION_ANSWERED = "escalation_answered"
+SPEND = "phase_spend"
 
 ATTEMPTS = 3  # three strikes, then a human
 # Worktrees and commits of the coordinator's own fixes; task ids may not start with it, so a
@@ -51,6 +52,12 @@ class PhaseWorkflow:
         self._escalations = 0
         # One merge into the execution branch at a time, and no merge while gates run there.
         self.branch_lock = asyncio.Lock()
+        # Claude spending in this phase (USD), the budget as raised by a human, and one
+        # budget question at a time however many tasks run into the limit together.
+        self.phase_spent = 0.0
+        self._raised_budget: float | None = None
+        self._budget_lock = asyncio.Lock()
+        self.budget_aborted = False
 
     @workflow.signal(name=ESCALATION_ANSWERED)
     def escalation_answered(self, answer: Resolution) -> None:
@@ -97,6 +104,62 @@ class PhaseWorkflow:
             return answer
         return self._answers[escalation.id]
 
+    # --- budget ---------------------------------------------------------------------------
+
+    def budget(self, request: PhaseInput) -> float | None:
+        return self._raised_budget if self._raised_budget is not None else request.budget_usd
+
+    def spent(self, request: PhaseInput) -> float:
+        return request.spent_usd + self.phase_spent
+
+    def budget_left(self, request: PhaseInput) -> float | None:
+        budget = self.budget(request)
+        return None if budget is None else max(0.0, budget - self.spent(request))
+
+    def count_spend(self, result: SpecialistResult) -> None:
+        self.phase_spent += result.cost_usd or 0.0
+
+    async def record_spend(self, scope: str, result: SpecialistResult) -> None:
+        """Spending outside a task (a fixer's round, the reviewer) goes to the execution."""
+        self.count_spend(result)
+        tokens = result.tokens_in + result.tokens_out
+        if tokens:  # command specialists spend nothing: no signal, histories unchanged
+            await self._tell_execution(
+                SPEND, Spend(scope=scope, tokens=tokens, cost_usd=result.cost_usd)
+            )
+
+    async def within_budget(self, request: PhaseInput, phase: str) -> bool:
+        """Before a Claude call: True to go on; when the execution's budget is spent, ask a
+        human once (retry with a raised budget, or abort) and wait. False: aborted."""
+        async with self._budget_lock:
+            while not self.budget_aborted:
+                budget, spent = self.budget(request), self.spent(request)
+                if budget is None or spent < budget:
+                    return True
+                answer = await self.escalate(
+                    request,
+                    Escalation(
+                        id=f"{phase}:budget",
+                        phase=phase,
+                        reason=f"budget reached: ${spent:.2f} of ${budget:.2f}",
+                        question=f"The execution has spent ${spent:.2f} of its ${budget:.2f} "
+                        "budget: retry with a raised budget, or abort (everything done so "
+                        "far is kept)?",
+                        last_error=f"budget reached: ${spent:.2f} of ${budget:.2f}",
+                        budget_usd=budget,
+                        spent_usd=spent,
+                        recommended=[
+                            "Raise it: coord resolve <execution> <id> --retry --budget <USD>",
+                            "--abort to stop here and keep what is done",
+                        ],
+                    ),
+                )
+                if answer.action == Action.RETRY and answer.budget is not None:
+                    self._raised_budget = answer.budget
+                elif answer.action != Action.RETRY:
+                    self.budget_aborted = True
+            return False
+
     async def merge_into_branch(
         self, request: PhaseInput, branch: str, item_id: str, title: str
     ) -> MergeResult:
@@ -135,6 +198,8 @@ class PhaseWorkflow:
         committed and merged like a task's. Returns None on success, else what went wrong."""
         ws = request.workspace
         fixer = self.fixer(request)
+        if fixer.backend == "claude" and not await self.within_budget(request, phase_of(fix_id)):
+            return "aborted: the budget is spent"
         worktree = await steps.create_worktree(
             CreateWorktreeRequest(
                 execution_id=request.execution_id,
@@ -161,9 +226,13 @@ class PhaseWorkflow:
                     attempt=attempt,
                     feedback=feedback[-FEEDBACK_CHARS:],
                     guidance=guidance,
+                    role="fix",
+                    max_cost_usd=self.budget_left(request),
                 ),
                 summary=f"fix: {title} ({fixer.name})",
+                plan=request.plan,
             )
+            await self.record_spend(fix_id, result)
             if not result.ok:
                 return f"fixer {fixer.name}: {result.summary}"
             committed = await steps.commit(
@@ -188,6 +257,11 @@ class PhaseWorkflow:
                     delete_branch=True,
                 )
             )
+
+
+def phase_of(fix_id: str) -> str:
+    """The escalation scope of a fix round: 'coord-fix-<phase>-...' -> '<phase>'."""
+    return fix_id.removeprefix(FIX_PREFIX).split("-", 1)[0]
 
 
 def failing_output(results: list[GateResult]) -> str:

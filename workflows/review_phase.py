@@ -79,6 +79,14 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
         findings = ""
         while True:
             for review_round in range(1, ATTEMPTS + 1):
+                if reviewer.backend == "claude" and not await self.within_budget(request, "review"):
+                    return ReviewResult(
+                        verdict="changes_requested" if findings else "skipped",
+                        findings=findings,
+                        rounds=rounds,
+                        aborted=True,
+                        head=ws.head_commit,
+                    )
                 rounds += 1
                 diff = await steps.diff(
                     DiffRequest(
@@ -113,9 +121,13 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                             cwd=worktree.path,
                             attempt=rounds,
                             context_paths=[diff.diff_path],
+                            role="review",
+                            max_cost_usd=self.budget_left(request),
                         ),
                         summary=f"review round {rounds} ({reviewer.name})",
+                        plan=request.plan,
                     )
+                    await self.record_spend(f"review round {rounds}", verdict)
                 finally:
                     await steps.remove_worktree(
                         RemoveWorktreeRequest(
@@ -127,6 +139,13 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                     )
                 if verdict.ok:
                     return ReviewResult(verdict="approve", rounds=rounds, head=ws.head_commit)
+                agent = verdict.agent
+                if agent is not None and agent.stop_reason not in ("finish", "end_turn"):
+                    # No verdict at all (turn limit, stuck, budget): nothing for a fixer.
+                    findings = f"the reviewer gave no verdict: {verdict.summary}"
+                    if review_round == ATTEMPTS:
+                        break
+                    continue
                 findings = verdict.output_tail or verdict.summary
                 if review_round == ATTEMPTS:
                     break
@@ -141,6 +160,14 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                     attempt=review_round,
                 )
                 guidance = ""
+                if self.budget_aborted:
+                    return ReviewResult(
+                        verdict="changes_requested",
+                        findings=findings,
+                        rounds=rounds,
+                        aborted=True,
+                        head=ws.head_commit,
+                    )
                 if problem is None and request.plan.gates:
                     gates = await run_gates_with_fixes(
                         self,

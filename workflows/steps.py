@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from activities.claude.agent import ClaudeSpecialistActivities
     from activities.command_specialist import CommandSpecialistActivities
     from activities.gates import GateActivities
     from activities.github import GithubActivities
@@ -47,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
         WebhookRequest,
         WebhookResult,
     )
-    from coordinator.plan import Gate
+    from coordinator.plan import Gate, Plan
     from coordinator.work import (
         GateLevel,
         GateRequest,
@@ -73,11 +74,20 @@ WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
 async def run_specialist(
-    ref: SpecialistRef, request: SpecialistRequest, *, summary: str
+    ref: SpecialistRef, request: SpecialistRequest, *, summary: str, plan: Plan
 ) -> SpecialistResult:
-    if ref.backend != "command":
-        # The Claude backend arrives with its own issue; until then this is a failed attempt
-        # that says so, and the fix loop or a human takes it from there.
+    if ref.backend == "command":
+        return await workflow.execute_activity_method(
+            CommandSpecialistActivities.run,
+            request,
+            start_to_close_timeout=timedelta(seconds=request.timeout_s) + SLACK,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=RETRY,
+            cancellation_type=WAIT,
+            summary=summary,
+        )
+    if not workflow.patched("claude-backend"):
+        # Executions started before the Claude backend existed keep what they were told.
         return SpecialistResult(
             task_id=request.task_id,
             specialist=ref.name,
@@ -91,8 +101,16 @@ async def run_specialist(
             output_tail="",
             log_path="",
         )
+    # A Claude specialist's definition is read on the worker; the plan gives the defaults.
+    request = request.model_copy(
+        update={
+            "specialist_source": ref.source,
+            "model": plan.model,
+            "max_turns": ref.max_turns or plan.max_turns,
+        }
+    )
     return await workflow.execute_activity_method(
-        CommandSpecialistActivities.run,
+        ClaudeSpecialistActivities.run,
         request,
         start_to_close_timeout=timedelta(seconds=request.timeout_s) + SLACK,
         heartbeat_timeout=HEARTBEAT,

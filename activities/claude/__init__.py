@@ -1,0 +1,1 @@
+"""The Claude backend: an agent loop over the Messages API with workspace-confined tools."""
