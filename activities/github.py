@@ -22,6 +22,7 @@ import base64
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ import requests
 from github import Auth, Github, GithubException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from urllib3.util import Retry
 
 from activities.git import GitError, git, run_git
 from activities.heartbeat import heartbeating
@@ -167,6 +169,94 @@ def git_auth_env(remote_url: str, token: str) -> dict[str, str]:
     }
 
 
+def make_client(
+    env: Mapping[str, str],
+    *,
+    retry: Retry | None = None,
+    seconds_between_requests: float | None = 0.25,
+    seconds_between_writes: float | None = 1.0,
+    require_token: bool = True,
+) -> Github:
+    """PyGithub for `GITHUB_API_URL` with `GITHUB_TOKEN` from `env` (no retry unless given)."""
+    token = env.get(TOKEN_ENV) or None
+    if token is None and require_token:
+        raise ApplicationError(
+            f"{TOKEN_ENV} is not set in the environment of the worker that ran this step "
+            "(every worker of the task queue needs it for the GitHub handoff)",
+            type="GithubNoToken",
+            non_retryable=True,
+        )
+    url = (env.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ApplicationError(
+            f"{API_URL_ENV}={url} is not an http(s) URL (GitHub Enterprise: https://HOST/api/v3)",
+            type="GithubBadApiUrl",
+            non_retryable=True,
+        )
+    return Github(
+        auth=Auth.Token(token) if token else None,
+        base_url=url,
+        timeout=REQUEST_TIMEOUT_S,
+        retry=retry,
+        seconds_between_requests=seconds_between_requests,
+        seconds_between_writes=seconds_between_writes,
+        lazy=True,  # no GET for objects we only address (a repository, an issue)
+    )
+
+
+@dataclass(frozen=True)
+class FetchedIssue:
+    repo: str
+    number: int
+    title: str
+    body: str
+    html_url: str
+    clone_url: str
+
+
+class GithubReadError(RuntimeError):
+    """Reading from GitHub outside an activity (the CLI) failed; the message says why."""
+
+
+# Outside Temporal, reads may retry on their own: GETs only, never a write.
+READ_RETRY = Retry(
+    total=3,
+    backoff_factor=0.5,
+    status_forcelist=(500, 502, 503, 504),
+    allowed_methods=frozenset({"GET"}),
+    raise_on_status=False,
+)
+
+
+def fetch_issue(repo: str, number: int, env: Mapping[str, str] | None = None) -> FetchedIssue:
+    """An issue's text and its repository's clone URL, for `coord run --from-issue`. The
+    token is optional here (public repositories), but GitHub limits anonymous reads."""
+    env = os.environ if env is None else env
+    api_url = (env.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
+    what = f"reading issue #{number} of {repo}"
+    try:
+        client = make_client(env, retry=READ_RETRY, require_token=False)
+    except ApplicationError as err:
+        raise GithubReadError(err.message) from None
+    try:
+        repository = client.get_repo(repo)
+        issue = repository.get_issue(number)
+        if issue.pull_request is not None:
+            raise GithubReadError(f"{repo}#{number} is a pull request, not an issue")
+        return FetchedIssue(
+            repo=repo,
+            number=number,
+            title=issue.title,
+            body=issue.body or "",
+            html_url=issue.html_url,
+            clone_url=repository.clone_url,
+        )
+    except (GithubException, requests.RequestException, OSError) as err:
+        raise GithubReadError(classify(err, what, api_url).message) from None
+    finally:
+        client.close()
+
+
 def truncate_body(body: str, note: str) -> str:
     if len(body) <= MAX_BODY_CHARS:
         return body
@@ -212,30 +302,11 @@ class GithubActivities:
         return (self._env().get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
 
     def _client(self) -> Github:
-        token = self._token()
-        if token is None:
-            raise ApplicationError(
-                f"{TOKEN_ENV} is not set in the environment of the worker that ran this step "
-                "(every worker of the task queue needs it for the GitHub handoff)",
-                type="GithubNoToken",
-                non_retryable=True,
-            )
-        url = self.api_url()
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise ApplicationError(
-                f"{API_URL_ENV}={url} is not an http(s) URL (GitHub Enterprise: "
-                "https://HOST/api/v3)",
-                type="GithubBadApiUrl",
-                non_retryable=True,
-            )
-        return Github(
-            auth=Auth.Token(token),
-            base_url=url,
-            timeout=REQUEST_TIMEOUT_S,
+        return make_client(
+            self._env(),
             retry=None,  # Temporal retries; PyGithub's default would re-send POSTs
             seconds_between_requests=self._between_requests,
             seconds_between_writes=self._between_writes,
-            lazy=True,  # no GET for objects we only address (a repository, an issue)
         )
 
     async def _call(self, what: str, work: Callable[[Github], T]) -> T:
@@ -377,7 +448,7 @@ class GithubActivities:
     @activity.defn(name="github_tick_issue")
     async def tick_issue(self, request: TickRequest) -> TickResult:
         """Tick the issue's `- [ ]` lines of finished tasks; every other byte stays."""
-        tasks = [TaskLine(id=t.id, title=t.title) for t in request.tasks]
+        tasks = [TaskLine(id=t.id, title=t.title, text=t.checkbox) for t in request.tasks]
 
         def work(gh: Github) -> TickResult:
             # Read right before writing: a human may have edited the issue a moment ago.

@@ -1,8 +1,10 @@
-"""`coord run PLAN`: validate a plan, start its execution, optionally follow it to the end."""
+"""`coord run PLAN` (or `--from-issue OWNER/REPO#N`): validate a plan, start its execution,
+optionally follow it to the end."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
@@ -14,6 +16,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from activities.github import GithubReadError, fetch_issue
 from cli.common import (
     AddressOption,
     JsonOption,
@@ -25,6 +28,7 @@ from cli.common import (
 )
 from cli.exit_codes import ExitCode
 from cli.follow import finish, follow, report_handle
+from coordinator.checkboxes import item_texts
 from coordinator.execution import (
     ExecutionInput,
     build_execution_input,
@@ -32,14 +36,26 @@ from coordinator.execution import (
 )
 from coordinator.plan import GithubHandoff, Plan
 from coordinator.settings import connect, execution_ui_url
-from coordinator.validation import format_problems, validate_plan_file
+from coordinator.validation import (
+    ValidationResult,
+    format_problems,
+    validate_breakdown,
+    validate_plan_file,
+)
 from workflows import search_attributes as sa
 from workflows.execution import ExecutionWorkflow
 
 
 def run_command(
-    plan: Path = typer.Argument(
-        ..., help="The plan file: YAML, JSON or a Markdown breakdown (.md)."
+    plan: Path | None = typer.Argument(
+        None, help="The plan file: YAML, JSON or a Markdown breakdown (.md)."
+    ),
+    from_issue: str | None = typer.Option(
+        None,
+        "--from-issue",
+        metavar="OWNER/REPO#N",
+        help="Run the Markdown breakdown in this GitHub issue's body; its boxes are ticked and "
+        "its status comment kept as the execution goes (GITHUB_TOKEN, GITHUB_API_URL).",
     ),
     execution_id: str | None = typer.Option(
         None, "--id", help="Execution id (default: <plan name>-<random>)."
@@ -57,25 +73,88 @@ def run_command(
     address: str | None = AddressOption,
     namespace: str | None = NamespaceOption,
 ) -> None:
-    """Start an execution of PLAN; print its id and Web UI link.
+    """Start an execution of PLAN (or of a GitHub issue's breakdown); print its id and Web UI
+    link.
 
     Exit codes: 0 Complete, 1 Partial/Blocked/Failed/Cancelled, 2 invalid plan or arguments,
     3 waiting on a human, 4 Temporal unreachable.
     """
     if execution_id is not None and (problem := execution_id_problem(execution_id)):
         fail(problem, ExitCode.INVALID)
-    result = validate_plan_file(plan, repository_override=repo)
+    if (plan is None) == (from_issue is None):
+        fail("give a plan file or --from-issue OWNER/REPO#N (one of them)", ExitCode.INVALID)
+    if from_issue is not None:
+        if github is not None:
+            fail(
+                "--from-issue hands off to the issue's repository: leave out --github",
+                ExitCode.INVALID,
+            )
+        checked, plan_file = _plan_from_issue(from_issue, repo)
+    else:
+        assert plan is not None
+        checked, plan_file = _valid(validate_plan_file(plan, repository_override=repo)), plan
+    if github is not None:
+        checked.handoff.github = _github_handoff(checked, github)
+    request = build_execution_input(
+        checked, plan_file, repository_override=repo, execution_id=execution_id
+    )
+    raise typer.Exit(int(run_async(_start(request, wait, json_output, address, namespace))))
+
+
+def _valid(result: ValidationResult) -> Plan:
     if result.plan is None or result.errors:
         typer.echo(format_problems(result), err=True)
         raise typer.Exit(int(ExitCode.INVALID))
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    if github is not None:
-        result.plan.handoff.github = _github_handoff(result.plan, github)
-    request = build_execution_input(
-        result.plan, plan, repository_override=repo, execution_id=execution_id
+    return result.plan
+
+
+_ISSUE_REF = re.compile(
+    r"^(?:https?://[^/]+/)?(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)(?:#|/issues/)(?P<n>\d+)/?$"
+)
+
+
+def _plan_from_issue(ref: str, repo: Path | None) -> tuple[Plan, Path]:
+    """The issue's body read as a Markdown breakdown, handing off to the issue itself: its
+    repository, its checkboxes (each task's own item, as read now), its status comment."""
+    match = _ISSUE_REF.match(ref.strip())
+    if match is None:
+        fail(
+            f"--from-issue: '{ref}' must look like owner/repo#123 (or an issue URL)",
+            ExitCode.INVALID,
+        )
+    name, number = match["repo"], int(match["n"])
+    try:
+        issue = fetch_issue(name, number)
+    except GithubReadError as err:
+        fail(f"--from-issue: {err}", ExitCode.INVALID)
+    # Without `repository:` in its YAML block (or --repo), the plan runs on the issue's own
+    # repository, cloned by the worker.
+    defaults = {} if repo is not None else {"repository": issue.clone_url}
+    parsed, result = validate_breakdown(
+        issue.body,
+        source=f"{name}#{number}",
+        base_dir=Path.cwd(),
+        defaults=defaults,
+        repository_override=repo,
     )
-    raise typer.Exit(int(run_async(_start(request, wait, json_output, address, namespace))))
+    plan = _valid(result)
+    texts = item_texts(issue.body)
+    current = plan.handoff.github
+    handoff = current.model_dump() if current is not None else {}
+    plan.handoff.github = GithubHandoff.model_validate(
+        {
+            **handoff,
+            "repo": name,
+            "issue": number,
+            "checkboxes": {
+                t.id: texts[t.line] for t in parsed.tasks if not t.ticked and t.line in texts
+            },
+        }
+    )
+    # Relative paths in the breakdown's settings are taken from the current folder.
+    return plan, Path.cwd() / f"issue-{number}.md"
 
 
 def _github_handoff(plan: Plan, repo: str) -> GithubHandoff:

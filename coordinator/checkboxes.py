@@ -34,10 +34,12 @@ _ID_SEPARATORS = _PUNCTUATION + " \t"
 
 @dataclass(frozen=True)
 class TaskLine:
-    """A finished task as the issue may name it."""
+    """A finished task as the issue may name it. `text`: the exact text of its item, known
+    when the plan was read from this issue; it wins over matching by id or title."""
 
     id: str
     title: str
+    text: str | None = None
 
 
 @dataclass
@@ -107,16 +109,17 @@ def tick_checkboxes(body: str, tasks: Sequence[TaskLine]) -> TickOutcome:
     already: dict[str, None] = {}
     for index, item in checkbox_lines(body):
         text = item["rest"].strip()
-        for task in tasks:
-            if not _names_task(text, task):
-                continue
-            if item["mark"] == " ":
-                start = item.start("mark")
-                lines[index] = lines[index][:start] + "x" + lines[index][start + 1 :]
-                ticked[task.id] = None
-            else:
-                already[task.id] = None
-            break  # a line names one task
+        exact = _normalise(text)
+        task = next((t for t in tasks if t.text and _normalise(t.text) == exact), None)
+        task = task or next((t for t in tasks if _names_task(text, t)), None)
+        if task is None:
+            continue
+        if item["mark"] == " ":
+            start = item.start("mark")
+            lines[index] = lines[index][:start] + "x" + lines[index][start + 1 :]
+            ticked[task.id] = None
+        else:
+            already[task.id] = None
     found = ticked.keys() | already.keys()
     return TickOutcome(
         body="\n".join(lines),
@@ -124,3 +127,8 @@ def tick_checkboxes(body: str, tasks: Sequence[TaskLine]) -> TickOutcome:
         already_ticked=[t for t in already if t not in ticked],
         not_found=[t.id for t in tasks if t.id not in found],
     )
+
+
+def item_texts(body: str) -> dict[int, str]:
+    """Line number (1-based) -> the text of the checkbox item on it, outside code blocks."""
+    return {index + 1: item["rest"].strip() for index, item in checkbox_lines(body)}

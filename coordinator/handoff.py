@@ -74,6 +74,7 @@ class PullRequestRef(BaseModel):
 class TaskRef(BaseModel):
     id: str
     title: str
+    checkbox: str | None = None  # the exact item text in the issue, when the plan came from it
 
 
 class TickRequest(BaseModel):

@@ -122,6 +122,9 @@ class GithubHandoff(StrictModel):
     # A remote branch that moved under us is reported, never overwritten, unless this is on
     # (then with a lease: only over the head we saw).
     force_push: bool = False
+    # Task id -> the text of its `- [ ]` item in the issue, as `coord run --from-issue` read
+    # it: that exact line is ticked when the task is done (others match by id or title).
+    checkboxes: dict[str, str] = Field(default_factory=dict)
 
 
 class Handoff(StrictModel):

@@ -128,3 +128,16 @@ def test_only_spaces_between_brackets_ever_change(lines: list[str], newline: str
     for i in changed:
         assert (body[i - 1 : i + 2], outcome.body[i]) == ("[ ]", "x")
     assert tick_checkboxes(outcome.body, [A, B]).body == outcome.body
+
+
+def test_the_exact_item_text_read_from_the_issue_wins() -> None:
+    """A plan read from this issue knows each task's item text: that line is ticked, even
+    when neither the id nor the title would match it, and before a looser match elsewhere."""
+    body = "- [ ] t1: Create schema, the first try\n- [ ] Write the **docs** for `api` (docs)\n"
+    docs = TaskLine("write-the-docs-for-api", "Write the docs for `api`")
+    assert not tick_checkboxes(body, [docs]).changed
+    explicit = TaskLine(docs.id, docs.title, text="Write the **docs** for `api` (docs)")
+    first_try = TaskLine("t1", "Create schema", text="t1: Create schema, the first try")
+    outcome = tick_checkboxes(body, [A, explicit, first_try])
+    assert outcome.body == body.replace("[ ]", "[x]")
+    assert outcome.ticked == ["t1", docs.id]  # the first line is t1's by its text

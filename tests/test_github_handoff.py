@@ -488,3 +488,83 @@ async def test_coord_run_github_hands_off_with_links_to_the_web_ui(
     [pr] = github.pulls(REPO)
     assert f"Temporal UI: http://ui.example:8233/namespaces/default/workflows/{eid}" in pr.body
     assert f"Pull request [#{pr.number}]" in out  # the report printed by --wait
+
+
+BREAKDOWN_ISSUE = (
+    "# Greeting card\r\n"
+    "\r\n"
+    "Written by a planning agent.\r\n"
+    "\r\n"
+    "```yaml\r\n"
+    "reviewer: null\r\n"
+    "approval: {before_handoff: false}\r\n"
+    "```\r\n"
+    "\r\n"
+    "## L0: Words\r\n"
+    "\r\n"
+    "- [x] T0: Pick the words (shell)\r\n"
+    "- [ ] T1: Write hello.txt (shell)\r\n"
+    "  ```sh\r\n"
+    "  echo hello > hello.txt\r\n"
+    "  ```\r\n"
+    "- [ ] Write the **farewell** in `bye.txt` (shell)\r\n"
+    "  ```sh\r\n"
+    "  echo bye > bye.txt\r\n"
+    "  ```\r\n"
+    "\r\n"
+    "## Checklist\r\n"
+    "\r\n"
+    "- [ ] a human's own reminder\r\n"
+)
+
+
+async def test_coord_run_from_issue_runs_the_issues_breakdown_and_ticks_its_items(
+    cli_env: dict[str, str],
+    worker: None,
+    tmp_path: Path,
+    github: GithubServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)  # the worker's environment (in this process)
+    monkeypatch.setenv("GITHUB_API_URL", github.api_url)
+    env = {**cli_env, "GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": github.api_url}  # the CLI's
+    repo = make_repo(tmp_path / "repo")
+    github.add_repo(REPO, repo)
+    number = github.add_issue(REPO, "Greeting card", BREAKDOWN_ISSUE)
+    broken = github.add_issue(
+        REPO, "Broken", "# Broken\n\n## L0: x\n\n- [ ] T1: a\n  depends on: T9\n"
+    )
+    eid = f"issue-{uuid.uuid4().hex[:8]}"
+
+    code, _, err = await coord(
+        "run", "--from-issue", f"{REPO}#{broken}", "--repo", str(repo), env=env
+    )
+    assert code == 2 and f"{REPO}#{broken}:6:" in err and "t9" in err, err
+    code, _, err = await coord("run", "--from-issue", f"{REPO}#99", env=env)
+    assert code == 2 and "404" in err, err
+    tokenless = {k: v for k, v in env.items() if k != "GITHUB_TOKEN"}
+    code, _, err = await coord("run", "--from-issue", f"{REPO}#{number}", env=tokenless)
+    assert code == 2 and "401 Bad credentials" in err and "GITHUB_TOKEN" in err, err
+
+    code, out, err = await coord(
+        "run",
+        "--from-issue",
+        f"{github.web_url}/{REPO}/issues/{number}",
+        "--repo",
+        str(repo),
+        "--wait",
+        "--id",
+        eid,
+        env=env,
+    )
+    assert code == 0, err + out
+    # Both open items ticked, the bold one by the exact text read from the issue; the done
+    # item, the checklist and every other byte as they were.
+    assert github.issues[(REPO, number)].body == BREAKDOWN_ISSUE.replace(
+        "- [ ] T1:", "- [x] T1:"
+    ).replace("- [ ] Write the **farewell**", "- [x] Write the **farewell**")
+    [pr] = github.pulls(REPO)
+    assert pr.title == "coord: greeting-card"
+    [comment] = github.issue_comments(REPO, number)
+    assert comment["body"].startswith(status_marker(eid)) and "Complete" in comment["body"]
+    assert github.branch_head(REPO, f"coord/{eid}") is not None

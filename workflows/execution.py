@@ -618,7 +618,7 @@ class ExecutionWorkflow:
             title=gh.title or f"coord: {request.plan.name}",
             body=interim.to_markdown(request.ui_url),
             finished=[
-                TaskRef(id=t.id, title=t.title)
+                TaskRef(id=t.id, title=t.title, checkbox=gh.checkboxes.get(t.id))
                 for t in self._progress.tasks
                 if t.status == "passed"
             ],
