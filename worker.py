@@ -27,6 +27,7 @@ from temporalio.worker import Worker
 
 from activities.claude.agent import ClaudeSpecialistActivities
 from activities.command_specialist import CommandSpecialistActivities
+from activities.environment import EnvironmentActivities, write_status_file
 from activities.gates import GateActivities
 from activities.github import GithubActivities
 from activities.notify import NotifyActivities
@@ -69,6 +70,7 @@ def activities(
     workspace = WorkspaceActivities(workspace_root)
     worktrees = WorktreeActivities(workspace_root)
     github = GithubActivities()  # GITHUB_TOKEN and GITHUB_API_URL: read when a step runs
+    environment = EnvironmentActivities(workspace_root, artifacts_root)
     return [
         check_plan,
         workspace.prepare_workspace,
@@ -88,6 +90,10 @@ def activities(
         github.status_comment,
         github.review,
         NotifyActivities().webhook,
+        environment.prepare_environment,
+        environment.run_setup_command,
+        environment.setup_worktree,
+        write_status_file,  # a local activity
     ]
 
 

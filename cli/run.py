@@ -48,7 +48,10 @@ from workflows.execution import ExecutionWorkflow
 
 def run_command(
     plan: Path | None = typer.Argument(
-        None, help="The plan file: YAML, JSON or a Markdown breakdown (.md)."
+        None,
+        help="The plan file (YAML, JSON or a Markdown breakdown .md), or a folder holding "
+        "plan.yaml (or breakdown.md) and context documents (goal.md, requirements.md, "
+        "research.md, plan.md).",
     ),
     from_issue: str | None = typer.Option(
         None,
@@ -92,7 +95,8 @@ def run_command(
         checked, plan_file = _plan_from_issue(from_issue, repo)
     else:
         assert plan is not None
-        checked, plan_file = _valid(validate_plan_file(plan, repository_override=repo)), plan
+        result = validate_plan_file(plan, repository_override=repo)
+        checked, plan_file = _valid(result), Path(result.plan_file or plan)  # a folder's file
     if github is not None:
         checked.handoff.github = _github_handoff(checked, github)
     request = build_execution_input(

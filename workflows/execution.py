@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from datetime import timedelta
+from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -24,6 +25,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from coordinator.branches import PendingWorkRequest
     from coordinator.dag import resolve_dependencies
+    from coordinator.environment import status_file_path
     from coordinator.escalation import (
         Action,
         Approval,
@@ -32,7 +34,12 @@ with workflow.unsafe.imports_passed_through():
         Escalation,
         Resolution,
     )
-    from coordinator.execution import ExecutionInput, PhaseInput, SetupResult
+    from coordinator.execution import (
+        ExecutionInput,
+        PhaseInput,
+        SetupResult,
+        StatusFileRequest,
+    )
     from coordinator.handoff import (
         GithubAccessRequest,
         GithubPhaseInput,
@@ -54,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         Progress,
         Spend,
         TaskState,
+        Workspace,
     )
     from coordinator.status_comment import (
         render_status,
@@ -73,6 +81,7 @@ with workflow.unsafe.imports_passed_through():
         GATE_UPDATE,
         SPEND,
         TASK_UPDATE,
+        WORKSPACE_READY,
         root_message,
     )
     from workflows.review_phase import ReviewPhaseWorkflow
@@ -148,11 +157,19 @@ class ExecutionWorkflow:
         self._visible: tuple[str, str, int] | None = None  # search attributes last upserted
         # The status comment and the webhook: a background task posts when what people
         # should see changed (a phase, a question, the end), one post at a time.
-        self._status_task: asyncio.Task[None] | None = None
-        self._status_wanted: tuple[object, ...] | None = None
-        self._status_dirty = False
-        self._status_closing = False
+        self._notice_task: asyncio.Task[None] | None = None
+        self._notice_wanted: tuple[object, ...] | None = None
+        self._notice_dirty = False
+        self._notice_closing = False
         self._waiting_notified: tuple[str, ...] = ()
+        # The status file (plans with `status_file`): a version bumped when something it
+        # shows changed, and the version last written.
+        self._status_path = status_file_path(request.plan.status_file, request.execution_id)
+        self._status_seen: tuple[Any, ...] | None = None
+        self._status_version = 0
+        self._status_written = 0
+        self._status_closing = False
+        self._status_failed = False
 
     # --- queries -------------------------------------------------------------------------
 
@@ -171,6 +188,12 @@ class ExecutionWorkflow:
     def _gate_update(self, gate: GateSummary) -> None:
         self._progress.record_gate(gate)
         self._publish()
+
+    @workflow.signal(name=WORKSPACE_READY)
+    def _workspace_ready(self, workspace: Workspace) -> None:
+        if self._progress.workspace is None:
+            self._progress.workspace = workspace
+            self._publish()
 
     @workflow.signal(name=SPEND)
     def _spend(self, spend: Spend) -> None:
@@ -304,6 +327,7 @@ class ExecutionWorkflow:
     @workflow.run
     async def run(self, request: ExecutionInput) -> ExecutionReport:
         workflow.upsert_search_attributes([sa.PLAN.value_set(request.plan.name)])
+        writer = asyncio.create_task(self._keep_status_file()) if self._status_path else None
         status = ExecutionStatus.COMPLETED
         try:
             await self._run_phases(request)
@@ -337,8 +361,12 @@ class ExecutionWorkflow:
         report = ExecutionReport.from_progress(
             self._progress, human_todo=self._human_todo, finished_at=workflow.now()
         )
-        if self._status_task is not None:
+        if self._notice_task is not None:
             await self._finish_handoff(report)
+        if writer is not None:  # the final state, exactly, is on disk before the run ends
+            self._status_version += 1
+            self._status_closing = True
+            await writer
         return report
 
     async def _run_phases(self, request: ExecutionInput) -> None:
@@ -351,6 +379,8 @@ class ExecutionWorkflow:
             workspace=ws,
             routes=setup.check.routes,
             specialists=setup.check.specialists,
+            environment=setup.environment,
+            context_paths=setup.context_paths,
         )
         plan = request.plan
 
@@ -482,7 +512,23 @@ class ExecutionWorkflow:
                 ExecutionStatus.FAILED, "Fix the problems listed above and run the plan again."
             )
         ws = setup.workspace
-        self._set_phase("setup", "done", f"branch {ws.branch} from {ws.base_branch}")
+        if setup.aborted:
+            self._set_phase("setup", "failed", "aborted: a setup command kept failing")
+            raise _Stop(
+                ExecutionStatus.PARTIAL,
+                "Aborted in setup: a setup command kept failing (see Escalations); nothing "
+                "was implemented.",
+            )
+        for name in setup.skipped_setup:
+            self._human_todo.append(
+                f"Setup command '{name}' was skipped by a human: gates and specialists ran "
+                "without it."
+            )
+        summary = f"branch {ws.branch} from {ws.base_branch}"
+        if request.plan.setup:
+            ran = len(request.plan.setup) - len(setup.skipped_setup)
+            summary += f", {ran} of {len(request.plan.setup)} setup commands"
+        self._set_phase("setup", "done", summary)
         return setup
 
     async def _child(self, run: Any, arg: Any, phase: PhaseName) -> Any:
@@ -548,6 +594,57 @@ class ExecutionWorkflow:
                 phase.summary = summary
         self._publish()
 
+    async def _keep_status_file(self) -> None:
+        """Write the status file whenever what it shows changed, one write at a time: changes
+        made while a write runs are coalesced into the next one."""
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    self._status_closing
+                    or (
+                        self._progress.workspace is not None
+                        and self._status_version != self._status_written
+                    )
+                )
+            )
+            ws = self._progress.workspace
+            if ws is None or self._status_version == self._status_written:
+                return  # closing, and all is written (or there is nowhere to write: no clone)
+            version = self._status_version
+            assert self._status_path is not None
+            path = str(PurePosixPath(ws.path) / self._status_path)  # absolute stays absolute
+            try:
+                await steps.write_status(
+                    StatusFileRequest(path=path, progress=self._progress.model_copy(deep=True))
+                )
+            except ActivityError as err:
+                # The status file is for tools watching; the execution goes on without it.
+                if not self._status_failed:
+                    self._status_failed = True
+                    self._progress.problems.append(
+                        f"status file {path} could not be written: {root_message(err)}"
+                    )
+            self._status_written = version
+
+    def _status_changed(self) -> None:
+        """Phases, task transitions, escalations and approvals go to the status file; gate
+        verdicts and timestamps alone do not (they ride along with the next write)."""
+        p = self._progress
+        seen = (
+            p.status,
+            p.phase,
+            tuple((ph.status, ph.summary) for ph in p.phases),
+            tuple((t.status, t.attempts) for t in p.tasks),
+            tuple(e.state for e in p.escalations),
+            tuple(a.state for a in p.approvals),
+            p.workspace.head_commit if p.workspace else None,
+            len(p.problems),
+            p.review,
+        )
+        if seen != self._status_seen:
+            self._status_seen = seen
+            self._status_version += 1
+
     def _publish(self) -> None:
         """Keep the status and what the Web UI shows (search attributes, details) in step."""
         p = self._progress
@@ -571,11 +668,13 @@ class ExecutionWorkflow:
                 ]
             )
         workflow.set_current_details(_details_markdown(p))
-        if self._status_task is not None and not self._status_closing:
+        if self._status_path is not None:
+            self._status_changed()
+        if self._notice_task is not None and not self._notice_closing:
             wanted = status_signature(p)
-            if wanted != self._status_wanted:
-                self._status_wanted = wanted
-                self._status_dirty = True
+            if wanted != self._notice_wanted:
+                self._notice_wanted = wanted
+                self._notice_dirty = True
 
     # --- the GitHub handoff and notifications ----------------------------------------------
 
@@ -599,7 +698,7 @@ class ExecutionWorkflow:
                 skipped_reason=access.reason,
                 branch=ws.branch if ws else None,
             )
-        self._status_task = asyncio.create_task(self._status_loop())
+        self._notice_task = asyncio.create_task(self._notice_loop())
         self._publish()
 
     def _github_input(self, request: ExecutionInput) -> GithubPhaseInput | None:
@@ -624,15 +723,15 @@ class ExecutionWorkflow:
             ],
         )
 
-    async def _status_loop(self) -> None:
+    async def _notice_loop(self) -> None:
         while True:
-            await workflow.wait_condition(lambda: self._status_dirty or self._status_closing)
-            if self._status_closing:
+            await workflow.wait_condition(lambda: self._notice_dirty or self._notice_closing)
+            if self._notice_closing:
                 return  # the final post follows
-            self._status_dirty = False
-            await self._post_status(None)
+            self._notice_dirty = False
+            await self._post_notice(None)
 
-    async def _post_status(self, report: ExecutionReport | None) -> None:
+    async def _post_notice(self, report: ExecutionReport | None) -> None:
         """Update the status comment and, when a new question waits or at the end, the
         webhook. Failures are reported, never raised: people miss a note, the work goes on."""
         p = self._progress
@@ -707,9 +806,9 @@ class ExecutionWorkflow:
     async def _finish_handoff(self, report: ExecutionReport) -> None:
         """The end: push what the last phases added, the final report as the pull request's
         body, the final status comment and webhook."""
-        self._status_closing = True
-        if self._status_task is not None:
-            await self._status_task
+        self._notice_closing = True
+        if self._notice_task is not None:
+            await self._notice_task
         handoff = self._progress.handoff
         ws = self._progress.workspace
         gh = self._request.plan.handoff.github
@@ -745,7 +844,7 @@ class ExecutionWorkflow:
                 ),
                 report=report,
             )
-        await self._post_status(report)
+        await self._post_notice(report)
         report.handoff = handoff
 
 

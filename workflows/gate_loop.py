@@ -34,7 +34,15 @@ async def run_gates_with_fixes(
             # No merge may move the branch under the gates.
             async with phase.branch_lock:
                 results = [
-                    await steps.run_gate(request.execution_id, level, scope, gate, ws.path, runs)
+                    await steps.run_gate(
+                        request.execution_id,
+                        level,
+                        scope,
+                        gate,
+                        ws.path,
+                        runs,
+                        request.environment,
+                    )
                     for gate in gates
                 ]
             await phase.notify_gates(results)

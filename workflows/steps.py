@@ -14,6 +14,7 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from activities.claude.agent import ClaudeSpecialistActivities
     from activities.command_specialist import CommandSpecialistActivities
+    from activities.environment import EnvironmentActivities, write_status_file
     from activities.gates import GateActivities
     from activities.github import GithubActivities
     from activities.notify import NotifyActivities
@@ -31,7 +32,17 @@ with workflow.unsafe.imports_passed_through():
         RemoveWorktreeRequest,
         TaskWorktree,
     )
-    from coordinator.execution import SpecialistRef
+    from coordinator.environment import CommandEnvironment
+    from coordinator.execution import (
+        PreparedEnvironment,
+        PrepareEnvironmentInput,
+        SetupCommandRequest,
+        SetupCommandResult,
+        SpecialistRef,
+        StatusFileRequest,
+        WorktreeSetupRequest,
+        WorktreeSetupResult,
+    )
     from coordinator.handoff import (
         CommentRef,
         GithubAccess,
@@ -121,7 +132,13 @@ async def run_specialist(
 
 
 async def run_gate(
-    execution_id: str, level: GateLevel, scope: str, gate: Gate, cwd: str, attempt: int
+    execution_id: str,
+    level: GateLevel,
+    scope: str,
+    gate: Gate,
+    cwd: str,
+    attempt: int,
+    environment: CommandEnvironment | None = None,
 ) -> GateResult:
     return await workflow.execute_activity_method(
         GateActivities.run_gate,
@@ -132,6 +149,7 @@ async def run_gate(
             gate=gate,
             cwd=cwd,
             attempt=attempt,
+            environment=environment,
         ),
         start_to_close_timeout=timedelta(seconds=gate.timeout) + SLACK,
         heartbeat_timeout=HEARTBEAT,
@@ -266,4 +284,58 @@ async def notify_webhook(request: WebhookRequest) -> WebhookResult:
         request,
         f"webhook: {request.payload.get('event', '')}",
         WEBHOOK_TIMEOUT,
+    )
+
+
+# --- the plan's environment: only plans that ask for it (setup, context, env, status_file) ----
+
+
+async def prepare_environment(request: PrepareEnvironmentInput) -> PreparedEnvironment:
+    return await workflow.execute_activity_method(
+        EnvironmentActivities.prepare_environment,
+        request,
+        start_to_close_timeout=GIT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        summary="prepare the environment, copy the context documents",
+    )
+
+
+async def run_setup_command(request: SetupCommandRequest) -> SetupCommandResult:
+    command = request.command
+    return await workflow.execute_activity_method(
+        EnvironmentActivities.run_setup_command,
+        request,
+        start_to_close_timeout=timedelta(seconds=command.timeout) + SLACK,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        cancellation_type=WAIT,
+        summary=f"setup {command.name}: {command.run}"[:200],
+    )
+
+
+async def setup_worktree(request: WorktreeSetupRequest) -> WorktreeSetupResult:
+    return await workflow.execute_activity_method(
+        EnvironmentActivities.setup_worktree,
+        request,
+        start_to_close_timeout=timedelta(seconds=sum(c.timeout for c in request.commands)) + SLACK,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        cancellation_type=WAIT,
+        summary=f"setup in the worktree of {request.scope}"[:200],
+    )
+
+
+# A local activity: its input (the whole progress) stays out of history, and each write adds
+# one marker event rather than three activity events.
+STATUS_FILE_TIMEOUT = timedelta(seconds=30)
+
+
+async def write_status(request: StatusFileRequest) -> None:
+    await workflow.execute_local_activity(
+        write_status_file,
+        request,
+        start_to_close_timeout=STATUS_FILE_TIMEOUT,
+        retry_policy=RETRY,
+        summary="status file",
     )
