@@ -16,6 +16,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.command_specialist import CommandSpecialistActivities
     from activities.environment import EnvironmentActivities, write_status_file
     from activities.gates import GateActivities
+    from activities.github import GithubActivities
+    from activities.notify import NotifyActivities
     from activities.worktrees import WorktreeActivities
     from coordinator.branches import (
         CommitRequest,
@@ -41,6 +43,22 @@ with workflow.unsafe.imports_passed_through():
         WorktreeSetupRequest,
         WorktreeSetupResult,
     )
+    from coordinator.handoff import (
+        CommentRef,
+        GithubAccess,
+        GithubAccessRequest,
+        PullRequestRef,
+        PullRequestRequest,
+        PushRequest,
+        PushResult,
+        ReviewRef,
+        ReviewRequest,
+        StatusCommentRequest,
+        TickRequest,
+        TickResult,
+        WebhookRequest,
+        WebhookResult,
+    )
     from coordinator.plan import Gate, Plan
     from coordinator.work import (
         GateLevel,
@@ -59,6 +77,9 @@ HEARTBEAT = timedelta(seconds=30)
 # Our own timeouts (kill, drain the output) finish before Temporal's.
 SLACK = timedelta(seconds=60)
 GIT_TIMEOUT = timedelta(minutes=10)
+# One GitHub API step: a few requests, each with its own 30 s timeout.
+GITHUB_TIMEOUT = timedelta(minutes=3)
+WEBHOOK_TIMEOUT = timedelta(seconds=30)
 # Cancelling waits until processes are gone, so cleanup never races a running command.
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
@@ -189,6 +210,80 @@ async def clean_up(request: PendingWorkRequest) -> PendingWorkResult:
 async def diff(request: DiffRequest) -> DiffSummary:
     return await _git_step(
         WorktreeActivities.diff_from_base, request, f"diff from {request.base_commit[:12]}"
+    )
+
+
+# --- the GitHub handoff and notifications --------------------------------------------------
+
+
+async def _github_step(
+    method: Callable[..., Awaitable[T]],
+    request: Any,
+    summary: str,
+    timeout: timedelta = GITHUB_TIMEOUT,
+) -> T:
+    """GitHub activities find what an earlier attempt did before doing it: safe to retry."""
+    result: T = await workflow.execute_activity_method(
+        method,
+        request,
+        start_to_close_timeout=timeout,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        summary=summary[:200],
+    )
+    return result
+
+
+async def github_access(request: GithubAccessRequest) -> GithubAccess:
+    return await _github_step(
+        GithubActivities.access, request, f"GitHub handoff to {request.repo}: token present?"
+    )
+
+
+async def github_push(request: PushRequest) -> PushResult:
+    return await _github_step(
+        GithubActivities.push, request, f"push {request.branch} to {request.repo}", GIT_TIMEOUT
+    )
+
+
+async def github_pull_request(request: PullRequestRequest) -> PullRequestRef:
+    return await _github_step(
+        GithubActivities.pull_request,
+        request,
+        f"pull request {request.branch} → {request.base} in {request.repo}",
+    )
+
+
+async def github_tick(request: TickRequest) -> TickResult:
+    return await _github_step(
+        GithubActivities.tick_issue,
+        request,
+        f"tick {len(request.tasks)} tasks in {request.repo}#{request.issue}",
+    )
+
+
+async def github_status_comment(request: StatusCommentRequest) -> CommentRef:
+    return await _github_step(
+        GithubActivities.status_comment,
+        request,
+        f"status comment on {request.repo}#{request.number}",
+    )
+
+
+async def github_review(request: ReviewRequest) -> ReviewRef:
+    return await _github_step(
+        GithubActivities.review,
+        request,
+        f"review ({request.verdict}) on {request.repo}#{request.number}",
+    )
+
+
+async def notify_webhook(request: WebhookRequest) -> WebhookResult:
+    return await _github_step(
+        NotifyActivities.webhook,
+        request,
+        f"webhook: {request.payload.get('event', '')}",
+        WEBHOOK_TIMEOUT,
     )
 
 
