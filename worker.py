@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -105,8 +105,10 @@ def build_worker(
     artifacts_root: Path,
     claude: ClaudeSettings | None = None,
     replace_activities: Sequence[Any] = (),
+    replace_workflows: Sequence[type] = (),
 ) -> Worker:
-    """The worker; `replace_activities` swaps in stand-ins by activity name (tests)."""
+    """The worker; `replace_activities` swaps in stand-ins by activity name, and
+    `replace_workflows` other versions of workflows by workflow name (tests)."""
     acts = activities(workspace_root, artifacts_root, claude)
     if replace_activities:
         names = {_activity_name(a) for a in replace_activities}
@@ -114,7 +116,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS,
+        workflows=_replaced(WORKFLOWS, replace_workflows),
         activities=acts,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         # Cancellation reaches an activity with its next heartbeat sent to the server: keep
@@ -122,6 +124,17 @@ def build_worker(
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
+
+
+def _replaced(workflows: Sequence[type], replacements: Sequence[type]) -> list[type]:
+    names = {_workflow_name(w) for w in replacements}
+    return [w for w in workflows if _workflow_name(w) not in names] + list(replacements)
+
+
+def _workflow_name(cls: type) -> str:
+    name = workflow._Definition.must_from_class(cls).name
+    assert name is not None, cls
+    return name
 
 
 def _activity_name(fn: Any) -> str:

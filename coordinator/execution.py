@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from coordinator.branches import DiffSummary
 from coordinator.environment import CommandEnvironment
+from coordinator.escalation import Escalation, Resolution
 from coordinator.handoff import GithubHandoffResult, GithubPhaseInput
 from coordinator.plan import (
     Plan,
@@ -35,6 +36,8 @@ class ExecutionInput(BaseModel):
     # The execution's page in the Temporal Web UI, when `coord run` knows it (for links in
     # the pull request and the status comment).
     ui_url: str | None = None
+    # Set when the execution continues as new while it waits for an approval.
+    carry: ExecutionCarry | None = None
 
 
 DEFAULT_SPECIALIST_TIMEOUT_S = 1800
@@ -183,6 +186,31 @@ def build_execution_input(
     )
 
 
+class ParkedTask(BaseModel):
+    """A task waiting on a human when the scheduler continues as new: on the escalation's
+    answer, or (answered "retry") on a slot to run again with the guidance."""
+
+    task_id: str
+    escalation: Escalation | None = None
+    budget_resolution: bool = False  # the escalation is about the task's budget
+    guidance: str = ""
+
+
+class SchedulerCarry(BaseModel):
+    """What the implementation scheduler hands to its next run (continue-as-new)."""
+
+    states: list[TaskState]
+    parked: list[ParkedTask] = Field(default_factory=list)
+    task_cost_limit: dict[str, float] = Field(default_factory=dict)
+    task_token_limit: dict[str, int] = Field(default_factory=dict)
+    answers: dict[str, Resolution] = Field(default_factory=dict)
+    escalations: int = 0
+    phase_spent: float = 0.0
+    raised_budget: float | None = None
+    gated_layers: list[str] = Field(default_factory=list)
+    runs: int = 0
+
+
 class PhaseInput(BaseModel):
     """What every phase after setup works from."""
 
@@ -200,6 +228,8 @@ class PhaseInput(BaseModel):
     # raised the plan's), and what Claude specialists spent before this phase.
     budget_usd: float | None = None
     spent_usd: float = 0.0
+    # The implementation scheduler's state when it continues as new (None: a first run).
+    carry: SchedulerCarry | None = None
 
 
 class ImplementationResult(BaseModel):
@@ -233,3 +263,17 @@ class IntegrationResult(BaseModel):
     head: str
     diff: DiffSummary
     github: GithubHandoffResult | None = None
+
+
+class ExecutionCarry(BaseModel):
+    """What the ExecutionWorkflow hands to its next run when it continues as new, which it
+    does only while waiting for an approval (no phase is running then)."""
+
+    progress: Progress
+    human_todo: list[str] = Field(default_factory=list)
+    phase_input: PhaseInput
+    stage: Literal["before_start", "before_handoff"]
+    runs: int = 1
+
+
+ExecutionInput.model_rebuild()

@@ -67,7 +67,11 @@ def shell_task(task_id: str, prompt: str, **extra: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def running_worker(
-    client: Client, task_queue: str, root: Path, extra_activities: list[Any] | None = None
+    client: Client,
+    task_queue: str,
+    root: Path,
+    extra_activities: list[Any] | None = None,
+    workflows: list[type] | None = None,
 ) -> AsyncIterator[Path]:
     async with build_worker(
         client,
@@ -75,6 +79,7 @@ async def running_worker(
         workspace_root=root / "workspaces",
         artifacts_root=root / "artifacts",
         replace_activities=extra_activities or (),
+        replace_workflows=workflows or (),
     ):
         yield root / "workspaces"
 

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import PurePosixPath
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import (
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         Resolution,
     )
     from coordinator.execution import (
+        ExecutionCarry,
         ExecutionInput,
         PhaseInput,
         SetupResult,
@@ -81,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
         GATE_UPDATE,
         SPEND,
         TASK_UPDATE,
+        TASKS_UPDATE,
         WORKSPACE_READY,
         root_message,
     )
@@ -154,6 +156,13 @@ class ExecutionWorkflow:
             budget_usd=request.plan.budget,
         )
         self._human_todo: list[str] = []
+        self._runs = 0
+        self._declined_continue_as_new = False
+        self._status_writer: asyncio.Task[None] | None = None
+        if request.carry is not None:  # a continue-as-new: pick up where the last run was
+            self._progress = request.carry.progress
+            self._human_todo = list(request.carry.human_todo)
+            self._runs = request.carry.runs
         self._visible: tuple[str, str, int] | None = None  # search attributes last upserted
         # The status comment and the webhook: a background task posts when what people
         # should see changed (a phase, a question, the end), one post at a time.
@@ -182,6 +191,12 @@ class ExecutionWorkflow:
     @workflow.signal(name=TASK_UPDATE)
     def _task_update(self, state: TaskState) -> None:
         self._progress.tasks = [state if t.id == state.id else t for t in self._progress.tasks]
+        self._publish()
+
+    @workflow.signal(name=TASKS_UPDATE)
+    def _tasks_update(self, states: list[TaskState]) -> None:
+        changed = {s.id: s for s in states}
+        self._progress.tasks = [changed.get(t.id, t) for t in self._progress.tasks]
         self._publish()
 
     @workflow.signal(name=GATE_UPDATE)
@@ -328,6 +343,7 @@ class ExecutionWorkflow:
     async def run(self, request: ExecutionInput) -> ExecutionReport:
         workflow.upsert_search_attributes([sa.PLAN.value_set(request.plan.name)])
         writer = asyncio.create_task(self._keep_status_file()) if self._status_path else None
+        self._status_writer = writer
         status = ExecutionStatus.COMPLETED
         try:
             await self._run_phases(request)
@@ -370,36 +386,58 @@ class ExecutionWorkflow:
         return report
 
     async def _run_phases(self, request: ExecutionInput) -> None:
-        setup = await self._run_setup(request)
-        ws = setup.workspace
-        await self._start_handoff(request)
-        phase_input = PhaseInput(
-            execution_id=request.execution_id,
-            plan=request.plan,
-            workspace=ws,
-            routes=setup.check.routes,
-            specialists=setup.check.specialists,
-            environment=setup.environment,
-            context_paths=setup.context_paths,
-        )
+        carry = request.carry
+        if carry is None:
+            setup = await self._run_setup(request)
+            await self._start_handoff(request)
+            phase_input = PhaseInput(
+                execution_id=request.execution_id,
+                plan=request.plan,
+                workspace=setup.workspace,
+                routes=setup.check.routes,
+                specialists=setup.check.specialists,
+                environment=setup.environment,
+                context_paths=setup.context_paths,
+            )
+        else:
+            phase_input = carry.phase_input
+            if self._progress.workspace is not None:  # one object again, as before the carry
+                phase_input.workspace = self._progress.workspace
+            self._resume_handoff(request)
+        ws = phase_input.workspace
         plan = request.plan
 
-        if plan.approval.before_start:
+        if carry is None or carry.stage == "before_start":
+            if plan.approval.before_start:
+                await self._await_approval(
+                    "before_start",
+                    f"Start implementing {len(plan.tasks)} tasks on branch {ws.branch}?",
+                    phase_input,
+                )
+            await self._implement_and_validate(phase_input)
+
+        passed = sum(t.status == "passed" for t in self._progress.tasks)
+        if plan.approval_before_handoff:
             await self._await_approval(
-                "before_start",
-                f"Start implementing {len(plan.tasks)} tasks on branch {ws.branch}?",
+                "before_handoff",
+                f"Hand off branch {ws.branch} ({passed} tasks done)? Review it, then approve.",
+                phase_input,
             )
 
+        await self._integrate_and_review(request, phase_input)
+
+    async def _implement_and_validate(self, phase_input: PhaseInput) -> None:
+        plan = phase_input.plan
         self._set_phase("implementation", "running", f"{len(plan.tasks)} tasks")
         implementation = await self._child(
             ImplementationPhaseWorkflow.run, phase_input, "implementation"
         )
-        self._progress.tasks = implementation.tasks
+        if implementation.tasks:  # else the phase's (coalesced) updates brought them all
+            self._progress.tasks = implementation.tasks
         self._record_head(implementation.head)
-        passed = sum(t.status == "passed" for t in implementation.tasks)
-        self._set_phase(
-            "implementation", "done", f"{passed} of {len(implementation.tasks)} tasks passed"
-        )
+        tasks = self._progress.tasks
+        passed = sum(t.status == "passed" for t in tasks)
+        self._set_phase("implementation", "done", f"{passed} of {len(tasks)} tasks passed")
         if implementation.aborted:
             raise _Stop(ExecutionStatus.PARTIAL, "Aborted: finished tasks are on the branch.")
 
@@ -414,12 +452,8 @@ class ExecutionWorkflow:
         else:
             self._set_phase("validation", "skipped", "the plan has no system gates")
 
-        if plan.approval_before_handoff:
-            await self._await_approval(
-                "before_handoff",
-                f"Hand off branch {ws.branch} ({passed} tasks done)? Review it, then approve.",
-            )
-
+    async def _integrate_and_review(self, request: ExecutionInput, phase_input: PhaseInput) -> None:
+        ws = phase_input.workspace
         self._set_phase("integration", "running", f"finalising {ws.branch}")
         github = self._github_input(request)
         integration = await self._child(
@@ -543,11 +577,32 @@ class ExecutionWorkflow:
             execution_timeout=PHASE_TIMEOUT,
         )
 
-    async def _await_approval(self, name: ApprovalName, question: str) -> None:
-        approval = Approval(name=name, question=question, asked_at=workflow.now())
-        self._progress.approvals.append(approval)
-        self._publish()
-        await workflow.wait_condition(lambda: approval.state != "pending")
+    async def _await_approval(
+        self, name: ApprovalName, question: str, phase_input: PhaseInput
+    ) -> None:
+        """Wait for a human's approval, durably, for as long as it takes: when the history
+        grows long in the meantime (signals, queries' updates), hand over to a new run."""
+        pending = self._progress.pending_approval
+        if pending is not None and pending.name == name:
+            approval = pending  # carried over a continue-as-new: still the same question
+        else:
+            approval = Approval(name=name, question=question, asked_at=workflow.now())
+            self._progress.approvals.append(approval)
+            self._publish()
+        while approval.state == "pending":
+            await workflow.wait_condition(
+                lambda: (
+                    approval.state != "pending"
+                    or (
+                        workflow.info().is_continue_as_new_suggested()
+                        and not self._declined_continue_as_new
+                    )
+                )
+            )
+            if approval.state == "pending":
+                if workflow.patched("execution-continue-as-new"):
+                    await self._continue_as_new(name, phase_input)
+                self._declined_continue_as_new = True  # code from before the patch: wait on
         self._publish()
         if approval.state == "rejected":
             reason = approval.answer.reason if approval.answer else ""
@@ -556,6 +611,23 @@ class ExecutionWorkflow:
                 f"Rejected at {name}" + (f": {reason}" if reason else "") + "; work so far is on "
                 "the branch.",
             )
+
+    async def _continue_as_new(
+        self, stage: Literal["before_start", "before_handoff"], phase_input: PhaseInput
+    ) -> None:
+        await self._pause_handoff()
+        if self._status_writer is not None:  # the file shows this moment before the handover
+            self._status_version += 1
+            self._status_closing = True
+            await self._status_writer
+        carry = ExecutionCarry(
+            progress=self._progress,
+            human_todo=self._human_todo,
+            phase_input=phase_input,
+            stage=stage,
+            runs=self._runs + 1,
+        )
+        workflow.continue_as_new(self._request.model_copy(update={"carry": carry}))
 
     async def _clean_up_after_cancel(self) -> None:
         """No worktree or process is left behind; finished tasks stay merged."""
@@ -700,6 +772,25 @@ class ExecutionWorkflow:
             )
         self._notice_task = asyncio.create_task(self._notice_loop())
         self._publish()
+
+    def _resume_handoff(self, request: ExecutionInput) -> None:
+        """After a continue-as-new: keep the status comment and webhook informed, from what
+        the last run had already told them (nothing is posted twice)."""
+        if self._progress.handoff is None and not request.plan.notifies:
+            return
+        self._notice_wanted = status_signature(self._progress)
+        self._waiting_notified = waiting_signature(self._progress)
+        self._notice_task = asyncio.create_task(self._notice_loop())
+
+    async def _pause_handoff(self) -> None:
+        """Before a continue-as-new: what changed is posted, then the loop stops."""
+        if self._notice_task is None:
+            return
+        self._notice_closing = True
+        await self._notice_task
+        if self._notice_dirty:
+            self._notice_dirty = False
+            await self._post_notice(None)
 
     def _github_input(self, request: ExecutionInput) -> GithubPhaseInput | None:
         gh = request.plan.handoff.github

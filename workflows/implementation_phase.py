@@ -23,8 +23,14 @@ with workflow.unsafe.imports_passed_through():
         RemoveWorktreeRequest,
     )
     from coordinator.dag import TaskGraph, layer_order
-    from coordinator.escalation import Action, Escalation
-    from coordinator.execution import ImplementationResult, PhaseInput, SpecialistRef
+    from coordinator.escalation import Action, Escalation, Resolution
+    from coordinator.execution import (
+        ImplementationResult,
+        ParkedTask,
+        PhaseInput,
+        SchedulerCarry,
+        SpecialistRef,
+    )
     from coordinator.plan import Task
     from coordinator.report import GateSummary, TaskState
     from coordinator.work import SpecialistRequest
@@ -40,6 +46,9 @@ with workflow.unsafe.imports_passed_through():
     )
 
 FINISHED = ("passed", "skipped", "failed")
+# Continue as new past this many events even if the server has not suggested it yet (it
+# warns at 10,240): a run never gets near the warning, whatever the server's settings.
+CONTINUE_AS_NEW_EVENTS = 6000
 
 
 @workflow.defn(name="ImplementationPhase")
@@ -54,10 +63,16 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         self._task_cost_limit: dict[str, float] = {}
         self._task_token_limit: dict[str, int] = {}
         self._task_budget_hit: dict[str, tuple[str, float | None]] = {}
+        # Tasks waiting on a human (an escalation, or a slot after "retry"): what a
+        # continue-as-new carries over so that the next run resumes their waits.
+        self._parked: dict[str, ParkedTask] = {}
+        self._handing_over = False
+        self._runs = 0
 
     @workflow.run
     async def run(self, request: PhaseInput) -> ImplementationResult:
         plan = request.plan
+        carried, request.carry = request.carry, None
         graph = TaskGraph.from_tasks(plan.tasks)
         self._states = {
             t.id: TaskState(
@@ -72,11 +87,22 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         layers = {name: set(ids) for name, ids in layer_order(plan.tasks).items()}
         gated_layers: set[str] = set()
         running: dict[str, asyncio.Task[None]] = {}
+        if carried is not None:
+            gated_layers = set(carried.gated_layers)
+            self._restore(carried)
+            for parked in carried.parked:  # tasks waiting on a human carry on waiting
+                waiting_task = plan.task(parked.task_id)
+                running[waiting_task.id] = asyncio.create_task(
+                    self._run_task(request, waiting_task, parked)
+                )
+        draining = False
         try:
             while not self._abort:
                 await self._skip_blocked(request, graph)
-                # A task waiting on a human holds no slot: other work keeps going.
-                slots = max(0, plan.max_parallel - self._busy())
+                draining = draining or self._history_is_long()
+                # A task waiting on a human holds no slot: other work keeps going. While
+                # draining for a continue-as-new, no task gets a slot.
+                slots = 0 if draining else max(0, plan.max_parallel - self._busy())
                 # Tasks a human sent back (retry) first, then new ones.
                 waiting = [tid for tid in running if self._states[tid].status == "ready"]
                 for tid in waiting[:slots]:
@@ -85,6 +111,9 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 for tid in self._startable(request, graph, running)[:slots]:
                     self._states[tid].status = "running"
                     running[tid] = asyncio.create_task(self._run_task(request, plan.task(tid)))
+                unfinished = any(s.status not in FINISHED for s in self._states.values())
+                if draining and unfinished and all(tid in self._parked for tid in running):
+                    await self._continue_as_new(request, running, gated_layers)
                 if not running:
                     break
                 self._seen = self._changes
@@ -115,20 +144,85 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 for task in running.values():
                     task.cancel()
                 await asyncio.gather(*running.values(), return_exceptions=True)
-        except BaseException:
+        except BaseException as err:
+            if isinstance(err, workflow.ContinueAsNewError):
+                raise
             # Cancelled (directly or wrapped by the activity it interrupted) or broken: stop
             # every task and leave no worktree behind, then let it propagate.
             for task in running.values():
                 task.cancel()
             await asyncio.gather(*running.values(), return_exceptions=True)
+            await self.stop_updates()
             await self._clean_up(request)
             raise
+        await self.stop_updates()
         await self._clean_up(request)
         return ImplementationResult(
-            tasks=list(self._states.values()),
+            # With coalesced updates the execution already has every task's final state: a
+            # 1,000-task list would only weigh down both histories.
+            tasks=[] if self._coalesce else list(self._states.values()),
             aborted=self._abort,
             head=request.workspace.head_commit,
         )
+
+    # --- continue-as-new ------------------------------------------------------------------
+
+    def _history_is_long(self) -> bool:
+        """Time to hand over to a fresh run: the server suggests it (10,240 events warn),
+        or the history passed our own mark. Old executions never do (a patch)."""
+        info = workflow.info()
+        long = info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() > CONTINUE_AS_NEW_EVENTS
+        )
+        return long and workflow.patched("scheduler-continue-as-new")
+
+    async def _continue_as_new(
+        self,
+        request: PhaseInput,
+        running: dict[str, asyncio.Task[None]],
+        gated_layers: set[str],
+    ) -> None:
+        """Every running task is parked on a human (or there are none): carry the state
+        over to a new run of this workflow, which picks the waits up where they are."""
+        self._handing_over = True
+        for task in running.values():
+            task.cancel()
+        await asyncio.gather(*running.values(), return_exceptions=True)
+        await self.stop_updates()
+        # Built last: an answer that came in while the tasks stopped is carried too.
+        carry = SchedulerCarry(
+            # What the plan says of each task (title, layer, dependencies) is not repeated.
+            states=[
+                s.model_copy(update={"title": "", "depends_on": [], "layer": None})
+                for s in self._states.values()
+                if s.status != "pending" or s.attempts
+            ],
+            parked=list(self._parked.values()),
+            task_cost_limit=self._task_cost_limit,
+            task_token_limit=self._task_token_limit,
+            answers=self._answers,
+            escalations=self._escalations,
+            phase_spent=self.phase_spent,
+            raised_budget=self._raised_budget,
+            gated_layers=sorted(gated_layers),
+            runs=self._runs + 1,
+        )
+        workflow.continue_as_new(request.model_copy(update={"carry": carry}))
+
+    def _restore(self, carried: SchedulerCarry) -> None:
+        for saved in carried.states:
+            fresh = self._states[saved.id]
+            self._states[saved.id] = saved.model_copy(
+                update={"title": fresh.title, "depends_on": fresh.depends_on, "layer": fresh.layer}
+            )
+        self._task_cost_limit = dict(carried.task_cost_limit)
+        self._task_token_limit = dict(carried.task_token_limit)
+        # An answer may arrive with the new run's very first task, before this runs.
+        self._answers = {**carried.answers, **self._answers}
+        self._escalations = carried.escalations
+        self.phase_spent = carried.phase_spent
+        self._raised_budget = carried.raised_budget
+        self._runs = carried.runs
 
     def _busy(self) -> int:
         """Tasks holding a slot; one waiting on a human does not."""
@@ -182,14 +276,30 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 state.finished_at = workflow.now()
                 await self.notify_task(state)
 
-    async def _run_task(self, request: PhaseInput, task: Task) -> None:
+    async def _run_task(
+        self, request: PhaseInput, task: Task, parked: ParkedTask | None = None
+    ) -> None:
         state = self._states[task.id]
         state.started_at = state.started_at or workflow.now()
         blockers = [d for d in state.depends_on if self._states[d].status != "passed"]
         guidance = ""
         fresh = False
         try:
-            if blockers:  # on_skip: escalate
+            if parked is not None:  # carried over a continue-as-new: resume the wait
+                self._park(parked)
+                if parked.escalation is not None:
+                    answer = await self._answered(
+                        request,
+                        state,
+                        await self.wait_for_answer(request, parked.escalation),
+                        resolution=parked.budget_resolution,
+                    )
+                else:
+                    answer = await self._slot(state, parked.guidance)
+                if answer is None:
+                    return
+                guidance, fresh = answer, True
+            elif blockers:  # on_skip: escalate
                 answer = await self._ask(
                     request,
                     state,
@@ -234,8 +344,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     return
                 guidance, fresh = answer, True
         except BaseException as err:
-            if not is_cancelled_exception(err):
-                raise
+            if not is_cancelled_exception(err) or self._handing_over:
+                raise  # a continue-as-new carries the state as it is
             if state.status not in FINISHED:
                 state.status = "pending" if state.attempts == 0 else "failed"
                 state.last_error = state.last_error or "stopped before it finished"
@@ -274,8 +384,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         state.status = "escalated"
         await self.notify_task(state)
         done = [t for t, s in self._states.items() if s.status == "passed"]
-        answer = await self.escalate(
-            request,
+        escalation = await self.raise_escalation(
             Escalation(
                 id=state.id,
                 phase="implementation",
@@ -297,6 +406,16 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 spent_usd=budget[1] if budget else None,
             ),
         )
+        self._park(
+            ParkedTask(task_id=state.id, escalation=escalation, budget_resolution=resolution)
+        )
+        answer = await self.wait_for_answer(request, escalation)
+        return await self._answered(request, state, answer, resolution=resolution)
+
+    async def _answered(
+        self, request: PhaseInput, state: TaskState, answer: Resolution, *, resolution: bool
+    ) -> str | None:
+        """Act on a human's answer: the guidance on retry, None when skipped or aborted."""
         if answer.action == Action.RETRY and resolution:
             if answer.budget is not None:
                 self._task_cost_limit[state.id] = answer.budget
@@ -306,16 +425,29 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         if answer.action == Action.RETRY:
             # Back in the queue: only the scheduler hands out slots, so max_parallel holds.
             state.status = "ready"
-            await self.notify_task(state)
-            await workflow.wait_condition(lambda: state.status == "running")
-            await self.notify_task(state)
-            return answer.guidance
+            return await self._slot(state, answer.guidance)
+        self._parked.pop(state.id, None)
         state.status = "skipped" if answer.action == Action.SKIP else "failed"
         state.finished_at = workflow.now()
         if answer.action == Action.ABORT:
             self._abort = True
         await self.notify_task(state)
         return None
+
+    def _park(self, parked: ParkedTask) -> None:
+        self._parked[parked.task_id] = parked
+        self._changes += 1  # a draining scheduler may now hand over
+
+    async def _slot(self, state: TaskState, guidance: str) -> str:
+        """Wait (parked, so a continue-as-new may carry it) until the scheduler gives the
+        task a slot again; then it runs with the guidance."""
+        self._park(ParkedTask(task_id=state.id, guidance=guidance))
+        state.status = "ready"
+        await self.notify_task(state)
+        await workflow.wait_condition(lambda: state.status == "running")
+        self._parked.pop(state.id, None)
+        await self.notify_task(state)
+        return guidance
 
     async def _attempts(
         self, request: PhaseInput, task: Task, state: TaskState, guidance: str, fresh: bool

@@ -5,6 +5,7 @@ through a worktree. Workflow code: deterministic, no I/O."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
 
 # Signals between an execution and its phases (not for humans: they use the execution's).
 TASK_UPDATE = "phase_task_update"
+TASKS_UPDATE = "phase_tasks_update"  # several task states at once (coalesced)
 GATE_UPDATE = "phase_gate_update"
 ESCALATION_RAISED = "phase_escalation"
 ESCALATION_CLOSED = "phase_escalation_closed"
@@ -49,6 +51,9 @@ ATTEMPTS = 3  # three strikes, then a human
 # fix is never mistaken for a task (merges recognise a task's commit by its id).
 FIX_PREFIX = "coord-fix-"
 FEEDBACK_CHARS = 8000
+# Task updates to the execution are sent at most this often, several in one signal: a
+# 1,000-task plan would otherwise cost the execution's history a signal per transition.
+UPDATE_EVERY = timedelta(seconds=2)
 
 
 class PhaseWorkflow:
@@ -66,6 +71,10 @@ class PhaseWorkflow:
         self._budget_lock = asyncio.Lock()
         self.budget_aborted = False
 
+        self._outbox: dict[str, TaskState] = {}
+        self._coalesce: bool | None = None  # decided on first use (a patch: see notify_task)
+        self._flusher: asyncio.Task[None] | None = None
+
     @workflow.signal(name=ESCALATION_ANSWERED)
     def escalation_answered(self, answer: Resolution) -> None:
         if answer.escalation_id is not None:
@@ -77,7 +86,37 @@ class PhaseWorkflow:
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(signal, arg)
 
     async def notify_task(self, state: TaskState) -> None:
-        await self._tell_execution(TASK_UPDATE, state)
+        if self._coalesce is None:
+            self._coalesce = workflow.patched("coalesced-task-updates")
+        if not self._coalesce:  # executions started before coalescing: one signal each
+            await self._tell_execution(TASK_UPDATE, state)
+            return
+        self._outbox[state.id] = state  # the latest state of each task is what counts
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_periodically())
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: bool(self._outbox))
+            await workflow.sleep(UPDATE_EVERY)
+            await self.flush_updates()
+
+    async def flush_updates(self) -> None:
+        """Send the task updates gathered so far: before a human is asked, before the phase
+        ends (or continues as new), and every UPDATE_EVERY in between."""
+        if self._outbox:
+            states = [s.model_copy() for s in self._outbox.values()]
+            self._outbox.clear()
+            await self._tell_execution(TASKS_UPDATE, states)
+
+    async def stop_updates(self) -> None:
+        """The phase is ending: the last updates go out, the flusher stops."""
+        await self.flush_updates()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
 
     async def notify_gates(self, results: list[GateResult]) -> None:
         for result in results:
@@ -87,6 +126,11 @@ class PhaseWorkflow:
         self, request: PhaseInput | ExecutionInput, escalation: Escalation
     ) -> Resolution:
         """Ask a human and wait, durably, for the answer (or the plan's timeout)."""
+        await self.raise_escalation(escalation)
+        return await self.wait_for_answer(request, escalation)
+
+    async def raise_escalation(self, escalation: Escalation) -> Escalation:
+        await self.flush_updates()  # the execution sees the task as it stands first
         self._escalations += 1
         # Task ids cannot contain ':', so "<task>:n" and "<phase>:<scope>:n" never collide
         # across phases or with each other (and ':' needs no quoting in a shell).
@@ -94,8 +138,19 @@ class PhaseWorkflow:
         escalation.raised_at = workflow.now()
         escalation.waiting_workflow_id = workflow.info().workflow_id
         await self._tell_execution(ESCALATION_RAISED, escalation)
+        return escalation
+
+    async def wait_for_answer(
+        self, request: PhaseInput | ExecutionInput, escalation: Escalation
+    ) -> Resolution:
+        """The human's answer, or the plan's on_escalation_timeout when none came in time
+        (counted from when it was raised, also after a continue-as-new)."""
         plan = request.plan
-        timeout = timedelta(seconds=plan.escalation_timeout) if plan.escalation_timeout else None
+        timeout = None
+        if plan.escalation_timeout:
+            raised = escalation.raised_at or workflow.now()
+            timeout = timedelta(seconds=plan.escalation_timeout) - (workflow.now() - raised)
+            timeout = max(timeout, timedelta(seconds=1))
         try:
             await workflow.wait_condition(lambda: escalation.id in self._answers, timeout=timeout)
         except TimeoutError:
