@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import shlex
 import shutil
 import sys
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"scratch folder kept: {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
+    facts["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print()
     print(f"coord benchmarks ({args.repeat} repetition{'s' * (args.repeat > 1)}), {when}")
     for key, value in facts.items():

@@ -330,6 +330,11 @@ async def parallel_section(bench: Bench) -> None:
         f"implementation phase {ideal / median(impl):.2f}",
         ">= 0.95",
     )
+    bench.add(
+        "parallel",
+        "where a task's time goes (per task, summed over workflows)",
+        await breakdown(bench.client, runs[-1]),
+    )
 
 
 # --------------------------------------------------------------------------- 3. history
