@@ -148,7 +148,7 @@ def markdown(rows: list[Row], facts: dict[str, str], command: str, when: str) ->
         [
             "# Benchmark results",
             "",
-            f"Written by `{command}` on {when} (the harness rewrites this file on every run).",
+            f"Written by `{command}`, started {when} (every run rewrites this file).",
             "",
             *machine,
             "",
