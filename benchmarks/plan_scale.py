@@ -2,6 +2,7 @@
 
 Validation runs on every `coord run` and again on the worker in the setup phase, and the
 scheduler's `ready` runs after every finished task, so both must stay cheap at 1,000 tasks.
+The `plan` section of `python -m benchmarks`; alone: `python -m benchmarks.plan_scale`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -80,26 +82,54 @@ def drain(graph: TaskGraph, max_parallel: int) -> None:
         done.add(running.pop(0))
 
 
-def main() -> None:
-    shapes = {
-        "8 layers x 8": layered_plan(8, 8),
-        "chain of 50": chain_plan(50),
-        "20 layers x 50": layered_plan(20, 50),
-        "chain of 1000": chain_plan(1000),
-    }
-    print(f"plan scale (median of {REPEATS}, milliseconds)")
-    print(f"{'shape':<16} {'tasks':>6} {'validate':>10} {'schedule':>10} {'drain ready':>12}")
+SHAPES = {
+    "8 layers x 8": layered_plan(8, 8),
+    "chain of 50": chain_plan(50),
+    "20 layers x 50": layered_plan(20, 50),
+    "chain of 1000": chain_plan(1000),
+}
+
+
+@dataclass
+class Scale:
+    shape: str
+    tasks: int
+    validate_ms: float
+    schedule_ms: float
+    drain_ms: float
+
+
+def measure() -> list[Scale]:
+    """Median milliseconds of validating, scheduling and draining each shape."""
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, data in shapes.items():
+        for label, data in SHAPES.items():
             path = Path(tmp) / "plan.yaml"
             path.write_text(yaml.safe_dump(data, sort_keys=False))
             result = validate_plan_file(path)
             assert result.ok and result.plan is not None, [str(p) for p in result.errors]
             graph = TaskGraph.from_tasks(result.plan.tasks)
-            validate_ms = median_ms(partial(validate_plan_file, path))
-            schedule_ms = median_ms(partial(graph.schedule, 8))
-            drain_ms = median_ms(partial(drain, graph, 8))
-            print(
-                f"{label:<16} {len(graph):>6} "
-                f"{validate_ms:>10.1f} {schedule_ms:>10.1f} {drain_ms:>12.1f}"
+            results.append(
+                Scale(
+                    label,
+                    len(graph),
+                    median_ms(partial(validate_plan_file, path)),
+                    median_ms(partial(graph.schedule, 8)),
+                    median_ms(partial(drain, graph, 8)),
+                )
             )
+    return results
+
+
+def main() -> None:
+    print(f"plan scale (median of {REPEATS}, milliseconds)")
+    print(f"{'shape':<16} {'tasks':>6} {'validate':>10} {'schedule':>10} {'drain ready':>12}")
+    for r in measure():
+        print(
+            f"{r.shape:<16} {r.tasks:>6} "
+            f"{r.validate_ms:>10.1f} {r.schedule_ms:>10.1f} {r.drain_ms:>12.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

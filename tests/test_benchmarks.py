@@ -1,0 +1,43 @@
+"""The benchmark harness still runs end to end: its own dev server, a real worker process,
+`coord run`, the bare Temporal DAG and the table (a tiny shape: about 10 s)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_quick_overhead_on_a_tiny_chain(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--only",
+            "overhead",
+            "--shape",
+            "2x1",
+            "--results",
+            str(results),
+        ],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = results.read_text()
+    assert "ERROR" not in table and "NOT COMPLETE" not in table, table
+    rows = [line for line in table.splitlines() if line.startswith("| overhead |")]
+    assert len(rows) == 3, table  # makespans, per task and ratio, where the time goes
+    assert "chain of 2 (2 no-op tasks" in rows[0] and "bare Temporal DAG" in rows[0]
+    assert "x (the implementation phase alone" in rows[1]
+    assert "activities running" in rows[2] and "workflow tasks" in rows[2]
+    assert "Temporal: CLI" in table and "CPUs: " in table
