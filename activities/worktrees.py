@@ -39,6 +39,7 @@ from activities.git import (
     run_git,
 )
 from activities.heartbeat import heartbeating
+from activities.home import publish_or_retry
 from coordinator.branches import (
     MAX_DIFF_FILES,
     MAX_STAT_BYTES,
@@ -76,6 +77,7 @@ NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
 REPLAY_SNAPSHOT = "coord: snapshot of the task before replaying it"
 REPLAY_RECORD = "coord-replay.json"
 UNFINISHED_TRAILER = "Coord-Unfinished"
+TASK_BRANCH_MISSING = "TaskBranchMissing"
 
 
 class WorktreeActivities:
@@ -127,7 +129,11 @@ class WorktreeActivities:
             with _git_errors():
                 # The workflow merges one task at a time; the lock holds even if it did not.
                 async with repo_lock(clone):
-                    return await _merge(clone, request)
+                    result = await _merge(clone, request)
+            if result.merged and request.home:
+                # Also when it had landed already: a crash may have come before the push.
+                await publish_or_retry(clone, request.execution_branch, request.home)
+            return result
 
     @activity.defn(name="remove_task_worktree")
     async def remove_task_worktree(self, request: RemoveWorktreeRequest) -> None:
@@ -413,6 +419,18 @@ async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) 
 async def _merge(clone: Path, request: MergeRequest) -> MergeResult:
     exec_ref = f"refs/heads/{request.execution_branch}"
     exec_head = await _rev(clone, exec_ref)
+    if request.since is not None and not await _exists(clone, f"refs/heads/{request.task_branch}"):
+        # The task worked on a host that is gone; its commit may have landed (and been
+        # published) before it went, which is what this clone got back from the home.
+        landed = await _find_task_commit(clone, request.since, exec_head, request.task_id)
+        if landed is None:
+            raise ApplicationError(
+                f"task branch {request.task_branch} is not in {clone}: the task worked on "
+                "another worker's clone",
+                type=TASK_BRANCH_MISSING,
+                non_retryable=True,
+            )
+        return MergeResult(merged=True, head=exec_head, already_merged=True, commit=landed)
     tip = await _rev(clone, f"refs/heads/{request.task_branch}")
     base = await _base(clone, request.task_branch, request.execution_branch)
     landed = await _find_task_commit(clone, base, exec_head, request.task_id)

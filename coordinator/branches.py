@@ -87,6 +87,11 @@ class MergeRequest(BaseModel):
     task_branch: str
     task_id: str
     title: str
+    # Where the execution branch is pushed once it moved (coordinator/hosts.py).
+    home: str | None = None
+    # The execution's base: a task branch missing (its host was lost) may still have landed
+    # since then, which the merge then reports instead of failing.
+    since: str | None = None
 
 
 class MergeResult(BaseModel):

@@ -62,6 +62,10 @@ class PrepareWorkspaceInput(BaseModel):
     repository: str
     base_branch: str | None
     branch: str
+    # Re-homing (workflows/steps.py): the branch comes from this home and must contain the
+    # head the workflow last saw merged.
+    home: str | None = None
+    resume_head: str | None = None
 
 
 class SetupResult(BaseModel):

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         Progress,
         Spend,
         TaskState,
+        Workspace,
     )
     from workflows import search_attributes as sa
     from workflows import steps
@@ -147,6 +148,14 @@ class ExecutionWorkflow:
     def _spend(self, spend: Spend) -> None:
         self._progress.spend.append(spend)
         self._publish()
+
+    @workflow.signal(name=steps.WORKSPACE_MOVED)
+    def _workspace_moved(self, moved: Workspace) -> None:
+        """A phase re-homed the workspace: later phases start on the new host."""
+        ws = self._progress.workspace  # the object the phases' input holds
+        if ws is not None and moved.moves > ws.moves:
+            ws.path, ws.host_queue, ws.moves = moved.path, moved.host_queue, moved.moves
+            self._publish()
 
     @workflow.signal(name=ESCALATION_RAISED)
     def _escalation_raised(self, escalation: Escalation) -> None:
@@ -449,11 +458,12 @@ class ExecutionWorkflow:
         if ws is None:
             return
         result = await steps.clean_up(
+            ws,
             PendingWorkRequest(
                 workspace=ws.path,
                 execution_id=self._request.execution_id,
                 execution_branch=ws.branch,
-            )
+            ),
         )
         self._record_head(result.head)
         for task in self._progress.tasks:

@@ -34,7 +34,9 @@ async def run_gates_with_fixes(
             # No merge may move the branch under the gates.
             async with phase.branch_lock:
                 results = [
-                    await steps.run_gate(request.execution_id, level, scope, gate, ws.path, runs)
+                    await steps.run_gate(
+                        ws, request.execution_id, level, scope, gate, ws.path, runs
+                    )
                     for gate in gates
                 ]
             await phase.notify_gates(results)

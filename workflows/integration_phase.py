@@ -18,8 +18,9 @@ class IntegrationPhaseWorkflow:
     async def run(self, request: PhaseInput) -> IntegrationResult:
         ws = request.workspace
         summary = await steps.diff(
+            ws,
             DiffRequest(
                 workspace=ws.path, base_commit=ws.base_commit, execution_id=request.execution_id
-            )
+            ),
         )
         return IntegrationResult(head=summary.head, diff=summary)

@@ -167,13 +167,14 @@ class PhaseWorkflow:
         ws = request.workspace
         async with self.branch_lock:
             merged = await steps.merge(
+                ws,
                 MergeRequest(
                     workspace=ws.path,
                     execution_branch=ws.branch,
                     task_branch=branch,
                     task_id=item_id,
                     title=title,
-                )
+                ),
             )
         if merged.merged:
             ws.head_commit = merged.head
@@ -201,6 +202,7 @@ class PhaseWorkflow:
         if fixer.backend == "claude" and not await self.within_budget(request, phase_of(fix_id)):
             return "aborted: the budget is spent"
         worktree = await steps.create_worktree(
+            ws,
             CreateWorktreeRequest(
                 execution_id=request.execution_id,
                 workspace=ws.path,
@@ -208,10 +210,11 @@ class PhaseWorkflow:
                 task_id=fix_id,
                 attempt=1,
                 fresh=True,
-            )
+            ),
         )
         try:
             result = await steps.run_specialist(
+                ws,
                 fixer,
                 SpecialistRequest(
                     execution_id=request.execution_id,
@@ -236,7 +239,7 @@ class PhaseWorkflow:
             if not result.ok:
                 return f"fixer {fixer.name}: {result.summary}"
             committed = await steps.commit(
-                CommitRequest(worktree=worktree.path, task_id=fix_id, title=title, attempt=1)
+                ws, CommitRequest(worktree=worktree.path, task_id=fix_id, title=title, attempt=1)
             )
             if committed.no_changes:
                 return f"fixer {fixer.name} changed nothing"
@@ -248,14 +251,18 @@ class PhaseWorkflow:
             # The fixer (or a git step) crashed on every attempt: a failed fix round; the
             # gate loop escalates after the last one instead of failing the execution.
             return f"fix round failed: {err.cause or err}"
+        except steps.HostLost as lost:
+            # The fix was on a worker that is gone: the gates run again on the new host.
+            return f"fix round lost: {lost.message}"
         finally:
             await steps.remove_worktree(
+                ws,
                 RemoveWorktreeRequest(
                     workspace=ws.path,
                     execution_id=request.execution_id,
                     task_id=fix_id,
                     delete_branch=True,
-                )
+                ),
             )
 
 

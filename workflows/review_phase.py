@@ -45,13 +45,15 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                     )
                 rounds += 1
                 diff = await steps.diff(
+                    ws,
                     DiffRequest(
                         workspace=ws.path,
                         base_commit=ws.base_commit,
                         execution_id=request.execution_id,
-                    )
+                    ),
                 )
                 worktree = await steps.create_worktree(
+                    ws,
                     CreateWorktreeRequest(
                         execution_id=request.execution_id,
                         workspace=ws.path,
@@ -59,10 +61,11 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                         task_id=REVIEW_WORKTREE,
                         attempt=1,
                         fresh=True,
-                    )
+                    ),
                 )
                 try:
                     verdict = await steps.run_specialist(
+                        ws,
                         reviewer,
                         SpecialistRequest(
                             execution_id=request.execution_id,
@@ -86,12 +89,13 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                     await self.record_spend(f"review round {rounds}", verdict)
                 finally:
                     await steps.remove_worktree(
+                        ws,
                         RemoveWorktreeRequest(
                             workspace=ws.path,
                             execution_id=request.execution_id,
                             task_id=REVIEW_WORKTREE,
                             delete_branch=True,
-                        )
+                        ),
                     )
                 if verdict.ok:
                     return ReviewResult(verdict="approve", rounds=rounds, head=ws.head_commit)

@@ -8,7 +8,6 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.plan_check import check_plan
     from activities.workspace import WorkspaceActivities
     from coordinator.execution import (
         ExecutionInput,
@@ -17,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
         SetupResult,
         default_branch,
     )
+    from workflows import steps
 
 # Three attempts is the product's rule for every retryable step.
 RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
@@ -43,12 +43,9 @@ class SetupPhaseWorkflow:
             summary=f"prepare workspace: clone {request.repository}",
         )
         # A plan that became invalid since `coord run` is reported, not run.
-        check = await workflow.execute_activity(
-            check_plan,
+        # On the workspace's host, like every step that reads the clone.
+        check = await steps.check_plan(
+            workspace,
             PlanCheckInput(plan=plan, plan_dir=request.plan_dir, workspace=workspace.path),
-            start_to_close_timeout=timedelta(minutes=2),
-            heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
-            summary=f"check plan {plan.name}",
         )
         return SetupResult(workspace=workspace, check=check)
