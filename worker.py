@@ -31,6 +31,7 @@ from temporalio.worker import Worker
 from activities.claude.agent import ClaudeSpecialistActivities
 from activities.command_specialist import CommandSpecialistActivities
 from activities.gates import GateActivities
+from activities.home import publish_branch
 from activities.plan_check import check_plan
 from activities.workspace import WorkspaceActivities
 from activities.worktrees import WorktreeActivities
@@ -85,6 +86,7 @@ def activities(
         worktrees.remove_task_worktree,
         worktrees.commit_pending_work,
         worktrees.diff_from_base,
+        publish_branch,
     ]
 
 

@@ -9,10 +9,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git import GitError, git, run_git
+from activities.heartbeat import heartbeating
+from coordinator.branches import PublishRequest, PublishResult
 from coordinator.hosts import HostSettings, shared_home
 from coordinator.plan import is_clone_url
 
 HOME_REF_PREFIX = "refs/coord-home/"
+COMMIT_MISSING = "CommitMissing"
 
 
 async def choose_home(
@@ -48,16 +51,33 @@ async def publish(clone: Path, branch: str, home: str, *, force: bool = False) -
     await git("push", "--quiet", "--no-verify", home, refspec, cwd=clone, timeout=600)
 
 
-async def publish_or_retry(clone: Path, branch: str, home: str) -> None:
-    """`publish` from an activity: a failed push is worth a retry (the network, a busy
-    filesystem); its message says where the branch could not go."""
-    try:
-        await publish(clone, branch, home)
-    except GitError as err:
-        raise ApplicationError(
-            f"could not push the execution branch {branch} to its home {home}: {err}",
-            type="PublishFailed",
-        ) from err
+@activity.defn(name="publish_branch")
+async def publish_branch(request: PublishRequest) -> PublishResult:
+    """Push the execution branch, with `commit` on it, to its home. Runs after each merge,
+    outside the merge lock: parallel tasks do not wait for each other's pushes, and a push
+    that lost the race to a later head is fine when that head contains `commit`."""
+    clone = Path(request.workspace)
+    async with heartbeating(f"publish {request.branch}"):
+        if (await run_git("cat-file", "-e", f"{request.commit}^{{commit}}", cwd=clone)).returncode:
+            raise ApplicationError(
+                f"commit {request.commit[:12]} is not in {clone}: it was merged on another "
+                "worker's clone",
+                type=COMMIT_MISSING,
+                non_retryable=True,
+            )
+        try:
+            await publish(clone, request.branch, request.home)
+        except GitError as err:
+            tip = await fetch_from_home(clone, request.branch, request.home)
+            if tip is None or not await contains(clone, request.commit, tip):
+                # The network or a busy filesystem: worth a retry.
+                raise ApplicationError(
+                    f"could not push the execution branch {request.branch} to its home "
+                    f"{request.home}: {err}",
+                    type="PublishFailed",
+                ) from err
+            return PublishResult(head=tip)
+    return PublishResult(head=request.commit)
 
 
 async def fetch_from_home(clone: Path, branch: str, home: str) -> str | None:

@@ -112,12 +112,12 @@ async def _resume(request: PrepareWorkspaceInput, dest: Path) -> None:
     """Check the execution branch out as its home has it: everything merged on the lost host."""
     assert request.resume_head is not None
     tip = await fetch_from_home(dest, request.branch, request.home) if request.home else None
-    tip = tip or request.resume_head  # never published: the head the workflow knows
+    tip = tip or request.resume_head  # never published: nothing merged to take along
     if not await contains(dest, request.resume_head, tip):
         raise ApplicationError(
             f"cannot re-home execution {request.execution_id}: its branch {request.branch} "
-            f"in {request.home} is at {tip[:12]}, which lacks {request.resume_head[:12]} (the "
-            "head it had when its worker was lost)",
+            f"in {request.home} is at {tip[:12]}, which lacks {request.resume_head[:12]}: "
+            "it is not this execution's branch",
             type="HomeBehind",
             non_retryable=True,
         )

@@ -39,7 +39,6 @@ from activities.git import (
     run_git,
 )
 from activities.heartbeat import heartbeating
-from activities.home import publish_or_retry
 from coordinator.branches import (
     MAX_DIFF_FILES,
     MAX_STAT_BYTES,
@@ -129,11 +128,7 @@ class WorktreeActivities:
             with _git_errors():
                 # The workflow merges one task at a time; the lock holds even if it did not.
                 async with repo_lock(clone):
-                    result = await _merge(clone, request)
-            if result.merged and request.home:
-                # Also when it had landed already: a crash may have come before the push.
-                await publish_or_retry(clone, request.execution_branch, request.home)
-            return result
+                    return await _merge(clone, request)
 
     @activity.defn(name="remove_task_worktree")
     async def remove_task_worktree(self, request: RemoveWorktreeRequest) -> None:

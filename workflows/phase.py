@@ -178,6 +178,8 @@ class PhaseWorkflow:
             )
         if merged.merged:
             ws.head_commit = merged.head
+            # Before the task counts as done: its commit survives the loss of this host.
+            await steps.publish(ws, merged.head)
         return merged
 
     def fixer(self, request: PhaseInput, default: str | None = None) -> SpecialistRef:

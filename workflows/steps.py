@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.claude.agent import ClaudeSpecialistActivities
     from activities.command_specialist import CommandSpecialistActivities
     from activities.gates import GateActivities
+    from activities.home import COMMIT_MISSING, publish_branch
     from activities.plan_check import check_plan as check_plan_activity
     from activities.workspace import WorkspaceActivities
     from activities.worktrees import TASK_BRANCH_MISSING, WorktreeActivities
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         MergeResult,
         PendingWorkRequest,
         PendingWorkResult,
+        PublishRequest,
         RemoveWorktreeRequest,
         TaskWorktree,
         task_branch,
@@ -89,8 +91,9 @@ class HostLost(ApplicationError):
 
     def __init__(self, what: str, lost: str | None, ws: Workspace) -> None:
         super().__init__(
-            f"{what}: its worktree was on worker queue {lost}, which is gone; the execution "
-            f"moved to {ws.host_queue}, where the attempt starts again from the branch",
+            f"{what}: needs work that stayed on {lost or 'the worker that was lost'}; the "
+            f"execution moved to {ws.host_queue}, where the attempt starts again from the "
+            "branch",
             type="HostLost",
             non_retryable=True,
         )
@@ -204,7 +207,7 @@ async def rehome(ws: Workspace, *, lost: str) -> None:
                 base_branch=ws.base_branch,
                 branch=ws.branch,
                 home=ws.home,
-                resume_head=ws.head_commit,
+                resume_head=ws.base_commit,
             ),
             start_to_close_timeout=PREPARE_TIMEOUT,
             heartbeat_timeout=HEARTBEAT,
@@ -216,6 +219,8 @@ async def rehome(ws: Workspace, *, lost: str) -> None:
     if _exec_dir(moved.path) != _exec_dir(ws.path):
         ws.former_dirs.append(_exec_dir(ws.path))
     ws.path, ws.host_queue, ws.head_commit = moved.path, moved.host_queue, moved.head_commit
+    # Keyed as the steps will name them from now on; the placements still say the old host.
+    ws.worktrees = {_rebound(ws, path): placed for path, placed in ws.worktrees.items()}
     ws.moves += 1
     parent = workflow.info().parent
     if parent is not None:  # the execution keeps its own copy for the phases after this one
@@ -383,7 +388,7 @@ async def merge(ws: Workspace, request: MergeRequest) -> MergeResult:
     """Land a task's commit on the execution branch and push the branch to its home. On a
     new host, a task whose branch stayed on the old one is found merged, or HostLost."""
     if ws.host_queue is not None:
-        request = request.model_copy(update={"home": ws.home, "since": ws.base_commit})
+        request = request.model_copy(update={"since": ws.base_commit})
     placed = next((w for w in ws.worktrees.values() if w.branch == request.task_branch), None)
     try:
         result, _, _ = await _git_step(
@@ -399,6 +404,25 @@ async def merge(ws: Workspace, request: MergeRequest) -> MergeResult:
             ) from err
         raise
     return result
+
+
+async def publish(ws: Workspace, commit: str) -> None:
+    """Push the execution branch, with `commit` merged, to its home; nothing for workspaces
+    without one (prepared before host queues). A commit the lost host merged but never
+    pushed is gone: HostLost, and its task runs again on the new host."""
+    if ws.home is None or ws.host_queue is None:
+        return
+    try:
+        await _git_step(
+            ws,
+            publish_branch,
+            PublishRequest(workspace=ws.path, branch=ws.branch, home=ws.home, commit=commit),
+            f"publish {ws.branch} at {commit[:12]} to {ws.home}",
+        )
+    except ActivityError as err:
+        if _failure_type(err) == COMMIT_MISSING and ws.moves:
+            raise HostLost(f"publish {commit[:12]}", None, ws) from err
+        raise
 
 
 async def remove_worktree(ws: Workspace, request: RemoveWorktreeRequest) -> None:
