@@ -30,6 +30,7 @@ from temporalio.worker import Worker
 
 from activities.claude.agent import ClaudeSpecialistActivities
 from activities.command_specialist import CommandSpecialistActivities
+from activities.environment import EnvironmentActivities, write_status_file
 from activities.gates import GateActivities
 from activities.home import publish_branch
 from activities.plan_check import check_plan
@@ -74,6 +75,7 @@ def activities(
 ) -> list[Any]:
     workspace = WorkspaceActivities(workspace_root, host)
     worktrees = WorktreeActivities(workspace_root)
+    environment = EnvironmentActivities(workspace_root, artifacts_root)
     return [
         check_plan,
         workspace.prepare_workspace,
@@ -86,6 +88,10 @@ def activities(
         worktrees.remove_task_worktree,
         worktrees.commit_pending_work,
         worktrees.diff_from_base,
+        environment.prepare_environment,
+        environment.run_setup_command,
+        environment.setup_worktree,
+        write_status_file,  # a local activity
         publish_branch,
     ]
 

@@ -16,11 +16,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities.process import (
     CommandNotStartedError,
+    MissingVariableError,
     ProcessOutcome,
+    command_env,
     retry_suffix,
     run_shell,
     safe_name,
-    scrubbed_env,
 )
 from coordinator.work import SUMMARY_CHARS, SpecialistRequest, SpecialistResult
 
@@ -96,13 +97,18 @@ class CommandSpecialistActivities:
                 type="WorkspaceMissing",
                 non_retryable=True,
             )
+        try:
+            env = command_env(request.environment, task_env(request))
+        except MissingVariableError as err:
+            # Another worker may have it: retryable.
+            raise ApplicationError(f"{where}: {err}", type="MissingVariable") from err
         log_path = self.log_path(request)
         activity.logger.info("%s attempt %d: %s", where, request.attempt, request.command)
         try:
             outcome = await run_shell(
                 request.command,
                 cwd=cwd,
-                env=scrubbed_env(task_env(request)),
+                env=env,
                 stdin=request.task_prompt,
                 timeout=request.timeout_s,
                 log_path=log_path,

@@ -9,10 +9,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.process import (
     CommandNotStartedError,
+    MissingVariableError,
+    command_env,
     retry_suffix,
     run_shell,
     safe_name,
-    scrubbed_env,
 )
 from coordinator.work import GateRequest, GateResult
 
@@ -43,6 +44,11 @@ class GateActivities:
                 type="WorkspaceMissing",
                 non_retryable=True,
             )
+        try:
+            env = command_env(request.environment, request.env)
+        except MissingVariableError as err:
+            # Another worker may have it: retryable.
+            raise ApplicationError(f"gate {gate.name!r}: {err}", type="MissingVariable") from err
         log_path = self.log_path(request)
         activity.logger.info(
             "gate %s (%s %s): %s", gate.name, request.level, request.scope, gate.run
@@ -51,7 +57,7 @@ class GateActivities:
             outcome = await run_shell(
                 gate.run,
                 cwd=cwd,
-                env=scrubbed_env(request.env),
+                env=env,
                 stdin=None,
                 timeout=gate.timeout,
                 log_path=log_path,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from pathlib import Path
 
 from temporalio import activity
@@ -56,8 +58,16 @@ def _check(request: PlanCheckInput) -> PlanCheck:
                 max_turns=spec.max_turns,
                 source=spec.source,
             )
+    errors = [str(p) for p in result.errors]
+    # The plan passes these through from the worker's environment: this worker must have them.
+    missing = [name for name in plan.env_from if name not in os.environ]
+    if missing:
+        errors.append(
+            f"env_from: {', '.join(missing)} not set in the environment of the worker on "
+            f"{socket.gethostname()}; set them there (coord worker inherits its shell's)"
+        )
     return PlanCheck(
-        errors=[str(p) for p in result.errors],
+        errors=errors,
         warnings=warnings,
         routes=result.routes,
         specialists=refs,

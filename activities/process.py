@@ -25,6 +25,7 @@ import hashlib
 import os
 import re
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from typing import IO, Any
 from temporalio import activity
 
 from activities.heartbeat import heartbeating
+from coordinator.environment import ENV_DIR_VARIABLE, CommandEnvironment
+from coordinator.environment import is_secret_name as is_secret_name  # the rules live there
 from coordinator.work import OUTPUT_TAIL_BYTES
 
 SHELL = "/bin/sh"
@@ -46,21 +49,6 @@ _POLL_S = 0.05
 
 # --- the environment a command sees ---------------------------------------------------------
 
-_SECRET_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "TEMPORAL_API_KEY"})
-_SECRET_PREFIXES = ("ANTHROPIC_", "TEMPORAL_TLS_")
-_SECRET_SUFFIXES = ("_TOKEN", "_API_KEY", "_APIKEY", "_SECRET", "_SECRET_KEY", "_PASSWORD")
-
-
-def is_secret_name(name: str) -> bool:
-    """True for environment variables that hold credentials (compared in upper case)."""
-    upper = name.upper()
-    return (
-        upper in _SECRET_NAMES
-        or upper.startswith(_SECRET_PREFIXES)
-        or upper.endswith(_SECRET_SUFFIXES)
-        or upper == "AWS_SECRET_ACCESS_KEY"
-    )
-
 
 def scrubbed_env(
     extra: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None
@@ -72,6 +60,46 @@ def scrubbed_env(
     """
     source = os.environ if base is None else base
     env = {key: value for key, value in source.items() if not is_secret_name(key)}
+    env.update(extra or {})
+    return env
+
+
+class MissingVariableError(RuntimeError):
+    """A variable the plan passes through (`env_from`) is not set on this worker."""
+
+
+def command_env(
+    environment: CommandEnvironment | None,
+    extra: Mapping[str, str] | None = None,
+    *,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a plan's command: the worker's without credentials, then the
+    execution's prepared environment first on PATH, the plan's `env`, the variables it passes
+    through by name (`env_from`, read here on the worker), and `extra` (the task's COORD_*).
+
+    Raises MissingVariableError naming the `env_from` variables this worker lacks.
+    """
+    source = os.environ if base is None else base
+    env = scrubbed_env(base=source)
+    if environment is None:
+        env.update(extra or {})
+        return env
+    if environment.env_dir:
+        env_dir = Path(environment.env_dir)
+        env[ENV_DIR_VARIABLE] = str(env_dir)
+        env["PATH"] = os.pathsep.join([str(env_dir / "bin"), env.get("PATH") or os.defpath])
+        if (env_dir / "pyvenv.cfg").is_file():  # a virtual environment: as `activate` does
+            env["VIRTUAL_ENV"] = str(env_dir)
+            env.pop("PYTHONHOME", None)
+    env.update(environment.env)
+    missing = [name for name in environment.env_from if name not in source]
+    if missing:
+        raise MissingVariableError(
+            f"env_from: {', '.join(missing)} not set in the environment of the worker on "
+            f"{socket.gethostname()}"
+        )
+    env.update({name: source[name] for name in environment.env_from})
     env.update(extra or {})
     return env
 

@@ -36,7 +36,12 @@ from workflows.execution import ExecutionWorkflow
 
 
 def run_command(
-    plan: Path = typer.Argument(..., help="The plan file (YAML or JSON)."),
+    plan: Path = typer.Argument(
+        ...,
+        help="The plan file (YAML, JSON or a Markdown breakdown .md), or a folder holding "
+        "plan.yaml (or breakdown.md) and context documents (goal.md, requirements.md, "
+        "research.md, plan.md).",
+    ),
     execution_id: str | None = typer.Option(
         None, "--id", help="Execution id (default: <plan name>-<random>)."
     ),
@@ -60,7 +65,10 @@ def run_command(
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
     request = build_execution_input(
-        result.plan, plan, repository_override=repo, execution_id=execution_id
+        result.plan,
+        Path(result.plan_file or plan),  # a folder's plan file
+        repository_override=repo,
+        execution_id=execution_id,
     )
     raise typer.Exit(int(run_async(_start(request, wait, json_output, address, namespace))))
 

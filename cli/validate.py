@@ -11,7 +11,11 @@ from coordinator.validation import format_problems, format_summary, validate_pla
 
 
 def validate_command(
-    plan: Path = typer.Argument(..., help="The plan file (YAML or JSON)."),
+    plan: Path = typer.Argument(
+        ...,
+        help="The plan file (YAML, JSON or a Markdown breakdown .md), or a folder holding "
+        "one (see `coord run`).",
+    ),
     repo: Path | None = typer.Option(
         None, "--repo", help="Use this repository instead of the plan's."
     ),

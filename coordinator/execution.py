@@ -10,8 +10,16 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from coordinator.branches import DiffSummary
-from coordinator.plan import Plan, git_ref_problem, is_clone_url, local_path, plan_folder
-from coordinator.report import GateSummary, TaskState, Workspace
+from coordinator.environment import CommandEnvironment
+from coordinator.plan import (
+    Plan,
+    SetupCommand,
+    git_ref_problem,
+    is_clone_url,
+    local_path,
+    plan_folder,
+)
+from coordinator.report import GateSummary, Progress, TaskState, Workspace
 
 
 class ExecutionInput(BaseModel):
@@ -68,9 +76,63 @@ class PrepareWorkspaceInput(BaseModel):
     resume_head: str | None = None
 
 
+class PrepareEnvironmentInput(BaseModel):
+    execution_id: str
+    workspace: str  # the execution's clone
+    plan_dir: str
+    context: list[str] = Field(default_factory=list)  # the plan's entries, as written
+    make_env_dir: bool = False  # the plan has setup commands: they install there
+    status_file: str | None = None  # relative to the workspace: kept out of git
+
+
+class PreparedEnvironment(BaseModel):
+    env_dir: str | None = None
+    # Copies of the context documents in the execution's artifacts, absolute, in plan order.
+    context_paths: list[str] = Field(default_factory=list)
+
+
+class SetupCommandRequest(BaseModel):
+    execution_id: str
+    command: SetupCommand
+    cwd: str  # the execution's clone, or a task's worktree
+    environment: CommandEnvironment | None = None
+    round: int = Field(default=1, ge=1)  # a human's retry starts round 2: part of the log name
+
+
+class SetupCommandResult(BaseModel):
+    name: str
+    duration_s: float
+    log_path: str
+    # Tracked files the command changed, put back: the branch changes only through tasks.
+    restored: list[str] = Field(default_factory=list)
+
+
+class WorktreeSetupRequest(BaseModel):
+    """`setup_per_worktree`: every setup command again, in a new worktree."""
+
+    execution_id: str
+    worktree: str
+    scope: str  # the task (or fix, or review) the worktree is for
+    commands: list[SetupCommand]
+    environment: CommandEnvironment | None = None
+
+
+class WorktreeSetupResult(BaseModel):
+    ran: bool  # False: this worktree was set up before (a later attempt reuses it)
+
+
+class StatusFileRequest(BaseModel):
+    path: str  # absolute, on the worker
+    progress: Progress
+
+
 class SetupResult(BaseModel):
     workspace: Workspace
     check: PlanCheck
+    environment: CommandEnvironment | None = None
+    context_paths: list[str] = Field(default_factory=list)
+    skipped_setup: list[str] = Field(default_factory=list)  # commands a human skipped
+    aborted: bool = False  # a human aborted after a setup command kept failing
 
     @property
     def ok(self) -> bool:
@@ -129,6 +191,9 @@ class PhaseInput(BaseModel):
     workspace: Workspace
     routes: dict[str, str]
     specialists: dict[str, SpecialistRef]
+    # What every command gets (env, env_from names, the prepared environment); None: nothing.
+    environment: CommandEnvironment | None = None
+    context_paths: list[str] = Field(default_factory=list)
     # The execution's budget (USD) as it stands when the phase starts (a human may have
     # raised the plan's), and what Claude specialists spent before this phase.
     budget_usd: float | None = None

@@ -24,9 +24,11 @@ import re
 import socket
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from coordinator.branches import CreateWorktreeRequest
+from coordinator.environment import CommandEnvironment
+from coordinator.plan import SetupCommand
 
 # How long an execution waits for its host to pick up a step before moving to another worker.
 DEFAULT_HOST_GRACE_S = 120.0
@@ -56,6 +58,21 @@ def host_queue(shared_queue: str, host_id: str) -> str:
 def shared_home(shared_root: Path, execution_id: str) -> Path:
     """The bare repository an execution's branch is pushed to when it has no remote."""
     return shared_root / f"{execution_id}.git"
+
+
+class Recipe(BaseModel):
+    """How the setup phase made the workspace's environment (the prepared-environment
+    folder, the context copies, the setup commands that passed, the per-worktree setup), so
+    that a re-homed workspace gets it again on its new host. Recorded by workflows/steps.py."""
+
+    prepared: bool = False
+    plan_dir: str = ""
+    context: list[str] = Field(default_factory=list)
+    make_env_dir: bool = False
+    status_file: str | None = None
+    setup: list[SetupCommand] = Field(default_factory=list)
+    environment: CommandEnvironment | None = None
+    worktree_setup: list[SetupCommand] = Field(default_factory=list)
 
 
 class Placement(BaseModel):

@@ -2,7 +2,8 @@
 
 Validation reports problems against paths like ``("tasks", 3, "depends_on", 0)``; the line map
 turns them into ``plan.yaml:12``. Nothing here raises for bad input: every problem comes back
-as a `LoadIssue` so the caller can report it with the rest.
+as a `LoadIssue` so the caller can report it with the rest. YAML and JSON are read here;
+Markdown breakdowns by `coordinator.breakdown`, into the same data.
 """
 
 from __future__ import annotations
@@ -11,25 +12,30 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+if TYPE_CHECKING:
+    from coordinator.breakdown import ParsedBreakdown
+
 PathKey = tuple[str | int, ...]
 LineMap = Mapping[PathKey, int]
-PlanFormat = Literal["yaml", "json"]
+PlanFormat = Literal["yaml", "json", "markdown"]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True)
 class LoadIssue:
-    """A problem found while reading the file (always an error)."""
+    """A problem found while reading the file: an error, unless a Markdown breakdown has
+    something to point out that does not stop it (e.g. checkbox items that are not tasks)."""
 
     message: str
     path: PathKey = ()
     line: int | None = None
     column: int | None = None
+    severity: Literal["error", "warning"] = "error"
 
 
 @dataclass
@@ -40,6 +46,10 @@ class LoadedPlan:
     data: dict[str, Any] | None
     lines: dict[PathKey, int] = field(default_factory=dict)
     issues: list[LoadIssue] = field(default_factory=list)
+    # Said after "the plan has no tasks" (a breakdown knows why there are none).
+    no_tasks_hint: str = ""
+    # A Markdown plan's parse: task ids to checkbox lines, ticked tasks, its title.
+    breakdown: ParsedBreakdown | None = None
 
 
 def format_path(path: PathKey) -> str:
@@ -68,11 +78,14 @@ def detect_format(path: Path) -> PlanFormat | None:
         return "yaml"
     if suffix == ".json":
         return "json"
+    if suffix in (".md", ".markdown"):
+        return "markdown"
     return None
 
 
 def load_plan_file(path: Path) -> LoadedPlan:
-    """Read `path` (YAML or JSON by extension; anything else is tried as YAML)."""
+    """Read `path` (YAML, JSON or a Markdown breakdown by extension; anything else is tried
+    as YAML)."""
     source = str(path)
     try:
         raw = path.read_bytes()
@@ -94,6 +107,11 @@ def load_plan_file(path: Path) -> LoadedPlan:
 def load_plan_text(text: str, *, source: str, fmt: PlanFormat | None = None) -> LoadedPlan:
     if fmt == "json":
         return _load_json(text, source)
+    if fmt == "markdown":
+        # Imported here: the breakdown parser reads its YAML block with this module.
+        from coordinator.breakdown import parse_breakdown
+
+        return parse_breakdown(text, source).to_loaded()
     return _load_yaml(text, source)
 
 

@@ -102,6 +102,24 @@ class Gate(StrictModel):
     timeout: Annotated[int, Field(gt=0, description="seconds")] = 600
 
 
+class SetupCommand(StrictModel):
+    """A command that prepares the environment before any specialist runs (installs, codegen)."""
+
+    name: NonEmpty
+    run: NonEmpty
+    timeout: Annotated[int, Field(gt=0, description="seconds")] = 1800
+
+
+def _number_as_text(value: object) -> object:
+    # `PORT: 8080` in YAML is a number; an environment variable is text either way.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+EnvValue = Annotated[str, BeforeValidator(_number_as_text)]
+
+
 class Approval(StrictModel):
     before_start: bool = False
     # None: on when a GitHub handoff is configured, off otherwise.
@@ -179,6 +197,18 @@ class Plan(StrictModel):
     layer_gates: list[Gate] = Field(default_factory=list)
     tasks: list[Task] = Field(default_factory=list)
     handoff: Handoff = Field(default_factory=Handoff)
+    # Run in the setup phase, on the execution branch, before any specialist (and again in
+    # every new worktree with setup_per_worktree).
+    setup: list[SetupCommand] = Field(default_factory=list)
+    setup_per_worktree: bool = False
+    # Extra variables for setup, gates and specialists (never secrets: see env_from).
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    # Variables passed through from the worker's environment, by name (secrets go here).
+    env_from: list[NonEmpty] = Field(default_factory=list)
+    # Documents every specialist reads: paths beside the plan or in the repository.
+    context: list[NonEmpty] = Field(default_factory=list)
+    # A JSON status file in the workspace (true: .coord/execution/<execution id>.json).
+    status_file: bool | NonEmpty = False
 
     def task(self, task_id: str) -> Task:
         for task in self.tasks:

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, computed_field
 
 from coordinator.escalation import Approval, Escalation
-from coordinator.hosts import Placement
+from coordinator.hosts import Placement, Recipe
 from coordinator.work import GateLevel, GateResult
 
 PhaseName = Literal["setup", "implementation", "validation", "integration", "review"]
@@ -132,9 +132,12 @@ class Workspace(BaseModel):
     home: str | None = None  # where the execution branch is pushed after every merge
     host_grace_s: float | None = None  # a host silent for longer is given up (re-homing)
     moves: int = 0  # how often the execution re-homed to another worker
+    recipe: Recipe | None = None  # its environment, to make again after a move
+    # Where it was before (`<workspace root>/<execution id>` of each host it left): paths
+    # there, in the phases' inputs, name the same places here.
+    former_dirs: list[str] = Field(default_factory=list)
     # The workflow's own bookkeeping while it runs (workflows/steps.py); never serialized.
     moving: bool = Field(default=False, exclude=True)
-    former_dirs: list[str] = Field(default_factory=list, exclude=True)
     worktrees: dict[str, Placement] = Field(default_factory=dict, exclude=True)
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from coordinator.breakdown import ParsedBreakdown, parse_breakdown
 from coordinator.dag import (
     CycleError,
     TaskGraph,
@@ -27,7 +28,22 @@ from coordinator.dag import (
     layer_order,
     resolve_dependencies,
 )
-from coordinator.loader import LineMap, PathKey, format_path, line_for, load_plan_file
+from coordinator.environment import (
+    CONTEXT_BY_CONVENTION,
+    PLAN_FILE_NAMES,
+    context_problem,
+    env_name_problem,
+    env_value_warning,
+    status_path_problem,
+)
+from coordinator.loader import (
+    LineMap,
+    LoadedPlan,
+    PathKey,
+    format_path,
+    line_for,
+    load_plan_file,
+)
 from coordinator.plan import Gate, Plan, is_clone_url, local_path, plan_folder
 from coordinator.specialists import SpecialistRegistry, load_registry
 
@@ -76,6 +92,8 @@ class PlanSummary(BaseModel):
 class ValidationResult(BaseModel):
     # The parsed plan, when it parsed, even if other rules failed: check `ok` before using it.
     plan: Plan | None
+    # The file the plan was read from (for a folder: the plan file found in it).
+    plan_file: str | None = None
     problems: list[Problem]
     routes: dict[str, str]  # task id -> specialist name (named in the plan or routed)
     summary: PlanSummary | None  # only when there are no errors
@@ -102,12 +120,67 @@ def validate_plan_file(
     repository_override: Path | None = None,
     registry: SpecialistRegistry | None = None,
 ) -> ValidationResult:
-    """Read and validate a plan file. Relative paths in the plan are relative to its folder;
-    `repository_override` replaces the plan's `repository` (relative to the current folder)."""
-    loaded = load_plan_file(path)
+    """Read and validate a plan file (YAML, JSON, or a Markdown breakdown). Relative paths in
+    the plan are relative to its folder; `repository_override` replaces the plan's
+    `repository` (relative to the current folder).
+
+    `path` may be a folder holding the plan (`plan.yaml`, `plan.yml`, `plan.json` or
+    `breakdown.md`): the documents beside it named by convention (`goal.md`,
+    `requirements.md`, `research.md`, `plan.md`) are then added to its `context`."""
+    by_convention: list[Path] = []
+    if path.is_dir():
+        found = find_plan_file(path)
+        if isinstance(found, str):
+            problem = Problem(severity="error", message=found, path="", file=str(path))
+            return ValidationResult(plan=None, problems=[problem], routes={}, summary=None)
+        path = found
+        by_convention = [path.absolute().parent / name for name in CONTEXT_BY_CONVENTION]
+        by_convention = [doc for doc in by_convention if doc.exists()]
+    result = validate_loaded(
+        load_plan_file(path),
+        base_dir=plan_folder(path),
+        repository_override=repository_override,
+        registry=registry,
+        context_by_convention=by_convention,
+    )
+    result.plan_file = str(path)
+    return result
+
+
+def validate_breakdown(
+    text: str,
+    *,
+    source: str,
+    base_dir: Path,
+    defaults: Mapping[str, Any] | None = None,
+    repository_override: Path | None = None,
+    registry: SpecialistRegistry | None = None,
+) -> tuple[ParsedBreakdown, ValidationResult]:
+    """Parse and validate a Markdown breakdown that is not a file (e.g. a GitHub issue's
+    body). `defaults` fill settings its YAML block leaves out (repository, handoff, ...).
+    Problems are located at lines of `text`, reported as `source:line`."""
+    parsed = parse_breakdown(text, source, defaults=defaults)
+    result = validate_loaded(
+        parsed.to_loaded(),
+        base_dir=base_dir,
+        repository_override=repository_override,
+        registry=registry,
+    )
+    return parsed, result
+
+
+def validate_loaded(
+    loaded: LoadedPlan,
+    *,
+    base_dir: Path,
+    repository_override: Path | None = None,
+    registry: SpecialistRegistry | None = None,
+    context_by_convention: list[Path] | None = None,
+) -> ValidationResult:
+    """Validate what a loader read, with its own problems reported alongside the rules'."""
     problems = [
         Problem(
-            severity="error",
+            severity=issue.severity,
             message=issue.message,
             path=format_path(issue.path),
             file=loaded.source,
@@ -122,14 +195,29 @@ def validate_plan_file(
         loaded.data,
         source=loaded.source,
         lines=loaded.lines,
-        base_dir=plan_folder(path),
+        base_dir=base_dir,
         repository_override=repository_override,
         registry=registry,
+        no_tasks_hint=loaded.no_tasks_hint,
+        context_by_convention=context_by_convention,
     )
     if problems:
         result.problems = _sorted(problems + result.problems, loaded.source)
-        result.summary = None
+        if any(p.severity == "error" for p in problems):
+            result.summary = None
     return result
+
+
+def find_plan_file(folder: Path) -> Path | str:
+    """The plan in `folder`, or why there is none to pick."""
+    found = [folder / name for name in PLAN_FILE_NAMES if (folder / name).is_file()]
+    data_plans = [f for f in found if f.suffix != ".md"]
+    if len(data_plans) > 1:
+        names = " and ".join(f.name for f in data_plans)
+        return f"the folder holds {names}: name the plan file to run"
+    if found:
+        return data_plans[0] if data_plans else found[0]
+    return f"no plan in this folder: expected one of {', '.join(PLAN_FILE_NAMES)}"
 
 
 def validate_plan_data(
@@ -140,18 +228,33 @@ def validate_plan_data(
     base_dir: Path,
     repository_override: Path | None = None,
     registry: SpecialistRegistry | None = None,
+    no_tasks_hint: str = "",
+    context_by_convention: list[Path] | None = None,
 ) -> ValidationResult:
-    """Validate plan data from any format; `lines` maps data paths to lines in `source`."""
-    checker = _Checker(source, lines)
+    """Validate plan data from any format; `lines` maps data paths to lines in `source`.
+
+    `context_by_convention`: documents beside the plan that join its `context`."""
+    checker = _Checker(source, lines, no_tasks_hint)
     if not isinstance(data, dict):
         checker.error((), "the plan must be a mapping of settings (name:, repository:, tasks:)")
         return checker.result(None, {}, None)
+    if repository_override is not None and "repository" not in data:
+        # A plan that names no repository (a breakdown an agent wrote often does not) runs
+        # on the one given with --repo.
+        data = {**data, "repository": str(repository_override.expanduser().absolute())}
     plan: Plan | None = None
     try:
         plan = Plan.model_validate(data)
     except ValidationError as exc:
         checker.pydantic_errors(exc)
     view = _view_of_plan(plan) if plan is not None else _view_of_data(data)
+    for doc in context_by_convention or []:
+        listed = {(base_dir / entry).resolve() for _, entry in view.context}
+        if doc.resolve() not in listed:
+            entry = str(doc.relative_to(base_dir)) if doc.is_relative_to(base_dir) else str(doc)
+            view.conventional.append(entry)
+            if plan is not None:
+                plan.context.append(entry)
     return _check(checker, view, plan, base_dir, repository_override, registry)
 
 
@@ -199,6 +302,12 @@ def format_summary(result: ValidationResult) -> str:
         f"plan '{result.plan.name}' is valid: {_plural(summary.task_count, 'task')}, "
         f"at most {summary.max_parallel} at a time"
     ]
+    plan = result.plan
+    if plan.setup:
+        where = "the workspace" + (" and every new worktree" if plan.setup_per_worktree else "")
+        out.append(f"setup ({where}): {', '.join(c.name for c in plan.setup)}")
+    if plan.context:
+        out.append(f"context documents: {', '.join(plan.context)}")
     if summary.layers:
         out.append("layers:")
         out += [f"  {layer.name}: {', '.join(layer.tasks)}" for layer in summary.layers]
@@ -227,9 +336,10 @@ def _sorted(problems: list[Problem], source: str) -> list[Problem]:
 class _Checker:
     """Collects problems for one plan source."""
 
-    def __init__(self, source: str, lines: LineMap) -> None:
+    def __init__(self, source: str, lines: LineMap, no_tasks_hint: str = "") -> None:
         self.source = source
         self.lines = lines
+        self.no_tasks_hint = no_tasks_hint
         self.problems: list[Problem] = []
         self._seen: set[tuple[str, str, str]] = set()
 
@@ -437,6 +547,14 @@ class _PlanView:
     strict_files: bool = False
     # Plan-level specialists: the fixer and the reviewer, when named.
     roles: list[tuple[str, str]] = field(default_factory=list)
+    setup: list[tuple[int, str]] = field(default_factory=list)  # (position, name)
+    setup_per_worktree: bool = False
+    env: dict[str, object] = field(default_factory=dict)
+    env_from: list[tuple[int, str]] = field(default_factory=list)
+    context: list[tuple[int, str]] = field(default_factory=list)
+    # Documents beside the plan picked up by their names (`coord run FOLDER`).
+    conventional: list[str] = field(default_factory=list)
+    status_file: str | None = None
 
 
 def _view_of_plan(plan: Plan) -> _PlanView:
@@ -460,8 +578,26 @@ def _view_of_plan(plan: Plan) -> _PlanView:
         if name and key in plan.model_fields_set
     ]
     return _PlanView(
-        tasks, len(tasks), plan.repository, plan.specialists_dir, plan.strict_files, roles
+        tasks,
+        len(tasks),
+        plan.repository,
+        plan.specialists_dir,
+        plan.strict_files,
+        roles,
+        setup=[(i, s.name) for i, s in enumerate(plan.setup)],
+        setup_per_worktree=plan.setup_per_worktree,
+        env=dict(plan.env),
+        env_from=list(enumerate(plan.env_from)),
+        context=list(enumerate(plan.context)),
+        status_file=plan.status_file if isinstance(plan.status_file, str) else None,
     )
+
+
+def _listed(value: object) -> list[tuple[int, str]]:
+    """The usable text entries of a list that may not have parsed."""
+    if not isinstance(value, list):
+        return []
+    return [(i, text) for i, item in enumerate(value) if (text := _text(item))]
 
 
 def _text(value: object) -> str | None:
@@ -503,6 +639,14 @@ def _view_of_data(data: Mapping[str, Any]) -> _PlanView:
             )
         )
     strict = data.get("strict_files")
+    raw_setup = data.get("setup")
+    setup = [
+        (i, name)
+        for i, item in enumerate(raw_setup if isinstance(raw_setup, list) else [])
+        if isinstance(item, dict) and (name := _text(item.get("name")))
+    ]
+    env = data.get("env")
+    status_file = data.get("status_file")
     return _PlanView(
         tasks,
         len(raw_tasks) if isinstance(raw_tasks, list) else 0 if raw_tasks is None else None,
@@ -510,6 +654,12 @@ def _view_of_data(data: Mapping[str, Any]) -> _PlanView:
         _text(data.get("specialists_dir")),
         strict if isinstance(strict, bool) else False,
         [(key, name) for key in ("fixer", "reviewer") if (name := _text(data.get(key)))],
+        setup=setup,
+        setup_per_worktree=data.get("setup_per_worktree") is True,
+        env={str(k): v for k, v in env.items()} if isinstance(env, dict) else {},
+        env_from=_listed(data.get("env_from")),
+        context=_listed(data.get("context")),
+        status_file=_text(status_file),
     )
 
 
@@ -549,6 +699,8 @@ def _check(
     routes = _check_specialists(checker, view, registry, missing="warning" if remote else "error")
     if graph is not None:
         _check_files(checker, view, graph)
+    _check_environment(checker, view)
+    _check_context(checker, view, base_dir, repository, remote=remote)
     summary = None
     if plan is not None and graph is not None:
         summary = _summary(plan, graph)
@@ -559,7 +711,7 @@ def _check_dependencies(checker: _Checker, view: _PlanView) -> TaskGraph | None:
     """Duplicate ids, unknown and self dependencies, cycles. The graph, when acyclic."""
     if not view.tasks:
         if view.tasks_given == 0:
-            checker.error(("tasks",), "the plan has no tasks")
+            checker.error(("tasks",), f"the plan has no tasks{checker.no_tasks_hint}")
         return None
     first: dict[str, _TaskView] = {}
     for task in view.tasks:
@@ -740,6 +892,67 @@ def _check_files(checker: _Checker, view: _PlanView, graph: TaskGraph) -> None:
             )
 
 
+def _check_environment(checker: _Checker, view: _PlanView) -> None:
+    """Setup command names, variables and the status file path."""
+    first: dict[str, int] = {}
+    for pos, name in view.setup:
+        if name in first:
+            checker.error(
+                ("setup", pos, "name"),
+                f"duplicate setup command name '{name}' (first used by "
+                f"{checker.where(('setup', first[name]))})",
+            )
+        first.setdefault(name, pos)
+    if view.setup_per_worktree and not view.setup:
+        checker.warning(("setup_per_worktree",), "setup_per_worktree has no effect without setup")
+    for name, value in view.env.items():
+        if problem := env_name_problem(name, passed_through=False):
+            checker.error(("env", name), problem)
+        elif isinstance(value, str) and (warning := env_value_warning(value)):
+            checker.warning(("env", name), warning)
+    for pos, name in view.env_from:
+        if problem := env_name_problem(name, passed_through=True):
+            checker.error(("env_from", pos), problem)
+        elif name in view.env:
+            checker.error(("env_from", pos), f"'{name}' is set by env as well: keep one of the two")
+    if view.status_file is not None and (problem := status_path_problem(view.status_file)):
+        checker.error(("status_file",), problem)
+
+
+def _check_context(
+    checker: _Checker, view: _PlanView, base_dir: Path, repository: Path | None, *, remote: bool
+) -> None:
+    """Every context document exists and says something: a specialist told to read the
+    research must not find nothing there."""
+    seen: dict[Path, int] = {}
+    for pos, entry in view.context:
+        found, problem = context_problem(entry, base_dir, repository)
+        if found is None:
+            missing = "not found" in problem
+            if remote and missing:
+                checker.warning(
+                    ("context", pos), problem + "; checked again on the clone of the repository"
+                )
+            else:
+                checker.error(("context", pos), problem)
+            continue
+        key = found.resolve()
+        if key in seen:
+            checker.warning(("context", pos), f"'{entry}' is listed twice")
+        seen.setdefault(key, pos)
+    for entry in view.conventional:
+        found, problem = context_problem(entry, base_dir, None)
+        if found is None:
+            checker.problems.append(
+                Problem(
+                    severity="error",
+                    message=problem + " (a context document by its name, beside the plan)",
+                    path="",
+                    file=str(base_dir / entry),
+                )
+            )
+
+
 def _summary(plan: Plan, graph: TaskGraph) -> PlanSummary:
     layers = [LayerSummary(name=name, tasks=ids) for name, ids in layer_order(plan.tasks).items()]
     critical = graph.critical_path()
@@ -760,6 +973,8 @@ __all__ = [
     "ValidationResult",
     "format_problems",
     "format_summary",
+    "validate_breakdown",
+    "validate_loaded",
     "validate_plan",
     "validate_plan_data",
     "validate_plan_file",

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from coordinator.claude import AgentAttempt
+from coordinator.environment import CommandEnvironment
 from coordinator.plan import Gate
 
 GateLevel = Literal["task", "layer", "system", "final"]
@@ -34,6 +35,8 @@ class GateRequest(BaseModel):
     # Workflow input: never put secrets here.
     env: dict[str, str] = Field(default_factory=dict)
     attempt: int = Field(ge=1)  # the fix loop's attempt, part of the log file's name
+    # The plan's env, env_from (names) and prepared environment.
+    environment: CommandEnvironment | None = None
 
 
 class GateResult(BaseModel):
@@ -70,7 +73,10 @@ class SpecialistRequest(BaseModel):
     attempt: int = Field(ge=1)
     feedback: str = ""  # the failing gate output or review findings of the previous attempt
     guidance: str = ""  # a human's guidance after an escalation
+    # Documents to read (absolute paths on the worker): the plan's context, the review patch.
     context_paths: list[str] = Field(default_factory=list)
+    # The plan's env, env_from (names) and prepared environment.
+    environment: CommandEnvironment | None = None
     # Claude specialists: the definition is read on the worker from `specialist_source` (its
     # file, or "builtin:<name>"); the rest are the plan's and the budget's limits.
     role: SpecialistRole = "task"

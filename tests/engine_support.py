@@ -85,7 +85,9 @@ async def start(
     result = validate_plan_file(plan_file)
     assert result.ok and result.plan is not None, [str(p) for p in result.problems]
     request = build_execution_input(
-        result.plan, plan_file, execution_id=f"t-{uuid.uuid4().hex[:10]}"
+        result.plan,
+        Path(result.plan_file or plan_file),  # a folder: the plan file found in it
+        execution_id=f"t-{uuid.uuid4().hex[:10]}",
     )
     return await client.start_workflow(
         ExecutionWorkflow.run, request, id=request.execution_id, task_queue=task_queue

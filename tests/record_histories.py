@@ -20,6 +20,9 @@ Scenarios:
   with guidance and passes, the other `skip` (its dependant is skipped with it); a layer gate
   fails and the fixer repairs it in a worktree of its own; Partial.
 - `approvals`: approval before start and before handoff, both approved; Complete.
+- `environment`: the plan's environment fields: a setup command fails three times and is
+  answered `retry`, setup again in each new worktree, env and env_from, a context document
+  read by a command agent, the status file; Complete.
 
 When to record (tests/test_replay.py says why):
 
@@ -196,10 +199,59 @@ async def approvals(client: Client, task_queue: str, eid: str, root: Path) -> Ha
     return handle
 
 
+async def environment(client: Client, task_queue: str, eid: str, root: Path) -> Handle:
+    make_repo(root / "repo")
+    (root / "research.md").write_text("# research\nuse sqlite\n")
+    ready = root / "ready"
+    command_agent(
+        root / "agents",
+        "reader",
+        'cat $(echo "$COORD_CONTEXT" | tr ":" " ") > seen.txt && test "$GREETING" = hi',
+    )
+    plan = write_plan(
+        root,
+        {
+            "name": "environment",
+            "specialists_dir": "./agents",
+            "setup": [
+                {"name": "tools", "run": f"test -f {ready} || {{ echo no tools; exit 3; }}"},
+                {"name": "cache", "run": "mkdir -p cache && echo x > cache/x"},
+            ],
+            "setup_per_worktree": True,
+            "env": {"GREETING": "hi"},
+            "env_from": ["HOME"],
+            "context": ["research.md"],
+            "status_file": True,
+            "tasks": [
+                {
+                    "id": "read",
+                    "title": "Read the research",
+                    "specialist": "reader",
+                    "gates": [{"name": "seen", "run": "grep -q sqlite seen.txt"}],
+                }
+            ],
+            "gates": [{"name": "cache", "run": "test -f cache/x"}],
+        },
+    )
+    handle = await start(client, task_queue, eid, plan)
+    progress = await wait_for(handle, lambda p: bool(p.pending_escalations), timeout=120)
+    (escalation,) = progress.pending_escalations
+    assert escalation.phase == "setup", escalation
+    ready.touch()
+    await handle.execute_update(
+        "resolve_escalation",
+        Resolution(escalation_id=escalation.id, action=Action.RETRY),
+        result_type=Escalation,
+    )
+    await expect(handle, "Complete")
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hello-service": hello_service,
     "escalations": escalations,
     "approvals": approvals,
+    "environment": environment,
 }
 
 

@@ -233,9 +233,13 @@ def test_unreadable_inputs_are_one_clear_problem(tmp_path: Path) -> None:
     assert [p.message for p in missing.problems] == [
         f"cannot read the plan: {tmp_path / 'nope.yaml'} does not exist"
     ]
+    # A folder is read for the plan it holds (see the context tests); this one holds none.
     folder = validate_plan_file(tmp_path)
-    assert [p.message for p in folder.problems] == [
-        f"cannot read the plan: {tmp_path} is a directory, not a file"
+    assert [(p.file, p.message) for p in folder.problems] == [
+        (
+            str(tmp_path),
+            "no plan in this folder: expected one of plan.yaml, plan.yml, plan.json, breakdown.md",
+        )
     ]
     garbage = tmp_path / "garbage.yaml"
     garbage.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
@@ -321,7 +325,7 @@ def test_unknown_fields_suggest_the_closest_name(tmp_path: Path) -> None:
             "tasks[0].colour",
             9,
             "unknown field 'colour'; known fields: id, title, specialist, prompt, layer, "
-            "depends_on, files, gates",
+            "depends_on, files, gates, max_cost, max_tokens",
         ),
     ]
 
@@ -1002,7 +1006,8 @@ def test_cli_bad_inputs_are_one_line(tmp_path: Path, cli: typer.Typer) -> None:
     cases = {
         tmp_path / "missing.yaml": f"cannot read the plan: {tmp_path / 'missing.yaml'} does not "
         "exist",
-        tmp_path: f"cannot read the plan: {tmp_path} is a directory, not a file",
+        tmp_path: "no plan in this folder: expected one of plan.yaml, plan.yml, plan.json, "
+        "breakdown.md",
         garbage: "cannot read the plan: not UTF-8 text (bad byte at offset 128)",
     }
     for path, message in cases.items():
@@ -1042,3 +1047,243 @@ def test_names_that_git_refuses_in_branches_are_located(tmp_path: Path) -> None:
     ]
     assert "is not a valid git branch name" in result.errors[0].message
     assert "cannot be part of a git branch name" in result.errors[2].message
+
+
+# --- setup, env, context, status file ------------------------------------------------------
+
+ENV_PLAN = """
+name: demo
+repository: .
+setup:
+  - {name: deps, run: "pip install -r requirements.txt", timeout: 900}
+  - {name: deps, run: "true"}
+  - {name: gen, run: ""}
+setup_per_worktree: true
+env:
+  PORT: 8080
+  GREETING: hello
+  DEPLOY_TOKEN: abc
+  ANTHROPIC_BASE_URL: http://x
+  PATH: /opt/bin
+  COORD_TASK_ID: x
+  DB: "postgres://app:hunter2@db/app"
+env_from: [OPENAI_API_KEY, GREETING, "1x"]
+status_file: ../status.json
+tasks:
+  - {id: a, title: A, specialist: implementer}
+"""
+
+
+def test_setup_env_and_status_file_rules_are_located(tmp_path: Path) -> None:
+    result = check(tmp_path, ENV_PLAN)
+    assert located(result) == [
+        (
+            "error",
+            "setup[1].name",
+            5,
+            "duplicate setup command name 'deps' (first used by setup[0], line 4)",
+        ),
+        ("error", "setup[2].run", 6, "must not be empty"),
+        (
+            "error",
+            "env.DEPLOY_TOKEN",
+            11,
+            "'DEPLOY_TOKEN' looks like a secret, and the plan travels in workflow history: set "
+            "it in the worker's environment and list it under env_from: [DEPLOY_TOKEN]",
+        ),
+        (
+            "error",
+            "env.ANTHROPIC_BASE_URL",
+            12,
+            "'ANTHROPIC_BASE_URL' looks like a secret, and the plan travels in workflow history: "
+            "set it in the worker's environment and list it under env_from: [ANTHROPIC_BASE_URL]",
+        ),
+        (
+            "error",
+            "env.PATH",
+            13,
+            "'PATH' is composed by the coordinator: the setup commands install into "
+            "$COORD_ENV_DIR, whose bin/ comes first on PATH",
+        ),
+        (
+            "error",
+            "env.COORD_TASK_ID",
+            14,
+            "'COORD_TASK_ID': variables starting with COORD_ are the coordinator's own",
+        ),
+        (
+            "warning",
+            "env.DB",
+            15,
+            "the value looks like a URL with a password, and the plan travels in workflow "
+            "history: pass it from the worker's environment with env_from",
+        ),
+        ("error", "env_from[1]", 16, "'GREETING' is set by env as well: keep one of the two"),
+        (
+            "error",
+            "env_from[2]",
+            16,
+            "'1x' is not an environment variable name (letters, digits, '_')",
+        ),
+        (
+            "error",
+            "status_file",
+            17,
+            "status_file '../status.json' must stay inside the workspace (no '..'), or be absolute",
+        ),
+    ]
+
+
+def test_env_values_and_new_fields_parse(tmp_path: Path) -> None:
+    (tmp_path / "notes.md").write_text("# notes\n")
+    result = check(
+        tmp_path,
+        """
+        name: demo
+        repository: .
+        setup: [{name: deps, run: "make deps"}]
+        env: {PORT: 8080, RATIO: 0.5, NAME: x}
+        env_from: [OPENAI_API_KEY]
+        context: [notes.md]
+        status_file: true
+        tasks:
+          - {id: a, title: A, specialist: implementer}
+        """,
+    )
+    assert result.ok, located(result)
+    plan = result.plan
+    assert plan is not None
+    assert plan.env == {"PORT": "8080", "RATIO": "0.5", "NAME": "x"}
+    assert (plan.setup[0].timeout, plan.setup_per_worktree) == (1800, False)
+    assert (plan.env_from, plan.context, plan.status_file) == (
+        ["OPENAI_API_KEY"],
+        ["notes.md"],
+        True,
+    )
+    assert "setup (the workspace): deps" in format_summary(result)
+    assert "context documents: notes.md" in format_summary(result)
+    without = check(
+        tmp_path,
+        "name: d\nrepository: .\nsetup_per_worktree: true\ntasks: "
+        "[{id: a, title: A, specialist: implementer}]\n",
+    )
+    assert located(without) == [
+        ("warning", "setup_per_worktree", 3, "setup_per_worktree has no effect without setup")
+    ]
+
+
+def test_context_documents_missing_empty_or_folders_are_located(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    (repo / "docs" / "plan.md").write_text("# the plan\n")
+    (tmp_path / "research.md").write_text("# research\n")
+    (tmp_path / "empty.md").write_text("  \n\n")
+    (tmp_path / "folder").mkdir()
+    result = check(
+        tmp_path,
+        """
+        name: demo
+        repository: ./repo
+        context:
+          - research.md        # beside the plan
+          - docs/plan.md       # in the repository
+          - missing.md
+          - empty.md
+          - folder
+          - ./research.md
+        tasks:
+          - {id: a, title: A, specialist: implementer}
+        """,
+    )
+    assert [(p.severity, p.file, p.line, p.path, p.message) for p in result.problems] == [
+        (
+            "error",
+            str(tmp_path / "plan.yaml"),
+            6,
+            "context[2]",
+            f"context document 'missing.md' not found beside the plan ({tmp_path / 'missing.md'})"
+            f" or in the repository ({tmp_path / 'repo' / 'missing.md'})",
+        ),
+        (
+            "error",
+            str(tmp_path / "plan.yaml"),
+            7,
+            "context[3]",
+            f"context document 'empty.md' is empty ({tmp_path / 'empty.md'})",
+        ),
+        (
+            "error",
+            str(tmp_path / "plan.yaml"),
+            8,
+            "context[4]",
+            f"context document 'folder' is a folder ({tmp_path / 'folder'}); list its files",
+        ),
+        (
+            "warning",
+            str(tmp_path / "plan.yaml"),
+            9,
+            "context[5]",
+            "'./research.md' is listed twice",
+        ),
+    ]
+    # Reported the same way when another field does not parse.
+    broken = check(
+        tmp_path,
+        "name: demo\nrepository: ./repo\nmax_parallel: x\ncontext: [gone.md]\n"
+        "tasks: [{id: a, title: A, specialist: implementer}]\n",
+    )
+    assert [(p.path, p.line) for p in broken.errors] == [("max_parallel", 3), ("context[0]", 4)]
+
+
+def test_a_folder_holds_the_plan_and_its_documents_by_convention(
+    tmp_path: Path, cli: typer.Typer
+) -> None:
+    (tmp_path / "repo").mkdir()
+    plan_text = """
+        name: demo
+        repository: ./repo
+        context: [research.md]
+        tasks:
+          - {id: a, title: A, specialist: implementer}
+        """
+    write(tmp_path, plan_text)
+    (tmp_path / "research.md").write_text("# research\n")
+    (tmp_path / "goal.md").write_text("# goal\n")
+    (tmp_path / "requirements.md").write_text("# requirements\n")
+    (tmp_path / "notes.md").write_text("# not by convention\n")
+    result = validate_plan_file(tmp_path)
+    assert result.ok, located(result)
+    assert result.plan is not None and result.plan_file == str(tmp_path / "plan.yaml")
+    # Listed ones first, then the conventional names present; none twice.
+    assert result.plan.context == ["research.md", "goal.md", "requirements.md"]
+
+    (tmp_path / "plan.md").write_text("\n")  # an empty document found by its name
+    result = validate_plan_file(tmp_path)
+    assert [(p.file, p.line, p.message) for p in result.errors] == [
+        (
+            str(tmp_path / "plan.md"),
+            None,
+            f"context document 'plan.md' is empty ({tmp_path / 'plan.md'}) (a context "
+            "document by its name, beside the plan)",
+        )
+    ]
+    cli_result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert cli_result.exit_code == 2
+    assert f"error: {tmp_path / 'plan.md'}: context document 'plan.md' is empty" in (
+        cli_result.stderr
+    )
+
+    (tmp_path / "plan.md").unlink()
+    write(tmp_path, plan_text, name="plan.json")
+    two = validate_plan_file(tmp_path)
+    assert [p.message for p in two.errors] == [
+        "the folder holds plan.yaml and plan.json: name the plan file to run"
+    ]
+
+
+def test_a_folder_with_only_a_breakdown_reads_it_as_the_plan(tmp_path: Path) -> None:
+    (tmp_path / "breakdown.md").write_text("name: demo\nrepository: .\ntasks: []\n")
+    result = validate_plan_file(tmp_path)
+    # Read by the same loader as `coord run breakdown.md` (the Markdown format comes with
+    # coordinator/breakdown.py); here the file is simply the one picked.
+    assert result.plan_file == str(tmp_path / "breakdown.md")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import PurePosixPath
 from typing import Any
 
 from temporalio import workflow
@@ -23,6 +24,7 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from coordinator.branches import PendingWorkRequest
     from coordinator.dag import resolve_dependencies
+    from coordinator.environment import status_file_path
     from coordinator.escalation import (
         Action,
         Approval,
@@ -31,7 +33,12 @@ with workflow.unsafe.imports_passed_through():
         Escalation,
         Resolution,
     )
-    from coordinator.execution import ExecutionInput, PhaseInput, SetupResult
+    from coordinator.execution import (
+        ExecutionInput,
+        PhaseInput,
+        SetupResult,
+        StatusFileRequest,
+    )
     from coordinator.report import (
         PHASES,
         ExecutionReport,
@@ -56,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         GATE_UPDATE,
         SPEND,
         TASK_UPDATE,
+        WORKSPACE_READY,
         root_message,
     )
     from workflows.review_phase import ReviewPhaseWorkflow
@@ -125,6 +133,14 @@ class ExecutionWorkflow:
         )
         self._human_todo: list[str] = []
         self._visible: tuple[str, str, int] | None = None  # search attributes last upserted
+        # The status file (plans with `status_file`): a version bumped when something it
+        # shows changed, and the version last written.
+        self._status_path = status_file_path(request.plan.status_file, request.execution_id)
+        self._status_seen: tuple[Any, ...] | None = None
+        self._status_version = 0
+        self._status_written = 0
+        self._status_closing = False
+        self._status_failed = False
 
     # --- queries -------------------------------------------------------------------------
 
@@ -144,6 +160,12 @@ class ExecutionWorkflow:
         self._progress.record_gate(gate)
         self._publish()
 
+    @workflow.signal(name=WORKSPACE_READY)
+    def _workspace_ready(self, workspace: Workspace) -> None:
+        if self._progress.workspace is None:
+            self._progress.workspace = workspace
+            self._publish()
+
     @workflow.signal(name=SPEND)
     def _spend(self, spend: Spend) -> None:
         self._progress.spend.append(spend)
@@ -155,6 +177,7 @@ class ExecutionWorkflow:
         ws = self._progress.workspace  # the object the phases' input holds
         if ws is not None and moved.moves > ws.moves:
             ws.path, ws.host_queue, ws.moves = moved.path, moved.host_queue, moved.moves
+            ws.former_dirs = moved.former_dirs
             self._publish()
 
     @workflow.signal(name=ESCALATION_RAISED)
@@ -284,6 +307,7 @@ class ExecutionWorkflow:
     @workflow.run
     async def run(self, request: ExecutionInput) -> ExecutionReport:
         workflow.upsert_search_attributes([sa.PLAN.value_set(request.plan.name)])
+        writer = asyncio.create_task(self._keep_status_file()) if self._status_path else None
         status = ExecutionStatus.COMPLETED
         try:
             await self._run_phases(request)
@@ -314,6 +338,10 @@ class ExecutionWorkflow:
             escalation.state = "withdrawn"  # nobody needs to answer a finished execution
         self._progress.status = status
         self._publish()
+        if writer is not None:  # the final state, exactly, is on disk before the run ends
+            self._status_version += 1
+            self._status_closing = True
+            await writer
         return ExecutionReport.from_progress(
             self._progress, human_todo=self._human_todo, finished_at=workflow.now()
         )
@@ -327,6 +355,8 @@ class ExecutionWorkflow:
             workspace=ws,
             routes=setup.check.routes,
             specialists=setup.check.specialists,
+            environment=setup.environment,
+            context_paths=setup.context_paths,
         )
         plan = request.plan
 
@@ -423,7 +453,23 @@ class ExecutionWorkflow:
                 ExecutionStatus.FAILED, "Fix the problems listed above and run the plan again."
             )
         ws = setup.workspace
-        self._set_phase("setup", "done", f"branch {ws.branch} from {ws.base_branch}")
+        if setup.aborted:
+            self._set_phase("setup", "failed", "aborted: a setup command kept failing")
+            raise _Stop(
+                ExecutionStatus.PARTIAL,
+                "Aborted in setup: a setup command kept failing (see Escalations); nothing "
+                "was implemented.",
+            )
+        for name in setup.skipped_setup:
+            self._human_todo.append(
+                f"Setup command '{name}' was skipped by a human: gates and specialists ran "
+                "without it."
+            )
+        summary = f"branch {ws.branch} from {ws.base_branch}"
+        if request.plan.setup:
+            ran = len(request.plan.setup) - len(setup.skipped_setup)
+            summary += f", {ran} of {len(request.plan.setup)} setup commands"
+        self._set_phase("setup", "done", summary)
         return setup
 
     async def _child(self, run: Any, arg: Any, phase: PhaseName) -> Any:
@@ -490,6 +536,57 @@ class ExecutionWorkflow:
                 phase.summary = summary
         self._publish()
 
+    async def _keep_status_file(self) -> None:
+        """Write the status file whenever what it shows changed, one write at a time: changes
+        made while a write runs are coalesced into the next one."""
+        while True:
+            await workflow.wait_condition(
+                lambda: (
+                    self._status_closing
+                    or (
+                        self._progress.workspace is not None
+                        and self._status_version != self._status_written
+                    )
+                )
+            )
+            ws = self._progress.workspace
+            if ws is None or self._status_version == self._status_written:
+                return  # closing, and all is written (or there is nowhere to write: no clone)
+            version = self._status_version
+            assert self._status_path is not None
+            path = str(PurePosixPath(ws.path) / self._status_path)  # absolute stays absolute
+            try:
+                await steps.write_status(
+                    StatusFileRequest(path=path, progress=self._progress.model_copy(deep=True))
+                )
+            except ActivityError as err:
+                # The status file is for tools watching; the execution goes on without it.
+                if not self._status_failed:
+                    self._status_failed = True
+                    self._progress.problems.append(
+                        f"status file {path} could not be written: {root_message(err)}"
+                    )
+            self._status_written = version
+
+    def _status_changed(self) -> None:
+        """Phases, task transitions, escalations and approvals go to the status file; gate
+        verdicts and timestamps alone do not (they ride along with the next write)."""
+        p = self._progress
+        seen = (
+            p.status,
+            p.phase,
+            tuple((ph.status, ph.summary) for ph in p.phases),
+            tuple((t.status, t.attempts) for t in p.tasks),
+            tuple(e.state for e in p.escalations),
+            tuple(a.state for a in p.approvals),
+            p.workspace.head_commit if p.workspace else None,
+            len(p.problems),
+            p.review,
+        )
+        if seen != self._status_seen:
+            self._status_seen = seen
+            self._status_version += 1
+
     def _publish(self) -> None:
         """Keep the status and what the Web UI shows (search attributes, details) in step."""
         p = self._progress
@@ -513,6 +610,8 @@ class ExecutionWorkflow:
                 ]
             )
         workflow.set_current_details(_details_markdown(p))
+        if self._status_path is not None:
+            self._status_changed()
 
 
 def _details_markdown(p: Progress) -> str:

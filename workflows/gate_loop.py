@@ -35,7 +35,14 @@ async def run_gates_with_fixes(
             async with phase.branch_lock:
                 results = [
                     await steps.run_gate(
-                        ws, request.execution_id, level, scope, gate, ws.path, runs
+                        ws,
+                        request.execution_id,
+                        level,
+                        scope,
+                        gate,
+                        ws.path,
+                        runs,
+                        request.environment,
                     )
                     for gate in gates
                 ]

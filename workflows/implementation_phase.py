@@ -356,6 +356,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     fresh=fresh and attempt == 1,
                 ),
             )
+            await self.set_up_worktree(request, worktree.path, task.id)
             if worktree.replayed:
                 feedback = (
                     f"The execution branch moved: your change conflicts in "
@@ -380,6 +381,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                         attempt=state.attempts,
                         feedback=feedback[-FEEDBACK_CHARS:],
                         guidance=guidance if attempt == 1 else "",
+                        context_paths=request.context_paths,
+                        environment=request.environment,
                         max_cost_usd=self._attempt_cost_limit(request, task, state),
                         max_tokens=self._attempt_token_limit(task, state),
                     ),
@@ -408,7 +411,14 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 continue
             gates = [
                 await steps.run_gate(
-                    ws, request.execution_id, "task", task.id, gate, worktree.path, state.attempts
+                    ws,
+                    request.execution_id,
+                    "task",
+                    task.id,
+                    gate,
+                    worktree.path,
+                    state.attempts,
+                    request.environment,
                 )
                 for gate in task.gates
             ]

@@ -24,7 +24,12 @@ with workflow.unsafe.imports_passed_through():
         RemoveWorktreeRequest,
     )
     from coordinator.escalation import Action, Escalation, Resolution
-    from coordinator.execution import PhaseInput, SpecialistRef
+    from coordinator.execution import (
+        ExecutionInput,
+        PhaseInput,
+        SpecialistRef,
+        WorktreeSetupRequest,
+    )
     from coordinator.report import GateSummary, Spend, TaskState
     from coordinator.work import GateResult, SpecialistRequest, SpecialistResult
     from workflows import steps
@@ -35,6 +40,8 @@ GATE_UPDATE = "phase_gate_update"
 ESCALATION_RAISED = "phase_escalation"
 ESCALATION_CLOSED = "phase_escalation_closed"
 ESCALATION_ANSWERED = "escalation_answered"
+# The setup phase tells the workspace early to executions that keep a status file.
+WORKSPACE_READY = "phase_workspace_ready"
 SPEND = "phase_spend"
 
 ATTEMPTS = 3  # three strikes, then a human
@@ -76,7 +83,9 @@ class PhaseWorkflow:
         for result in results:
             await self._tell_execution(GATE_UPDATE, GateSummary.of(result))
 
-    async def escalate(self, request: PhaseInput, escalation: Escalation) -> Resolution:
+    async def escalate(
+        self, request: PhaseInput | ExecutionInput, escalation: Escalation
+    ) -> Resolution:
         """Ask a human and wait, durably, for the answer (or the plan's timeout)."""
         self._escalations += 1
         # Task ids cannot contain ':', so "<task>:n" and "<phase>:<scope>:n" never collide
@@ -182,6 +191,22 @@ class PhaseWorkflow:
             await steps.publish(ws, merged.head)
         return merged
 
+    async def set_up_worktree(self, request: PhaseInput, path: str, scope: str) -> None:
+        """`setup_per_worktree`: the setup commands again in a new worktree (a reused one
+        keeps its environment; the activity knows)."""
+        plan = request.plan
+        if plan.setup and plan.setup_per_worktree:
+            await steps.setup_worktree(
+                request.workspace,
+                WorktreeSetupRequest(
+                    execution_id=request.execution_id,
+                    worktree=path,
+                    scope=scope,
+                    commands=plan.setup,
+                    environment=request.environment,
+                ),
+            )
+
     def fixer(self, request: PhaseInput, default: str | None = None) -> SpecialistRef:
         name = request.plan.fixer or default or "fixer"
         return request.specialists.get(name) or SpecialistRef(name=name, backend="claude")
@@ -215,6 +240,7 @@ class PhaseWorkflow:
             ),
         )
         try:
+            await self.set_up_worktree(request, worktree.path, fix_id)
             result = await steps.run_specialist(
                 ws,
                 fixer,
@@ -231,6 +257,8 @@ class PhaseWorkflow:
                     attempt=attempt,
                     feedback=feedback[-FEEDBACK_CHARS:],
                     guidance=guidance,
+                    context_paths=request.context_paths,
+                    environment=request.environment,
                     role="fix",
                     max_cost_usd=self.budget_left(request),
                 ),

@@ -64,6 +64,7 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                     ),
                 )
                 try:
+                    await self.set_up_worktree(request, worktree.path, REVIEW_WORKTREE)
                     verdict = await steps.run_specialist(
                         ws,
                         reviewer,
@@ -79,7 +80,9 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                             timeout_s=reviewer.timeout_s,
                             cwd=worktree.path,
                             attempt=rounds,
-                            context_paths=[diff.diff_path],
+                            # The patch first: the reviewer's prompt says so.
+                            context_paths=[diff.diff_path, *request.context_paths],
+                            environment=request.environment,
                             role="review",
                             max_cost_usd=self.budget_left(request),
                         ),

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.claude.agent import ClaudeSpecialistActivities
     from activities.command_specialist import CommandSpecialistActivities
+    from activities.environment import EnvironmentActivities, write_status_file
     from activities.gates import GateActivities
     from activities.home import COMMIT_MISSING, publish_branch
     from activities.plan_check import check_plan as check_plan_activity
@@ -49,13 +50,21 @@ with workflow.unsafe.imports_passed_through():
         TaskWorktree,
         task_branch,
     )
+    from coordinator.environment import CommandEnvironment
     from coordinator.execution import (
         PlanCheck,
         PlanCheckInput,
+        PreparedEnvironment,
+        PrepareEnvironmentInput,
         PrepareWorkspaceInput,
+        SetupCommandRequest,
+        SetupCommandResult,
         SpecialistRef,
+        StatusFileRequest,
+        WorktreeSetupRequest,
+        WorktreeSetupResult,
     )
-    from coordinator.hosts import Placement
+    from coordinator.hosts import Placement, Recipe
     from coordinator.plan import Gate, Plan
     from coordinator.report import Workspace
     from coordinator.work import (
@@ -139,14 +148,27 @@ def _rebound(ws: Workspace, value: str) -> str:
 
 
 def _rebind(ws: Workspace, request: R) -> R:
+    """The request with every path on a former host (also in nested models and lists, like
+    the prepared environment and the context copies) naming the same place here."""
     if not ws.former_dirs:
         return request
-    changed = {
-        name: _rebound(ws, value)
-        for name, value in request
-        if isinstance(value, str) and _rebound(ws, value) != value
-    }
-    return request.model_copy(update=changed) if changed else request
+    rebound: R = _rebind_value(ws, request)
+    return rebound
+
+
+def _rebind_value(ws: Workspace, value: Any) -> Any:
+    if isinstance(value, str):
+        return _rebound(ws, value)
+    if isinstance(value, list):
+        return [_rebind_value(ws, item) for item in value]
+    if isinstance(value, BaseModel):
+        changed = {}
+        for name, item in value:
+            new = _rebind_value(ws, item)
+            if new != item:
+                changed[name] = new
+        return value.model_copy(update=changed) if changed else value
+    return value
 
 
 async def _on_host(
@@ -199,7 +221,7 @@ async def rehome(ws: Workspace, *, lost: str) -> None:
         return  # another step moved it already
     ws.moving = True
     try:
-        moved = await workflow.execute_activity_method(
+        moved: Workspace = await workflow.execute_activity_method(
             WorkspaceActivities.prepare_workspace,
             PrepareWorkspaceInput(
                 execution_id=ws.execution_id,
@@ -214,17 +236,61 @@ async def rehome(ws: Workspace, *, lost: str) -> None:
             retry_policy=RETRY,
             summary=f"re-home: {lost} is gone; the workspace again from {ws.home}"[:200],
         )
+        if _exec_dir(moved.path) != _exec_dir(ws.path):
+            ws.former_dirs.append(_exec_dir(ws.path))
+        ws.path, ws.host_queue, ws.head_commit = moved.path, moved.host_queue, moved.head_commit
+        # Keyed as the steps name them from now on; the placements still say the old host.
+        ws.worktrees = {_rebound(ws, path): placed for path, placed in ws.worktrees.items()}
+        ws.moves += 1
+        await _environment_again(ws)
     finally:
         ws.moving = False
-    if _exec_dir(moved.path) != _exec_dir(ws.path):
-        ws.former_dirs.append(_exec_dir(ws.path))
-    ws.path, ws.host_queue, ws.head_commit = moved.path, moved.host_queue, moved.head_commit
-    # Keyed as the steps will name them from now on; the placements still say the old host.
-    ws.worktrees = {_rebound(ws, path): placed for path, placed in ws.worktrees.items()}
-    ws.moves += 1
     parent = workflow.info().parent
     if parent is not None:  # the execution keeps its own copy for the phases after this one
         await workflow.get_external_workflow_handle(parent.workflow_id).signal(WORKSPACE_MOVED, ws)
+
+
+async def _environment_again(ws: Workspace) -> None:
+    """The prepared environment and the setup commands that passed, again on the new host
+    (its paths are the old ones rebound). Steps waiting for the move wait for this too."""
+    if ws.recipe is None:
+        return
+    recipe = _rebind(ws, ws.recipe)
+    options: dict[str, Any] = {
+        "task_queue": ws.host_queue,
+        "schedule_to_start_timeout": _grace(ws),
+        "heartbeat_timeout": HEARTBEAT,
+        "retry_policy": RETRY,
+    }
+    if recipe.prepared:
+        await workflow.execute_activity_method(
+            EnvironmentActivities.prepare_environment,
+            PrepareEnvironmentInput(
+                execution_id=ws.execution_id,
+                workspace=ws.path,
+                plan_dir=recipe.plan_dir,
+                context=recipe.context,
+                make_env_dir=recipe.make_env_dir,
+                status_file=recipe.status_file,
+            ),
+            start_to_close_timeout=GIT_TIMEOUT,
+            summary="re-home: the environment again",
+            **options,
+        )
+    for command in recipe.setup:
+        await workflow.execute_activity_method(
+            EnvironmentActivities.run_setup_command,
+            SetupCommandRequest(
+                execution_id=ws.execution_id,
+                command=command,
+                cwd=ws.path,
+                environment=recipe.environment,
+            ),
+            start_to_close_timeout=timedelta(seconds=command.timeout) + SLACK,
+            cancellation_type=WAIT,
+            summary=f"re-home: setup {command.name}: {command.run}"[:200],
+            **options,
+        )
 
 
 async def run_specialist(
@@ -277,11 +343,9 @@ async def run_specialist(
             )
             break
         except HostLost:
-            placed = ws.worktrees.get(_rebound(ws, request.cwd))
-            if placed is None or placed.pristine is None:
-                raise
             # Nothing has worked in it yet: make it again on the new host and start there.
-            await create_worktree(ws, placed.pristine)
+            if not await _make_again(ws, request.cwd):
+                raise
     if (placed := ws.worktrees.get(request.cwd)) is not None:
         placed.pristine = None  # its work is only on this host now
     return result
@@ -295,6 +359,7 @@ async def run_gate(
     gate: Gate,
     cwd: str,
     attempt: int,
+    environment: CommandEnvironment | None = None,
 ) -> GateResult:
     result, _, _ = await _on_host(
         ws,
@@ -306,6 +371,7 @@ async def run_gate(
             gate=gate,
             cwd=cwd,
             attempt=attempt,
+            environment=environment,
         ),
         summary=f"gate {gate.name}: {gate.run}"[:200],
         worktree="cwd",
@@ -456,3 +522,118 @@ async def diff(ws: Workspace, request: DiffRequest) -> DiffSummary:
         f"diff from {request.base_commit[:12]}",
     )
     return result
+
+
+# --- the plan's environment: only plans that ask for it (setup, context, env, status_file) ----
+
+
+async def prepare_environment(
+    ws: Workspace, request: PrepareEnvironmentInput
+) -> PreparedEnvironment:
+    prepared, request, _ = await _on_host(
+        ws,
+        EnvironmentActivities.prepare_environment,
+        request,
+        summary="prepare the environment, copy the context documents",
+        start_to_close_timeout=GIT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+    )
+    if ws.host_queue is not None:
+        ws.recipe = _recipe(ws).model_copy(
+            update={
+                "prepared": True,
+                "plan_dir": request.plan_dir,
+                "context": request.context,
+                "make_env_dir": request.make_env_dir,
+                "status_file": request.status_file,
+            }
+        )
+    return prepared
+
+
+async def run_setup_command(ws: Workspace, request: SetupCommandRequest) -> SetupCommandResult:
+    command = request.command
+    result, request, _ = await _on_host(
+        ws,
+        EnvironmentActivities.run_setup_command,
+        request,
+        summary=f"setup {command.name}: {command.run}"[:200],
+        start_to_close_timeout=timedelta(seconds=command.timeout) + SLACK,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        cancellation_type=WAIT,
+    )
+    if ws.host_queue is not None and request.cwd == ws.path:
+        # Made again after a move; one a human skipped never passed, so it is not here.
+        recipe = _recipe(ws)
+        setup = [c for c in recipe.setup if c.name != command.name] + [command]
+        ws.recipe = recipe.model_copy(update={"setup": setup, "environment": request.environment})
+    return result
+
+
+async def setup_worktree(ws: Workspace, request: WorktreeSetupRequest) -> WorktreeSetupResult:
+    if ws.host_queue is not None:
+        ws.recipe = _recipe(ws).model_copy(
+            update={"worktree_setup": request.commands, "environment": request.environment}
+        )
+    timeout = timedelta(seconds=sum(c.timeout for c in request.commands)) + SLACK
+    while True:
+        try:
+            result, _, _ = await _on_host(
+                ws,
+                EnvironmentActivities.setup_worktree,
+                request,
+                summary=f"setup in the worktree of {request.scope}"[:200],
+                worktree="worktree",
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=RETRY,
+                cancellation_type=WAIT,
+            )
+            return result
+        except HostLost:
+            # Setting up is not work of its own: a pristine worktree is made again.
+            if not await _make_again(ws, request.worktree, set_up=False):
+                raise
+
+
+def _recipe(ws: Workspace) -> Recipe:
+    return ws.recipe or Recipe()
+
+
+async def _make_again(ws: Workspace, worktree: str, *, set_up: bool = True) -> bool:
+    """A worktree nothing has worked in yet, made again on the workspace's (new) host, with
+    its per-worktree setup; False when it holds work only the lost host had."""
+    placed = ws.worktrees.get(_rebound(ws, worktree))
+    if placed is None or placed.pristine is None:
+        return False
+    made = await create_worktree(ws, placed.pristine)
+    recipe = ws.recipe
+    if set_up and recipe is not None and recipe.worktree_setup:
+        await setup_worktree(
+            ws,
+            WorktreeSetupRequest(
+                execution_id=placed.pristine.execution_id,
+                worktree=made.path,
+                scope=placed.pristine.task_id,
+                commands=recipe.worktree_setup,
+                environment=recipe.environment,
+            ),
+        )
+    return True
+
+
+# A local activity: its input (the whole progress) stays out of history, and each write adds
+# one marker event rather than three activity events.
+STATUS_FILE_TIMEOUT = timedelta(seconds=30)
+
+
+async def write_status(request: StatusFileRequest) -> None:
+    await workflow.execute_local_activity(
+        write_status_file,
+        request,
+        start_to_close_timeout=STATUS_FILE_TIMEOUT,
+        retry_policy=RETRY,
+        summary="status file",
+    )

@@ -46,7 +46,7 @@ from activities.claude.tools import (
     tool_definitions,
 )
 from activities.claude.transcript import Transcript
-from activities.process import safe_name, scrubbed_env
+from activities.process import MissingVariableError, command_env, safe_name
 from coordinator.claude import (
     DEFAULT_MAX_TURNS,
     AgentAttempt,
@@ -156,8 +156,17 @@ class ClaudeSpecialistActivities:
             context_chars=self.settings.context_chars,
             tools_note=_tools_note(perms),
         )
+        try:
+            # The plan's prepared environment, env and env_from, without the worker's secrets.
+            bash_env = command_env(request.environment)
+        except MissingVariableError as err:
+            raise ApplicationError(
+                f"{where}: {err}", type="MissingVariable", non_retryable=True
+            ) from err
+        bash_env = {k: v for k, v in bash_env.items() if k not in self.settings.secret_env}
         loop = _AgentLoop(
             system=system,
+            bash_env=bash_env,
             request=request,
             spec=spec,
             model=model,
@@ -208,6 +217,7 @@ class _AgentLoop:
         self,
         *,
         system: str,
+        bash_env: dict[str, str],
         request: SpecialistRequest,
         spec: Specialist,
         model: str,
@@ -232,10 +242,9 @@ class _AgentLoop:
         if perms.view or perms.write:
             self.handlers["str_replace_based_edit_tool"] = self.editor
         if perms.bash:
-            env = {k: v for k, v in scrubbed_env().items() if k not in secret_names}
             self.handlers["bash"] = BashTool(
                 root,
-                env=env,
+                env=bash_env,
                 timeout_s=settings.bash_timeout,
                 output_limit=settings.tool_output_chars,
                 log_dir=log_dir,
