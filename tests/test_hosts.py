@@ -92,10 +92,18 @@ def plan_for(folder: Path, marks: Path, release: Path, *, wait_in_gate: bool) ->
         task_two = shell_task("two", two, depends_on=["one"], gates=[{"name": "w", "run": waits}])
     else:
         task_two = shell_task("two", f"{waits}; {two}", depends_on=["one"])
+    # A tool the setup command installs into the prepared environment, which the last
+    # task's gate needs: after a move it must be there on the new host too.
+    tool = (
+        'mkdir -p "$COORD_ENV_DIR/bin" && tool="$COORD_ENV_DIR/bin/hosttool" && '
+        'printf \'#!/bin/sh\\necho tool-ok\\n\' > "$tool" && chmod +x "$tool" && '
+        f"echo run >> {marks}/setup.runs"
+    )
     return write_plan(
         folder,
         {
             "name": folder.name,
+            "setup": [{"name": "tool", "run": tool}],
             "tasks": [
                 shell_task("one", f"echo run >> {marks}/one.runs; echo one > one.txt"),
                 task_two,
@@ -103,6 +111,7 @@ def plan_for(folder: Path, marks: Path, release: Path, *, wait_in_gate: bool) ->
                     "three",
                     f"echo run >> {marks}/three.runs; sleep 0.5; echo three > three.txt",
                     depends_on=["two"],
+                    gates=[{"name": "tool", "run": 'test "$(hosttool)" = tool-ok'}],
                 ),
             ],
         },
@@ -235,11 +244,14 @@ async def test_executions_run_on_their_host_and_move_when_it_dies(
             assert set(hosts[split:]) == {queues["b"]}, hosts
             assert (ws.host_queue, ws.moves, len(prepares)) == (queues["b"], 1, 2)
             assert (execution.marks / "two.runs").read_text().split() == ["run", "run"]
+            # Its environment was made again there: the setup command ran on each host.
+            assert (execution.marks / "setup.runs").read_text().split() == ["run", "run"]
             assert not alive(int((execution.marks / "two.pid").read_text()))
         else:
             assert set(hosts) == {queues["b"]}, hosts
             assert (ws.host_queue, ws.moves, len(prepares)) == (queues["b"], 0, 1)
             assert (execution.marks / "two.runs").read_text().split() == ["run"]
+            assert (execution.marks / "setup.runs").read_text().split() == ["run"]
         assert {t.id: t.attempts for t in report.tasks} == {"one": 1, "two": 1, "three": 1}
     assert len(on_a) >= 2
 
