@@ -17,16 +17,58 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from cli.worker_process import worker_polls
-from coordinator.hosts import default_host_id, host_queue
+from coordinator.hosts import DEFAULT_HOST_GRACE_S, default_host_id, host_queue
 from coordinator.report import ExecutionReport
-from coordinator.settings import resolve_client_settings
+from coordinator.settings import ConfigError, resolve_client_settings
 from tests.engine_support import branch_log, git, make_repo, shell_task, start, write_plan
 from tests.test_durability import QUICK, Workers, alive, until, worker_env
 from workflows.execution import ExecutionWorkflow
+
+# --- the settings -----------------------------------------------------------------------------
+
+
+def test_host_ids_are_stable_per_workspace_root_and_distinct_between_roots(
+    tmp_path: Path,
+) -> None:
+    a, b = tmp_path / "a" / "workspaces", tmp_path / "b" / "workspaces"
+    assert default_host_id(a, "build.example.com") == default_host_id(a, "build.example.com")
+    assert default_host_id(a, "build.example.com").startswith("build.example.com-")
+    assert default_host_id(a, "h") != default_host_id(b, "h")
+    assert default_host_id(a, "odd host/name").startswith("odd-host-name-")
+    assert host_queue("coordinator", "h-1") == "coordinator@h-1"
+
+
+def test_several_worker_settings_resolve_from_env_then_yaml(tmp_path: Path) -> None:
+    config = tmp_path / "temporal-dev.yaml"
+    config.write_text("worker:\n  workspace_root: ws\n  host_grace: 30\n  host_id: yaml-host\n")
+    from_yaml = resolve_client_settings(config_path=config, environ={})
+    assert (from_yaml.host_id, from_yaml.host_grace_s) == ("yaml-host", 30.0)
+    # Unset, branches are published beside the workspace root.
+    assert from_yaml.shared_root == tmp_path / "shared"
+    assert from_yaml.publish_to_remote is True
+    env = {
+        "COORD_HOST_ID": "env-host",
+        "COORD_HOST_GRACE": "7.5",
+        "COORD_SHARED_ROOT": str(tmp_path / "nfs"),
+        "COORD_PUBLISH_TO_REMOTE": "false",
+    }
+    from_env = resolve_client_settings(config_path=config, environ=env)
+    assert (from_env.host_id, from_env.host_grace_s) == ("env-host", 7.5)
+    assert (from_env.shared_root, from_env.publish_to_remote) == (tmp_path / "nfs", False)
+    (tmp_path / "empty.yaml").write_text("")
+    defaults = resolve_client_settings(config_path=tmp_path / "empty.yaml", environ={})
+    assert defaults.host_grace_s == DEFAULT_HOST_GRACE_S
+    for bad in ({"COORD_HOST_GRACE": "soon"}, {"COORD_HOST_GRACE": "0"}, {"COORD_HOST_ID": "a b"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            resolve_client_settings(config_path=config, environ=bad)
+
+
+# --- two workers, one dies -----------------------------------------------------------------------
 
 GRACE = 5  # seconds a silent host is waited for (COORD_HOST_GRACE)
 # The killed worker's in-flight step is noticed at the heartbeat timeout (30 s), then the
