@@ -451,8 +451,9 @@ async def commit(ws: Workspace, request: CommitRequest) -> CommitResult:
 
 
 async def merge(ws: Workspace, request: MergeRequest) -> MergeResult:
-    """Land a task's commit on the execution branch and push the branch to its home. On a
-    new host, a task whose branch stayed on the old one is found merged, or HostLost."""
+    """Land a task's commit on the execution branch (`publish` pushes it after the merge
+    lock). On a new host, a task whose branch stayed on the old one is found merged (the old
+    host pushed it), or HostLost."""
     if ws.host_queue is not None:
         request = request.model_copy(update={"since": ws.base_commit})
     placed = next((w for w in ws.worktrees.values() if w.branch == request.task_branch), None)
