@@ -112,7 +112,8 @@ class HostLost(ApplicationError):
 
 
 def _grace(ws: Workspace) -> timedelta | None:
-    if ws.host_queue is None or not ws.host_grace_s:
+    """How long a step waits for its host; without a home to move from, for ever."""
+    if ws.host_queue is None or ws.home is None or not ws.host_grace_s:
         return None
     return timedelta(seconds=ws.host_grace_s)
 
