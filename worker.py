@@ -32,7 +32,9 @@ from activities.claude.agent import ClaudeSpecialistActivities
 from activities.command_specialist import CommandSpecialistActivities
 from activities.environment import EnvironmentActivities, write_status_file
 from activities.gates import GateActivities
+from activities.github import GithubActivities
 from activities.home import publish_branch
+from activities.notify import NotifyActivities
 from activities.plan_check import check_plan
 from activities.workspace import WorkspaceActivities
 from activities.worktrees import WorktreeActivities
@@ -75,6 +77,7 @@ def activities(
 ) -> list[Any]:
     workspace = WorkspaceActivities(workspace_root, host)
     worktrees = WorktreeActivities(workspace_root)
+    github = GithubActivities()  # GITHUB_TOKEN and GITHUB_API_URL: read when a step runs
     environment = EnvironmentActivities(workspace_root, artifacts_root)
     return [
         check_plan,
@@ -88,6 +91,13 @@ def activities(
         worktrees.remove_task_worktree,
         worktrees.commit_pending_work,
         worktrees.diff_from_base,
+        github.access,
+        github.push,
+        github.pull_request,
+        github.tick_issue,
+        github.status_comment,
+        github.review,
+        NotifyActivities().webhook,
         environment.prepare_environment,
         environment.run_setup_command,
         environment.setup_worktree,

@@ -7,7 +7,7 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +45,14 @@ class GitResult:
 
 
 async def run_git(
-    *args: str, cwd: Path | None = None, timeout: float = 300, stdin: str | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> GitResult:
-    """Run git and return its exit code and output, whatever the exit code."""
+    """Run git and return its exit code and output, whatever the exit code. `env` adds to
+    the worker's environment for this one command (credentials that must not be stored)."""
     proc = await asyncio.create_subprocess_exec(
         "git",
         *args,
@@ -55,7 +60,7 @@ async def run_git(
         stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **GIT_IDENTITY},
+        env={**os.environ, **GIT_IDENTITY, **(env or {})},
         start_new_session=True,
     )
     try:
@@ -74,10 +79,14 @@ async def run_git(
 
 
 async def git(
-    *args: str, cwd: Path | None = None, timeout: float = 300, stdin: str | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> str:
     """Run git and return its stdout; raise GitError with stderr on failure."""
-    result = await run_git(*args, cwd=cwd, timeout=timeout, stdin=stdin)
+    result = await run_git(*args, cwd=cwd, timeout=timeout, stdin=stdin, env=env)
     if result.returncode != 0:
         raise GitError(list(args), cwd, result.returncode or -1, result.stderr or result.stdout)
     return result.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 
@@ -10,7 +9,12 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from coordinator.escalation import Approval, Escalation
+from coordinator.escalation import (
+    Approval,
+    Escalation,
+    approval_commands,
+    resolve_commands,
+)
 from coordinator.report import GateSummary, Progress, TaskState
 
 _STYLE = {
@@ -26,7 +30,6 @@ _STYLE = {
 }
 
 ERROR_LINES = 20  # lines of a failure's output shown with a question
-GUIDANCE_PLACEHOLDER = "..."
 
 # Gate and specialist output is arbitrary text: no terminal escape sequences reach the screen.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
@@ -196,53 +199,21 @@ def escalation_lines(execution_id: str, e: Escalation) -> list[str]:
     if e.artifacts:
         lines.append("  logs:")
         lines += [f"    {a}" for a in e.artifacts]
-    eid, esc = _q(execution_id), _q(e.id)
-    if e.budget_usd is not None:
-        raised = round(max(e.budget_usd, e.spent_usd or 0.0) * 2, 2)
-        payload = {"escalation_id": e.id, "action": "retry", "budget": raised}
-        skip = [f"    coord resolve {eid} {esc} --skip"] if e.task_id else []
-        return [
-            *lines,
-            "  answer with one of:",
-            f"    coord resolve {eid} {esc} --retry --budget {raised}",
-            *skip,
-            f"    coord resolve {eid} {esc} --abort",
-            "  or with the Temporal CLI:",
-            f"    temporal workflow update execute --workflow-id {eid} --name resolve_escalation "
-            f"--input {shlex.quote(json.dumps(payload))}",
-        ]
-    lines += [
-        "  answer with one of:",
-        f'    coord resolve {eid} {esc} --retry --guidance "{GUIDANCE_PLACEHOLDER}"',
-        f"    coord resolve {eid} {esc} --skip",
-        f"    coord resolve {eid} {esc} --abort",
-        "  or with the Temporal CLI:",
-        f"    temporal workflow update execute --workflow-id {eid} --name resolve_escalation "
-        f"--input {resolve_input(e.id, 'retry', GUIDANCE_PLACEHOLDER)}",
-    ]
+    coord, temporal = resolve_commands(execution_id, e)
+    lines += ["  answer with one of:", *[f"    {c}" for c in coord]]
+    lines += ["  or with the Temporal CLI:", *[f"    {c}" for c in temporal]]
     return lines
 
 
-def resolve_input(escalation_id: str, action: str, guidance: str = "") -> str:
-    """The `--input` of `temporal workflow update execute` for a resolution, shell-quoted."""
-    payload: dict[str, str] = {"escalation_id": escalation_id, "action": action}
-    if guidance:
-        payload["guidance"] = guidance
-    return shlex.quote(json.dumps(payload))
-
-
 def approval_lines(execution_id: str, a: Approval) -> list[str]:
-    eid = _q(execution_id)
+    coord, temporal = approval_commands(execution_id)
     return [
         f"approval {a.name}",
         f"  question:  {clean(a.question)}",
         "  answer with one of:",
-        f"    coord approve {eid}",
-        f'    coord reject {eid} --reason "{GUIDANCE_PLACEHOLDER}"',
+        *[f"    {c}" for c in coord],
         "  or with the Temporal CLI:",
-        f"    temporal workflow update execute --workflow-id {eid} --name approve --input '{{}}'",
-        f"    temporal workflow update execute --workflow-id {eid} --name reject "
-        f"--input {shlex.quote(json.dumps({'reason': GUIDANCE_PLACEHOLDER}))}",
+        *[f"    {c}" for c in temporal],
     ]
 
 

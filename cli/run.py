@@ -1,11 +1,14 @@
-"""`coord run PLAN`: validate a plan, start its execution, optionally follow it to the end."""
+"""`coord run PLAN` (or `--from-issue OWNER/REPO#N`): validate a plan, start its execution,
+optionally follow it to the end."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -13,6 +16,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from activities.github import GithubReadError, fetch_issue
 from cli.common import (
     AddressOption,
     JsonOption,
@@ -24,53 +28,147 @@ from cli.common import (
 )
 from cli.exit_codes import ExitCode
 from cli.follow import finish, follow, report_handle
+from coordinator.checkboxes import item_texts
 from coordinator.execution import (
     ExecutionInput,
     build_execution_input,
     execution_id_problem,
 )
+from coordinator.plan import GithubHandoff, Plan
 from coordinator.settings import connect, execution_ui_url
-from coordinator.validation import format_problems, validate_plan_file
+from coordinator.validation import (
+    ValidationResult,
+    format_problems,
+    validate_breakdown,
+    validate_plan_file,
+)
 from workflows import search_attributes as sa
 from workflows.execution import ExecutionWorkflow
 
 
 def run_command(
-    plan: Path = typer.Argument(
-        ...,
+    plan: Path | None = typer.Argument(
+        None,
         help="The plan file (YAML, JSON or a Markdown breakdown .md), or a folder holding "
         "plan.yaml (or breakdown.md) and context documents (goal.md, requirements.md, "
         "research.md, plan.md).",
+    ),
+    from_issue: str | None = typer.Option(
+        None,
+        "--from-issue",
+        metavar="OWNER/REPO#N",
+        help="Run the Markdown breakdown in this GitHub issue's body; its boxes are ticked and "
+        "its status comment kept as the execution goes (GITHUB_TOKEN, GITHUB_API_URL).",
     ),
     execution_id: str | None = typer.Option(
         None, "--id", help="Execution id (default: <plan name>-<random>)."
     ),
     repo: Path | None = typer.Option(None, "--repo", help="Run on this repository instead."),
+    github: str | None = typer.Option(
+        None,
+        "--github",
+        metavar="OWNER/REPO",
+        help="Hand off to this GitHub repository (push, pull request, status comment); "
+        "the worker needs GITHUB_TOKEN.",
+    ),
     wait: bool = typer.Option(False, "--wait", help="Follow progress until the end."),
     json_output: bool = JsonOption,
     address: str | None = AddressOption,
     namespace: str | None = NamespaceOption,
 ) -> None:
-    """Start an execution of PLAN; print its id and Web UI link.
+    """Start an execution of PLAN (or of a GitHub issue's breakdown); print its id and Web UI
+    link.
 
     Exit codes: 0 Complete, 1 Partial/Blocked/Failed/Cancelled, 2 invalid plan or arguments,
     3 waiting on a human, 4 Temporal unreachable.
     """
     if execution_id is not None and (problem := execution_id_problem(execution_id)):
         fail(problem, ExitCode.INVALID)
-    result = validate_plan_file(plan, repository_override=repo)
+    if (plan is None) == (from_issue is None):
+        fail("give a plan file or --from-issue OWNER/REPO#N (one of them)", ExitCode.INVALID)
+    if from_issue is not None:
+        if github is not None:
+            fail(
+                "--from-issue hands off to the issue's repository: leave out --github",
+                ExitCode.INVALID,
+            )
+        checked, plan_file = _plan_from_issue(from_issue, repo)
+    else:
+        assert plan is not None
+        result = validate_plan_file(plan, repository_override=repo)
+        checked, plan_file = _valid(result), Path(result.plan_file or plan)  # a folder's file
+    if github is not None:
+        checked.handoff.github = _github_handoff(checked, github)
+    request = build_execution_input(
+        checked, plan_file, repository_override=repo, execution_id=execution_id
+    )
+    raise typer.Exit(int(run_async(_start(request, wait, json_output, address, namespace))))
+
+
+def _valid(result: ValidationResult) -> Plan:
     if result.plan is None or result.errors:
         typer.echo(format_problems(result), err=True)
         raise typer.Exit(int(ExitCode.INVALID))
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    request = build_execution_input(
-        result.plan,
-        Path(result.plan_file or plan),  # a folder's plan file
+    return result.plan
+
+
+_ISSUE_REF = re.compile(
+    r"^(?:https?://[^/]+/)?(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)(?:#|/issues/)(?P<n>\d+)/?$"
+)
+
+
+def _plan_from_issue(ref: str, repo: Path | None) -> tuple[Plan, Path]:
+    """The issue's body read as a Markdown breakdown, handing off to the issue itself: its
+    repository, its checkboxes (each task's own item, as read now), its status comment."""
+    match = _ISSUE_REF.match(ref.strip())
+    if match is None:
+        fail(
+            f"--from-issue: '{ref}' must look like owner/repo#123 (or an issue URL)",
+            ExitCode.INVALID,
+        )
+    name, number = match["repo"], int(match["n"])
+    try:
+        issue = fetch_issue(name, number)
+    except GithubReadError as err:
+        fail(f"--from-issue: {err}", ExitCode.INVALID)
+    # Without `repository:` in its YAML block (or --repo), the plan runs on the issue's own
+    # repository, cloned by the worker.
+    defaults = {} if repo is not None else {"repository": issue.clone_url}
+    parsed, result = validate_breakdown(
+        issue.body,
+        source=f"{name}#{number}",
+        base_dir=Path.cwd(),
+        defaults=defaults,
         repository_override=repo,
-        execution_id=execution_id,
     )
-    raise typer.Exit(int(run_async(_start(request, wait, json_output, address, namespace))))
+    plan = _valid(result)
+    texts = item_texts(issue.body)
+    current = plan.handoff.github
+    handoff = current.model_dump() if current is not None else {}
+    plan.handoff.github = GithubHandoff.model_validate(
+        {
+            **handoff,
+            "repo": name,
+            "issue": number,
+            "checkboxes": {
+                t.id: texts[t.line] for t in parsed.tasks if not t.ticked and t.line in texts
+            },
+        }
+    )
+    # Relative paths in the breakdown's settings are taken from the current folder.
+    return plan, Path.cwd() / f"issue-{number}.md"
+
+
+def _github_handoff(plan: Plan, repo: str) -> GithubHandoff:
+    """`--github owner/repo` on top of the plan's own handoff settings (issue, draft, ...)."""
+    current = plan.handoff.github
+    fields = current.model_dump() if current is not None else {}
+    try:
+        return GithubHandoff.model_validate({**fields, "repo": repo})
+    except ValidationError:
+        fail(f"--github: '{repo}' must look like 'owner/name'", ExitCode.INVALID)
 
 
 async def _start(
@@ -82,6 +180,8 @@ async def _start(
 ) -> ExitCode:
     settings = settings_from(address, namespace)
     client = await connect(settings)
+    ui_url = execution_ui_url(settings, request.execution_id)
+    request.ui_url = ui_url  # links in the pull request and the status comment
     try:
         await client.start_workflow(
             ExecutionWorkflow.run,
@@ -100,7 +200,6 @@ async def _start(
         )
     except WorkflowAlreadyStartedError:
         fail(f"an execution with id '{request.execution_id}' already exists", ExitCode.INVALID)
-    ui_url = execution_ui_url(settings, request.execution_id)
     if not json_output:
         typer.echo(f"started execution {request.execution_id}")
         if ui_url:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -84,3 +86,57 @@ class Approval(BaseModel):
     asked_at: datetime | None = None
     answered_at: datetime | None = None
     answer: ApprovalAnswer | None = None
+
+
+# --- the exact commands that answer a waiting execution (the CLI and GitHub comments) ---------
+
+GUIDANCE_PLACEHOLDER = "..."
+
+
+def resolve_input(escalation_id: str, action: str, guidance: str = "") -> str:
+    """The `--input` of `temporal workflow update execute` for a resolution, shell-quoted."""
+    payload: dict[str, str] = {"escalation_id": escalation_id, "action": action}
+    if guidance:
+        payload["guidance"] = guidance
+    return shlex.quote(json.dumps(payload))
+
+
+def resolve_commands(execution_id: str, e: Escalation) -> tuple[list[str], list[str]]:
+    """(`coord` commands, the equivalent `temporal` command) answering an escalation. A
+    budget escalation retries with a higher budget (twice the larger of limit and spending)
+    and only a task's budget can be skipped."""
+    eid, esc = shlex.quote(execution_id), shlex.quote(e.id)
+    if e.budget_usd is not None:
+        raised = round(max(e.budget_usd, e.spent_usd or 0.0) * 2, 2)
+        payload = {"escalation_id": e.id, "action": "retry", "budget": raised}
+        skip = [f"coord resolve {eid} {esc} --skip"] if e.task_id else []
+        coord = [
+            f"coord resolve {eid} {esc} --retry --budget {raised}",
+            *skip,
+            f"coord resolve {eid} {esc} --abort",
+        ]
+        temporal_input = shlex.quote(json.dumps(payload))
+    else:
+        coord = [
+            f'coord resolve {eid} {esc} --retry --guidance "{GUIDANCE_PLACEHOLDER}"',
+            f"coord resolve {eid} {esc} --skip",
+            f"coord resolve {eid} {esc} --abort",
+        ]
+        temporal_input = resolve_input(e.id, "retry", GUIDANCE_PLACEHOLDER)
+    temporal = [
+        f"temporal workflow update execute --workflow-id {eid} --name resolve_escalation "
+        f"--input {temporal_input}"
+    ]
+    return coord, temporal
+
+
+def approval_commands(execution_id: str) -> tuple[list[str], list[str]]:
+    """(`coord` commands, the equivalent `temporal` commands) answering an approval."""
+    eid = shlex.quote(execution_id)
+    coord = [f"coord approve {eid}", f'coord reject {eid} --reason "{GUIDANCE_PLACEHOLDER}"']
+    temporal = [
+        f"temporal workflow update execute --workflow-id {eid} --name approve --input '{{}}'",
+        f"temporal workflow update execute --workflow-id {eid} --name reject "
+        f"--input {shlex.quote(json.dumps({'reason': GUIDANCE_PLACEHOLDER}))}",
+    ]
+    return coord, temporal

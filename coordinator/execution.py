@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from coordinator.branches import DiffSummary
 from coordinator.environment import CommandEnvironment
+from coordinator.handoff import GithubHandoffResult, GithubPhaseInput
 from coordinator.plan import (
     Plan,
     SetupCommand,
@@ -31,6 +32,9 @@ class ExecutionInput(BaseModel):
     plan_dir: str
     # The plan's `repository` resolved: an absolute local path, or a clone URL.
     repository: str
+    # The execution's page in the Temporal Web UI, when `coord run` knows it (for links in
+    # the pull request and the status comment).
+    ui_url: str | None = None
 
 
 DEFAULT_SPECIALIST_TIMEOUT_S = 1800
@@ -191,6 +195,8 @@ class PhaseInput(BaseModel):
     workspace: Workspace
     routes: dict[str, str]
     specialists: dict[str, SpecialistRef]
+    # The GitHub handoff, for the integration and review phases; None: none (or no token).
+    github: GithubPhaseInput | None = None
     # What every command gets (env, env_from names, the prepared environment); None: nothing.
     environment: CommandEnvironment | None = None
     context_paths: list[str] = Field(default_factory=list)
@@ -221,8 +227,13 @@ class ReviewResult(BaseModel):
     rounds: int = 0
     aborted: bool = False
     head: str
+    # With a GitHub handoff: the review as posted on the pull request, and the head pushed.
+    review_event: str | None = None
+    pushed_head: str | None = None
+    problems: list[str] = Field(default_factory=list)
 
 
 class IntegrationResult(BaseModel):
     head: str
     diff: DiffSummary
+    github: GithubHandoffResult | None = None

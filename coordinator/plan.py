@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    model_validator,
 )
 
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
@@ -126,14 +127,45 @@ class Approval(StrictModel):
     before_handoff: bool | None = None
 
 
+GithubRepo = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]
+
+
 class GithubHandoff(StrictModel):
-    repo: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]
+    repo: GithubRepo
+    # The issue whose `- [ ]` lines of finished tasks get ticked and which carries the status
+    # comment (without one, the status comment goes on the pull request).
     issue: Annotated[int, Field(gt=0)] | None = None
     draft: bool = True
+    title: NonEmpty | None = None  # the pull request's title (default: "coord: <plan name>")
+    # A remote branch that moved under us is reported, never overwritten, unless this is on
+    # (then with a lease: only over the head we saw).
+    force_push: bool = False
+    # Task id -> the text of its `- [ ]` item in the issue, as `coord run --from-issue` read
+    # it: that exact line is ticked when the task is done (others match by id or title).
+    checkboxes: dict[str, str] = Field(default_factory=dict)
 
 
 class Handoff(StrictModel):
     github: GithubHandoff | None = None
+
+
+WEBHOOK_URL_PATTERN = r"^https?://\S+$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Notify(StrictModel):
+    """Where a JSON POST goes when the execution waits on a human and when it ends."""
+
+    # A URL in the plan travels in workflow history; a secret one (chat webhooks usually
+    # are) belongs in the worker's environment: name the variable with `webhook_env`.
+    webhook: Annotated[str, StringConstraints(pattern=WEBHOOK_URL_PATTERN)] | None = None
+    webhook_env: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)] | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Notify:
+        if self.webhook is not None and self.webhook_env is not None:
+            raise ValueError("give either webhook or webhook_env, not both")
+        return self
 
 
 class Task(StrictModel):
@@ -197,6 +229,7 @@ class Plan(StrictModel):
     layer_gates: list[Gate] = Field(default_factory=list)
     tasks: list[Task] = Field(default_factory=list)
     handoff: Handoff = Field(default_factory=Handoff)
+    notify: Notify = Field(default_factory=Notify)
     # Run in the setup phase, on the execution branch, before any specialist (and again in
     # every new worktree with setup_per_worktree).
     setup: list[SetupCommand] = Field(default_factory=list)
@@ -221,3 +254,7 @@ class Plan(StrictModel):
         if self.approval.before_handoff is not None:
             return self.approval.before_handoff
         return self.handoff.github is not None
+
+    @property
+    def notifies(self) -> bool:
+        return self.notify.webhook is not None or self.notify.webhook_env is not None

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, computed_field
 
 from coordinator.escalation import Approval, Escalation
+from coordinator.handoff import HandoffState
 from coordinator.hosts import Placement, Recipe
 from coordinator.work import GateLevel, GateResult
 
@@ -157,6 +158,7 @@ class Progress(BaseModel):
     escalations: list[Escalation] = Field(default_factory=list)
     approvals: list[Approval] = Field(default_factory=list)
     review: str = ""
+    handoff: HandoffState | None = None  # when the plan configures a GitHub handoff
     # Claude specialists' spending outside tasks, and the execution's budget (USD) as it
     # stands (the plan's, or what a human raised it to).
     spend: list[Spend] = Field(default_factory=list)
@@ -230,7 +232,8 @@ class Progress(BaseModel):
         return max(chain.values(), default=0)
 
 
-ReportStatus = Literal["Complete", "Partial", "Blocked", "Cancelled", "Failed"]
+# "In progress" only in a report rendered before the end (the pull request's first body).
+ReportStatus = Literal["Complete", "Partial", "Blocked", "Cancelled", "Failed", "In progress"]
 
 _REPORT_STATUS: dict[ExecutionStatus, ReportStatus] = {
     ExecutionStatus.COMPLETED: "Complete",
@@ -256,6 +259,7 @@ class ExecutionReport(BaseModel):
     escalations: list[Escalation] = Field(default_factory=list)
     approvals: list[Approval] = Field(default_factory=list)
     review: str = ""
+    handoff: HandoffState | None = None
     spend: list[Spend] = Field(default_factory=list)
     budget_usd: float | None = None
     human_todo: list[str] = Field(default_factory=list)
@@ -264,12 +268,12 @@ class ExecutionReport(BaseModel):
 
     @classmethod
     def from_progress(
-        cls, progress: Progress, *, human_todo: list[str], finished_at: datetime
+        cls, progress: Progress, *, human_todo: list[str], finished_at: datetime | None
     ) -> ExecutionReport:
         return cls(
             execution_id=progress.execution_id,
             plan_name=progress.plan_name,
-            status=_REPORT_STATUS[progress.status],
+            status=_REPORT_STATUS.get(progress.status, "In progress"),
             phases=progress.phases,
             tasks=progress.tasks,
             workspace=progress.workspace,
@@ -279,6 +283,7 @@ class ExecutionReport(BaseModel):
             escalations=progress.escalations,
             approvals=progress.approvals,
             review=progress.review,
+            handoff=progress.handoff,
             spend=progress.spend,
             budget_usd=progress.budget_usd,
             human_todo=human_todo,
@@ -392,6 +397,8 @@ class ExecutionReport(BaseModel):
                     f"- re-homed {ws.moves} time(s): its worker was gone longer than the grace "
                     "period; the branch came back from its home"
                 )
+        if self.handoff:
+            lines += ["", "### Handoff", "", *handoff_lines(self.handoff)]
         if self.problems:
             lines += ["", "### Problems", ""] + [f"- {p}" for p in self.problems]
         lines += ["", "### Final Validation Required", ""]
@@ -399,6 +406,29 @@ class ExecutionReport(BaseModel):
         if ui_url:
             lines += ["", f"Temporal UI: {ui_url}"]
         return "\n".join(lines) + "\n"
+
+
+def handoff_lines(h: HandoffState) -> list[str]:
+    """What was handed to GitHub, or why not (Markdown list items)."""
+    if not h.enabled:
+        why = h.skipped_reason or "not handed off yet"
+        return [f"- GitHub `{h.repo}`: pull request step skipped: {why}. The branch stays local."]
+    lines = []
+    if h.pushed_head and h.branch:
+        lines.append(f"- Branch `{h.branch}` pushed to `{h.repo}` at `{h.pushed_head[:12]}`")
+    if h.pull_request:
+        pr = h.pull_request
+        lines.append(f"- Pull request [#{pr.number}]({pr.url})" + (" (draft)" if pr.draft else ""))
+    if h.issue is not None:
+        ticked = ", ".join(h.ticked) if h.ticked else "none"
+        lines.append(f"- Issue #{h.issue}: boxes ticked for {ticked}")
+    if h.status_comment_url:
+        lines.append(f"- Status comment: {h.status_comment_url}")
+    if h.review_event:
+        lines.append(f"- Review posted on the pull request ({h.review_event})")
+    if h.skipped_reason:
+        lines.append(f"- Not handed off: {h.skipped_reason}")
+    return lines or [f"- GitHub `{h.repo}`: nothing handed off yet"]
 
 
 def _cell(text: str) -> str:

@@ -44,7 +44,15 @@ from coordinator.loader import (
     line_for,
     load_plan_file,
 )
-from coordinator.plan import Gate, Plan, is_clone_url, local_path, plan_folder
+from coordinator.plan import (
+    ENV_NAME_PATTERN,
+    WEBHOOK_URL_PATTERN,
+    Gate,
+    Plan,
+    is_clone_url,
+    local_path,
+    plan_folder,
+)
 from coordinator.specialists import SpecialistRegistry, load_registry
 
 Severity = Literal["error", "warning"]
@@ -489,6 +497,10 @@ def _pydantic_message(err: Any, loc: PathKey) -> str:
             )
         if pattern == _GITHUB_REPO_PATTERN:
             return f"must look like 'owner/name'{got}"
+        if pattern == WEBHOOK_URL_PATTERN:
+            return f"must be an http:// or https:// URL{got}"
+        if pattern == ENV_NAME_PATTERN:
+            return f"must be an environment variable name{got}"
         return f"must match {pattern}{got}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"must be an integer{got}"

@@ -9,9 +9,10 @@ approval? → integration → review), keeps the progress the phases report, ans
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import (
@@ -39,6 +40,16 @@ with workflow.unsafe.imports_passed_through():
         SetupResult,
         StatusFileRequest,
     )
+    from coordinator.handoff import (
+        GithubAccessRequest,
+        GithubPhaseInput,
+        HandoffState,
+        PullRequestRequest,
+        PushRequest,
+        StatusCommentRequest,
+        TaskRef,
+        WebhookRequest,
+    )
     from coordinator.report import (
         PHASES,
         ExecutionReport,
@@ -51,6 +62,13 @@ with workflow.unsafe.imports_passed_through():
         Spend,
         TaskState,
         Workspace,
+    )
+    from coordinator.status_comment import (
+        render_status,
+        status_signature,
+        waiting_signature,
+        webhook_payload,
+        webhook_text,
     )
     from workflows import search_attributes as sa
     from workflows import steps
@@ -70,8 +88,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.setup_phase import SetupPhaseWorkflow
     from workflows.validation_phase import ValidationPhaseWorkflow
 
+T = TypeVar("T")
+
 DETAILS_TASK_ROWS = 50  # the Web UI shows a summary table, not a thousand rows
 PHASE_TIMEOUT = timedelta(days=30)  # phases wait on humans; this only bounds a forgotten run
+# Executions started before the GitHub handoff and notifications existed replay without them.
+HANDOFF_PATCH = "github-handoff"
 
 
 def _check_budget_answer(escalation: Escalation, answer: Resolution) -> None:
@@ -133,6 +155,13 @@ class ExecutionWorkflow:
         )
         self._human_todo: list[str] = []
         self._visible: tuple[str, str, int] | None = None  # search attributes last upserted
+        # The status comment and the webhook: a background task posts when what people
+        # should see changed (a phase, a question, the end), one post at a time.
+        self._notice_task: asyncio.Task[None] | None = None
+        self._notice_wanted: tuple[object, ...] | None = None
+        self._notice_dirty = False
+        self._notice_closing = False
+        self._waiting_notified: tuple[str, ...] = ()
         # The status file (plans with `status_file`): a version bumped when something it
         # shows changed, and the version last written.
         self._status_path = status_file_path(request.plan.status_file, request.execution_id)
@@ -338,17 +367,21 @@ class ExecutionWorkflow:
             escalation.state = "withdrawn"  # nobody needs to answer a finished execution
         self._progress.status = status
         self._publish()
+        report = ExecutionReport.from_progress(
+            self._progress, human_todo=self._human_todo, finished_at=workflow.now()
+        )
+        if self._notice_task is not None:
+            await self._finish_handoff(report)
         if writer is not None:  # the final state, exactly, is on disk before the run ends
             self._status_version += 1
             self._status_closing = True
             await writer
-        return ExecutionReport.from_progress(
-            self._progress, human_todo=self._human_todo, finished_at=workflow.now()
-        )
+        return report
 
     async def _run_phases(self, request: ExecutionInput) -> None:
         setup = await self._run_setup(request)
         ws = setup.workspace
+        await self._start_handoff(request)
         phase_input = PhaseInput(
             execution_id=request.execution_id,
             plan=request.plan,
@@ -397,14 +430,44 @@ class ExecutionWorkflow:
             )
 
         self._set_phase("integration", "running", f"finalising {ws.branch}")
-        integration = await self._child(IntegrationPhaseWorkflow.run, phase_input, "integration")
-        self._record_head(integration.head)
-        self._set_phase(
+        github = self._github_input(request)
+        integration = await self._child(
+            IntegrationPhaseWorkflow.run,
+            phase_input.model_copy(update={"github": github}) if github else phase_input,
             "integration",
-            "done",
-            f"{ws.branch} at {integration.head[:12]}, {integration.diff.total_files} files changed",
         )
+        self._record_head(integration.head)
+        summary = (
+            f"{ws.branch} at {integration.head[:12]}, {integration.diff.total_files} files changed"
+        )
+        handoff = self._progress.handoff
+        if handoff is not None and integration.github is not None:
+            result = integration.github
+            if result.push is not None:
+                handoff.pushed_head = result.push.head
+            handoff.pull_request = result.pull_request
+            if result.tick is not None:
+                handoff.ticked = result.tick.ticked + result.tick.already_ticked
+            if result.pull_request is not None:
+                summary += f"; pull request #{result.pull_request.number}"
+            if result.skipped_reason:
+                handoff.enabled = False
+                handoff.skipped_reason = result.skipped_reason
+                if not result.aborted:
+                    self._human_todo.append(
+                        f"Push {ws.branch} and open its pull request yourself: the GitHub "
+                        "handoff was skipped (see Handoff)."
+                    )
+            if result.aborted:
+                self._set_phase("integration", "done", summary)
+                raise _Stop(ExecutionStatus.PARTIAL, "Aborted at the GitHub handoff.")
+        self._set_phase("integration", "done", summary)
 
+        if github is not None and handoff is not None and handoff.pull_request is not None:
+            github.pull_request = handoff.pull_request
+            github.pushed_head = handoff.pushed_head
+            github.body = ""  # the review does not need it
+            phase_input = phase_input.model_copy(update={"github": github})
         await self._run_review(phase_input)
 
     async def _run_review(self, phase_input: PhaseInput) -> None:
@@ -427,6 +490,11 @@ class ExecutionWorkflow:
         self._set_phase("review", "running", f"reviewer {reviewer.name}")
         review = await self._child(ReviewPhaseWorkflow.run, phase_input, "review")
         self._record_head(review.head)
+        if self._progress.handoff is not None:
+            if review.pushed_head:
+                self._progress.handoff.pushed_head = review.pushed_head
+            self._progress.handoff.review_event = review.review_event
+        self._progress.problems += review.problems
         self._progress.review = f"{review.verdict} after {review.rounds} round(s)" + (
             f":\n\n```\n{review.findings[-2000:]}\n```" if review.findings else ""
         )
@@ -612,6 +680,183 @@ class ExecutionWorkflow:
         workflow.set_current_details(_details_markdown(p))
         if self._status_path is not None:
             self._status_changed()
+        if self._notice_task is not None and not self._notice_closing:
+            wanted = status_signature(p)
+            if wanted != self._notice_wanted:
+                self._notice_wanted = wanted
+                self._notice_dirty = True
+
+    # --- the GitHub handoff and notifications ----------------------------------------------
+
+    async def _start_handoff(self, request: ExecutionInput) -> None:
+        """With a GitHub handoff or a webhook configured: ask whether this worker can reach
+        GitHub (a token is present; its value stays on the worker), then keep the status
+        comment and the webhook informed until the end."""
+        plan = request.plan
+        gh = plan.handoff.github
+        if gh is None and not plan.notifies:
+            return
+        if not workflow.patched(HANDOFF_PATCH):
+            return
+        if gh is not None:
+            access = await steps.github_access(GithubAccessRequest(repo=gh.repo))
+            ws = self._progress.workspace
+            self._progress.handoff = HandoffState(
+                repo=gh.repo,
+                issue=gh.issue,
+                enabled=access.enabled,
+                skipped_reason=access.reason,
+                branch=ws.branch if ws else None,
+            )
+        self._notice_task = asyncio.create_task(self._notice_loop())
+        self._publish()
+
+    def _github_input(self, request: ExecutionInput) -> GithubPhaseInput | None:
+        gh = request.plan.handoff.github
+        handoff = self._progress.handoff
+        if gh is None or handoff is None or not handoff.enabled:
+            return None
+        interim = ExecutionReport.from_progress(
+            self._progress, human_todo=self._human_todo, finished_at=None
+        )
+        return GithubPhaseInput(
+            repo=gh.repo,
+            issue=gh.issue,
+            draft=gh.draft,
+            force_push=gh.force_push,
+            title=gh.title or f"coord: {request.plan.name}",
+            body=interim.to_markdown(request.ui_url),
+            finished=[
+                TaskRef(id=t.id, title=t.title, checkbox=gh.checkboxes.get(t.id))
+                for t in self._progress.tasks
+                if t.status == "passed"
+            ],
+        )
+
+    async def _notice_loop(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: self._notice_dirty or self._notice_closing)
+            if self._notice_closing:
+                return  # the final post follows
+            self._notice_dirty = False
+            await self._post_notice(None)
+
+    async def _post_notice(self, report: ExecutionReport | None) -> None:
+        """Update the status comment and, when a new question waits or at the end, the
+        webhook. Failures are reported, never raised: people miss a note, the work goes on."""
+        p = self._progress
+        ui_url = self._request.ui_url
+        waiting = waiting_signature(p)
+        if self._request.plan.notifies and (
+            report is not None or (waiting and waiting != self._waiting_notified)
+        ):
+            self._waiting_notified = waiting
+            notify = self._request.plan.notify
+            text = webhook_text(p, ui_url=ui_url, report=report)
+            payload = webhook_payload(
+                p,
+                event="finished" if report is not None else "waiting",
+                text=text,
+                ui_url=ui_url,
+                report=report,
+            )
+            await self._quietly(
+                "webhook not delivered",
+                steps.notify_webhook(
+                    WebhookRequest(
+                        execution_id=p.execution_id,
+                        url=notify.webhook,
+                        url_env=notify.webhook_env,
+                        payload=payload,
+                    )
+                ),
+                report=report,
+                add_problem=False,
+            )
+        handoff = p.handoff
+        if handoff is None or not handoff.enabled:
+            return
+        number = handoff.issue or (handoff.pull_request.number if handoff.pull_request else None)
+        if number is None:
+            return  # no issue: the comment goes on the pull request once there is one
+        comment = await self._quietly(
+            "status comment not updated",
+            steps.github_status_comment(
+                StatusCommentRequest(
+                    repo=handoff.repo,
+                    number=number,
+                    execution_id=p.execution_id,
+                    body=render_status(p, ui_url=ui_url, report=report),
+                )
+            ),
+            report=report,
+        )
+        if comment is not None:
+            handoff.status_comment_url = comment.url
+
+    async def _quietly(
+        self,
+        what: str,
+        call: Awaitable[T],
+        *,
+        report: ExecutionReport | None,
+        add_problem: bool = True,
+    ) -> T | None:
+        try:
+            return await call
+        except ActivityError as err:
+            message = f"{what}: {root_message(err)}"
+            workflow.logger.warning(message)
+            if add_problem and message not in self._progress.problems:
+                self._progress.problems.append(message)
+            if add_problem and report is not None and message not in report.problems:
+                report.problems.append(message)
+            return None
+
+    async def _finish_handoff(self, report: ExecutionReport) -> None:
+        """The end: push what the last phases added, the final report as the pull request's
+        body, the final status comment and webhook."""
+        self._notice_closing = True
+        if self._notice_task is not None:
+            await self._notice_task
+        handoff = self._progress.handoff
+        ws = self._progress.workspace
+        gh = self._request.plan.handoff.github
+        if handoff is not None and handoff.enabled and handoff.pull_request and ws and gh:
+            if handoff.pushed_head and ws.head_commit != handoff.pushed_head:
+                pushed = await self._quietly(
+                    "final push failed",
+                    steps.github_push(
+                        ws,
+                        PushRequest(
+                            execution_id=report.execution_id,
+                            repo=gh.repo,
+                            workspace=ws.path,
+                            branch=ws.branch,
+                            force=gh.force_push,
+                        ),
+                    ),
+                    report=report,
+                )
+                if pushed is not None:
+                    handoff.pushed_head = pushed.head
+            await self._quietly(
+                "pull request body not updated",
+                steps.github_pull_request(
+                    PullRequestRequest(
+                        execution_id=report.execution_id,
+                        repo=gh.repo,
+                        branch=ws.branch,
+                        base=ws.base_branch,
+                        title=gh.title or f"coord: {self._request.plan.name}",
+                        body=report.to_markdown(self._request.ui_url),
+                        draft=gh.draft,
+                    )
+                ),
+                report=report,
+            )
+        await self._post_notice(report)
+        report.handoff = handoff
 
 
 def _details_markdown(p: Progress) -> str:

@@ -1,19 +1,22 @@
 """ReviewPhase: the reviewer reads the diff from the base branch and gives a verdict;
 "changes requested" goes to the fixer, then the system gates, then review again (at most
-three rounds, then a human decides)."""
+three rounds, then a human decides). With a pull request open, the branch is pushed again
+when the review's fixes moved it, and the verdict is posted as a review of the pull request."""
 
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.branches import CreateWorktreeRequest, DiffRequest, RemoveWorktreeRequest
     from coordinator.escalation import Action, Escalation
     from coordinator.execution import PhaseInput, ReviewResult
+    from coordinator.handoff import GithubPhaseInput, PushRequest, ReviewRequest
     from coordinator.work import SpecialistRequest
     from workflows import steps
     from workflows.gate_loop import run_gates_with_fixes
-    from workflows.phase import ATTEMPTS, FIX_PREFIX, PhaseWorkflow, first_line
+    from workflows.phase import ATTEMPTS, FIX_PREFIX, PhaseWorkflow, first_line, root_message
 
 REVIEW_WORKTREE = "coord-review"  # the `coord-` prefix is reserved: no task can clash
 
@@ -28,6 +31,48 @@ REVIEW_PROMPT = (
 class ReviewPhaseWorkflow(PhaseWorkflow):
     @workflow.run
     async def run(self, request: PhaseInput) -> ReviewResult:
+        result = await self._review(request)
+        gh = request.github
+        if gh is not None and gh.pull_request is not None:
+            await self._post_review(request, gh, result)
+        return result
+
+    async def _post_review(
+        self, request: PhaseInput, gh: GithubPhaseInput, result: ReviewResult
+    ) -> None:
+        """Push the review's fixes, then post the verdict. A failure here is reported, not
+        escalated: the work is done and the pull request exists."""
+        assert gh.pull_request is not None
+        ws = request.workspace
+        try:
+            if result.head != gh.pushed_head:
+                pushed = await steps.github_push(
+                    ws,
+                    PushRequest(
+                        execution_id=request.execution_id,
+                        repo=gh.repo,
+                        workspace=ws.path,
+                        branch=ws.branch,
+                        force=gh.force_push,
+                    ),
+                )
+                result.pushed_head = pushed.head
+            posted = await steps.github_review(
+                ReviewRequest(
+                    repo=gh.repo,
+                    number=gh.pull_request.number,
+                    execution_id=request.execution_id,
+                    verdict=result.verdict,
+                    body=review_body(request, result),
+                )
+            )
+            result.review_event = posted.event
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            result.problems.append(f"GitHub review not posted: {root_message(err)}")
+
+    async def _review(self, request: PhaseInput) -> ReviewResult:
         ws = request.workspace
         reviewer = request.specialists[request.plan.reviewer or "code-reviewer"]
         rounds = 0
@@ -175,3 +220,15 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                 aborted=answer.action == Action.ABORT,
                 head=ws.head_commit,
             )
+
+
+def review_body(request: PhaseInput, result: ReviewResult) -> str:
+    reviewer = request.plan.reviewer or "code-reviewer"
+    verdict = "approves" if result.verdict == "approve" else "requests changes"
+    lines = [f"**coord review**: `{reviewer}` {verdict} after {result.rounds} round(s)."]
+    if result.verdict != "approve" and result.findings:
+        fence = "````"
+        lines += ["", "Findings still open:", "", fence, result.findings[-8000:], fence]
+    if result.aborted:
+        lines += ["", "A human aborted the execution with these findings open."]
+    return "\n".join(lines)

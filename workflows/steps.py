@@ -31,7 +31,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.command_specialist import CommandSpecialistActivities
     from activities.environment import EnvironmentActivities, write_status_file
     from activities.gates import GateActivities
+    from activities.github import GithubActivities
     from activities.home import COMMIT_MISSING, publish_branch
+    from activities.notify import NotifyActivities
     from activities.plan_check import check_plan as check_plan_activity
     from activities.workspace import WorkspaceActivities
     from activities.worktrees import TASK_BRANCH_MISSING, WorktreeActivities
@@ -64,6 +66,22 @@ with workflow.unsafe.imports_passed_through():
         WorktreeSetupRequest,
         WorktreeSetupResult,
     )
+    from coordinator.handoff import (
+        CommentRef,
+        GithubAccess,
+        GithubAccessRequest,
+        PullRequestRef,
+        PullRequestRequest,
+        PushRequest,
+        PushResult,
+        ReviewRef,
+        ReviewRequest,
+        StatusCommentRequest,
+        TickRequest,
+        TickResult,
+        WebhookRequest,
+        WebhookResult,
+    )
     from coordinator.hosts import Placement, Recipe
     from coordinator.plan import Gate, Plan
     from coordinator.report import Workspace
@@ -84,6 +102,9 @@ HEARTBEAT = timedelta(seconds=30)
 # Our own timeouts (kill, drain the output) finish before Temporal's.
 SLACK = timedelta(seconds=60)
 GIT_TIMEOUT = timedelta(minutes=10)
+# One GitHub API step: a few requests, each with its own 30 s timeout.
+GITHUB_TIMEOUT = timedelta(minutes=3)
+WEBHOOK_TIMEOUT = timedelta(seconds=30)
 # Cancelling waits until processes are gone, so cleanup never races a running command.
 WAIT = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 PREPARE_TIMEOUT = timedelta(minutes=30)  # a clone of a big repository
@@ -524,6 +545,88 @@ async def diff(ws: Workspace, request: DiffRequest) -> DiffSummary:
         f"diff from {request.base_commit[:12]}",
     )
     return result
+
+
+# --- the GitHub handoff and notifications --------------------------------------------------
+
+
+async def _github_step(
+    method: Callable[..., Awaitable[T]],
+    request: Any,
+    summary: str,
+    timeout: timedelta = GITHUB_TIMEOUT,
+) -> T:
+    """GitHub activities find what an earlier attempt did before doing it: safe to retry."""
+    result: T = await workflow.execute_activity_method(
+        method,
+        request,
+        start_to_close_timeout=timeout,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        summary=summary[:200],
+    )
+    return result
+
+
+async def github_access(request: GithubAccessRequest) -> GithubAccess:
+    return await _github_step(
+        GithubActivities.access, request, f"GitHub handoff to {request.repo}: token present?"
+    )
+
+
+async def github_push(ws: Workspace, request: PushRequest) -> PushResult:
+    """From the clone, so on the workspace's host (the API steps may run anywhere)."""
+    result, _, _ = await _on_host(
+        ws,
+        GithubActivities.push,
+        request,
+        summary=f"push {request.branch} to {request.repo}"[:200],
+        start_to_close_timeout=GIT_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+    )
+    return result
+
+
+async def github_pull_request(request: PullRequestRequest) -> PullRequestRef:
+    return await _github_step(
+        GithubActivities.pull_request,
+        request,
+        f"pull request {request.branch} → {request.base} in {request.repo}",
+    )
+
+
+async def github_tick(request: TickRequest) -> TickResult:
+    return await _github_step(
+        GithubActivities.tick_issue,
+        request,
+        f"tick {len(request.tasks)} tasks in {request.repo}#{request.issue}",
+    )
+
+
+async def github_status_comment(request: StatusCommentRequest) -> CommentRef:
+    return await _github_step(
+        GithubActivities.status_comment,
+        request,
+        f"status comment on {request.repo}#{request.number}",
+    )
+
+
+async def github_review(request: ReviewRequest) -> ReviewRef:
+    return await _github_step(
+        GithubActivities.review,
+        request,
+        f"review ({request.verdict}) on {request.repo}#{request.number}",
+    )
+
+
+async def notify_webhook(request: WebhookRequest) -> WebhookResult:
+    return await _github_step(
+        NotifyActivities.webhook,
+        request,
+        f"webhook: {request.payload.get('event', '')}",
+        WEBHOOK_TIMEOUT,
+    )
 
 
 # --- the plan's environment: only plans that ask for it (setup, context, env, status_file) ----
