@@ -1,4 +1,5 @@
-"""The coordinator's worker: every workflow and activity, on the configured task queue.
+"""The coordinator's worker: every workflow and activity, on the shared task queue and on its
+own host queue (coordinator/hosts.py).
 
 Run it with `python worker.py` or `coord worker`. It stops cleanly on SIGINT/SIGTERM: it stops
 polling, lets running activities finish within a grace period, and hands back the rest.
@@ -11,8 +12,10 @@ import gc
 import logging
 import signal
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from temporalio import activity, workflow
@@ -30,11 +33,13 @@ from activities.command_specialist import CommandSpecialistActivities
 from activities.environment import EnvironmentActivities, write_status_file
 from activities.gates import GateActivities
 from activities.github import GithubActivities
+from activities.home import publish_branch
 from activities.notify import NotifyActivities
 from activities.plan_check import check_plan
 from activities.workspace import WorkspaceActivities
 from activities.worktrees import WorktreeActivities
 from coordinator.claude import ClaudeSettings
+from coordinator.hosts import DEFAULT_HOST_GRACE_S, HostSettings, default_host_id, host_queue
 from coordinator.settings import (
     ClientSettings,
     ConfigError,
@@ -65,9 +70,12 @@ HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 
 def activities(
-    workspace_root: Path, artifacts_root: Path, claude: ClaudeSettings | None = None
+    workspace_root: Path,
+    artifacts_root: Path,
+    claude: ClaudeSettings | None = None,
+    host: HostSettings | None = None,
 ) -> list[Any]:
-    workspace = WorkspaceActivities(workspace_root)
+    workspace = WorkspaceActivities(workspace_root, host)
     worktrees = WorktreeActivities(workspace_root)
     github = GithubActivities()  # GITHUB_TOKEN and GITHUB_API_URL: read when a step runs
     environment = EnvironmentActivities(workspace_root, artifacts_root)
@@ -94,7 +102,35 @@ def activities(
         environment.run_setup_command,
         environment.setup_worktree,
         write_status_file,  # a local activity
+        publish_branch,
     ]
+
+
+class CoordWorker:
+    """Two Temporal workers in one process: the shared queue (workflows, and every activity,
+    `prepare_workspace` above all) and this host's queue (the steps of the executions whose
+    workspace is here). Used as `async with`."""
+
+    def __init__(self, shared: Worker, host: Worker, host_queue: str) -> None:
+        self.shared = shared
+        self.host = host
+        self.host_queue = host_queue
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> CoordWorker:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self.host)
+            await stack.enter_async_context(self.shared)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
 
 
 def build_worker(
@@ -105,24 +141,43 @@ def build_worker(
     artifacts_root: Path,
     claude: ClaudeSettings | None = None,
     replace_activities: Sequence[Any] = (),
+    host_id: str | None = None,
+    shared_root: Path | None = None,
+    host_grace_s: float = DEFAULT_HOST_GRACE_S,
+    publish_to_remote: bool = True,
     replace_workflows: Sequence[type] = (),
-) -> Worker:
-    """The worker; `replace_activities` swaps in stand-ins by activity name, and
-    `replace_workflows` other versions of workflows by workflow name (tests)."""
-    acts = activities(workspace_root, artifacts_root, claude)
+) -> CoordWorker:
+    """The worker; `replace_activities` swaps in stand-ins by activity name and
+    `replace_workflows` other versions of workflows by workflow name (tests). Without
+    `host_id` it is derived from the hostname and the workspace root; without `shared_root`
+    branches are published beside the workspaces."""
+    host = HostSettings(
+        host_queue=host_queue(task_queue, host_id or default_host_id(workspace_root)),
+        shared_root=shared_root or workspace_root.parent / "shared",
+        grace_s=host_grace_s,
+        publish_to_remote=publish_to_remote,
+    )
+    acts = activities(workspace_root, artifacts_root, claude, host)
     if replace_activities:
         names = {_activity_name(a) for a in replace_activities}
         acts = [a for a in acts if _activity_name(a) not in names] + list(replace_activities)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=_replaced(WORKFLOWS, replace_workflows),
-        activities=acts,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    options: dict[str, Any] = {
+        "activities": acts,
+        "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
         # Cancellation reaches an activity with its next heartbeat sent to the server: keep
         # that within seconds (the SDK's default throttle is up to 60 s).
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
+        "default_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
+    }
+    return CoordWorker(
+        shared=Worker(
+            client,
+            task_queue=task_queue,
+            workflows=_replaced(WORKFLOWS, replace_workflows),
+            **options,
+        ),
+        host=Worker(client, task_queue=host.host_queue, **options),
+        host_queue=host.host_queue,
     )
 
 
@@ -187,13 +242,20 @@ async def run_worker(settings: ClientSettings) -> None:
         workspace_root=settings.workspace_root,
         artifacts_root=settings.artifacts_root,
         claude=settings.claude,
-    ):
+        host_id=settings.host_id,
+        shared_root=settings.shared_root,
+        host_grace_s=settings.host_grace_s,
+        publish_to_remote=settings.publish_to_remote,
+    ) as worker:
         log.info(
-            "worker connected to %s (namespace %s), polling task queue %r, workspaces in %s",
+            "worker connected to %s (namespace %s), polling task queues %r and %r, workspaces "
+            "in %s, branches published to %s",
             settings.address,
             settings.namespace,
             settings.task_queue,
+            worker.host_queue,
             settings.workspace_root,
+            settings.shared_root,
         )
         await stop.wait()
         log.info("stopping: finishing in-flight activities (up to %s)", GRACEFUL_SHUTDOWN)

@@ -11,20 +11,28 @@ from temporalio.exceptions import ApplicationError
 
 from activities.git import GitError, git, is_git_repo
 from activities.heartbeat import heartbeating
+from activities.home import choose_home, contains, fetch_from_home
 from coordinator.execution import PrepareWorkspaceInput
+from coordinator.hosts import HostSettings
 from coordinator.plan import is_clone_url
 from coordinator.report import Workspace
 
 
 class WorkspaceActivities:
-    def __init__(self, workspace_root: Path) -> None:
+    def __init__(self, workspace_root: Path, host: HostSettings | None = None) -> None:
         self.workspace_root = workspace_root
+        # Without it (tests of the activity alone) the workspace has no host queue and no
+        # home: its steps run on the shared queue, as before host queues.
+        self.host = host
 
     @activity.defn(name="prepare_workspace")
     async def prepare_workspace(self, request: PrepareWorkspaceInput) -> Workspace:
-        """Clone the repository into the worker's workspace root and cut the execution branch.
+        """Clone the repository into the worker's workspace root and cut the execution branch;
+        publish it to its home and say which host queue reaches this clone.
 
         Safe to repeat: a retry after a crash finds the clone and the branch and reuses them.
+        With `resume_head` (re-homing) the branch comes from its home instead, with every task
+        merged so far.
         """
         root = self.workspace_root.resolve()
         dest = (root / request.execution_id / "repo").resolve()
@@ -76,19 +84,45 @@ class WorkspaceActivities:
                     non_retryable=True,
                 ) from err
 
-        existing = await git("branch", "--list", request.branch, cwd=dest)
-        if existing:
+        if request.resume_head is not None:
+            await _resume(request, dest)
+        elif await git("branch", "--list", request.branch, cwd=dest):
             await git("checkout", "--quiet", request.branch, cwd=dest)
         else:
             await git("checkout", "--quiet", "-b", request.branch, base_commit, cwd=dest)
         head = await git("rev-parse", "HEAD", cwd=dest)
+        host, home = self.host, request.home
+        if host is not None and home is None:
+            home = await choose_home(dest, source, request.execution_id, request.branch, host)
         return Workspace(
             path=str(dest),
             branch=request.branch,
             base_branch=base_branch,
             base_commit=base_commit,
             head_commit=head,
+            execution_id=request.execution_id,
+            repository=source,
+            host_queue=host.host_queue if host else None,
+            home=home,
+            host_grace_s=host.grace_s if host else None,
         )
+
+
+async def _resume(request: PrepareWorkspaceInput, dest: Path) -> None:
+    """Check the execution branch out as its home has it: everything merged on the lost host."""
+    assert request.resume_head is not None
+    tip = await fetch_from_home(dest, request.branch, request.home) if request.home else None
+    tip = tip or request.resume_head  # never published: nothing merged to take along
+    if not await contains(dest, request.resume_head, tip):
+        raise ApplicationError(
+            f"cannot re-home execution {request.execution_id}: its branch {request.branch} "
+            f"in {request.home} is at {tip[:12]}, which lacks {request.resume_head[:12]}: "
+            "it is not this execution's branch",
+            type="HomeBehind",
+            non_retryable=True,
+        )
+    # Forced: a clone left on this host by an earlier stay may be behind or have leftovers.
+    await git("checkout", "--quiet", "--force", "-B", request.branch, tip, cwd=dest)
 
 
 async def _import_folder(source: Path, dest: Path, branch: str) -> None:

@@ -76,6 +76,7 @@ NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
 REPLAY_SNAPSHOT = "coord: snapshot of the task before replaying it"
 REPLAY_RECORD = "coord-replay.json"
 UNFINISHED_TRAILER = "Coord-Unfinished"
+TASK_BRANCH_MISSING = "TaskBranchMissing"
 
 
 class WorktreeActivities:
@@ -413,6 +414,18 @@ async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) 
 async def _merge(clone: Path, request: MergeRequest) -> MergeResult:
     exec_ref = f"refs/heads/{request.execution_branch}"
     exec_head = await _rev(clone, exec_ref)
+    if request.since is not None and not await _exists(clone, f"refs/heads/{request.task_branch}"):
+        # The task worked on a host that is gone; its commit may have landed (and been
+        # published) before it went, which is what this clone got back from the home.
+        landed = await _find_task_commit(clone, request.since, exec_head, request.task_id)
+        if landed is None:
+            raise ApplicationError(
+                f"task branch {request.task_branch} is not in {clone}: the task worked on "
+                "another worker's clone",
+                type=TASK_BRANCH_MISSING,
+                non_retryable=True,
+            )
+        return MergeResult(merged=True, head=exec_head, already_merged=True, commit=landed)
     tip = await _rev(clone, f"refs/heads/{request.task_branch}")
     base = await _base(clone, request.task_branch, request.execution_branch)
     landed = await _find_task_commit(clone, base, exec_head, request.task_id)

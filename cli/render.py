@@ -90,7 +90,9 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
     parts += _waiting_tables(progress)
     if progress.workspace:
         ws = progress.workspace
-        parts.append(Text(f"branch {ws.branch} (from {ws.base_branch}) in {ws.path}"))
+        host = f" on {ws.host_queue}" if ws.host_queue else ""
+        moved = f", moved {ws.moves} time(s) from a lost worker" if ws.moves else ""
+        parts.append(Text(f"branch {ws.branch} (from {ws.base_branch}) in {ws.path}{host}{moved}"))
     parts += [Text(f"problem: {p}", "red") for p in progress.problems]
     if ui_url:
         parts.append(Text(f"Web UI: {ui_url}"))

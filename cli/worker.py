@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import typer
@@ -31,11 +32,20 @@ TaskQueueOption = typer.Option(
 )
 
 
+HostIdOption = typer.Option(
+    None,
+    "--host-id",
+    help="This worker's host id: it also polls '<task queue>@<host id>' (default: env "
+    "COORD_HOST_ID, else temporal-dev.yaml, else the hostname and a hash of the workspace root)",
+)
+
+
 @worker_app.callback()
 def worker(
     ctx: typer.Context,
     detach: bool = typer.Option(False, "--detach", help="Run in the background (pid + log file)."),
     task_queue: str | None = TaskQueueOption,
+    host_id: str | None = HostIdOption,
     address: str | None = AddressOption,
     namespace: str | None = NamespaceOption,
 ) -> None:
@@ -43,11 +53,17 @@ def worker(
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_from(address, namespace, task_queue)
+    if host_id is not None:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", host_id):
+            fail(f"--host-id {host_id!r}: use 1-100 of A-Z a-z 0-9 _ . -", ExitCode.INVALID)
+        settings = settings.model_copy(update={"host_id": host_id})
     if detach:
         state_dir = config_file().worker.state_dir
         argv = [sys.executable, "-m", "cli.main", "worker"]
         argv += ["--address", settings.address, "--namespace", settings.namespace]
         argv += ["--task-queue", settings.task_queue]
+        if host_id is not None:
+            argv += ["--host-id", host_id]
         try:
             record = start_worker(argv, settings, state_dir)
         except AlreadyRunningError as err:

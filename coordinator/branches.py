@@ -87,6 +87,9 @@ class MergeRequest(BaseModel):
     task_branch: str
     task_id: str
     title: str
+    # The execution's base: a task branch missing (its host was lost) may still have landed
+    # since then, which the merge then reports instead of failing.
+    since: str | None = None
 
 
 class MergeResult(BaseModel):
@@ -96,6 +99,19 @@ class MergeResult(BaseModel):
     conflict_files: list[str] = Field(default_factory=list)
     already_merged: bool = False
     commit: str | None = None  # the task's commit on the execution branch
+
+
+class PublishRequest(BaseModel):
+    """Push the execution branch to its home (coordinator/hosts.py) once `commit` is on it."""
+
+    workspace: str
+    branch: str
+    home: str
+    commit: str
+
+
+class PublishResult(BaseModel):
+    head: str  # the branch in its home after the push: `commit` or a later head
 
 
 class RemoveWorktreeRequest(BaseModel):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, computed_field
 
 from coordinator.escalation import Approval, Escalation
 from coordinator.handoff import HandoffState
+from coordinator.hosts import Placement, Recipe
 from coordinator.work import GateLevel, GateResult
 
 PhaseName = Literal["setup", "implementation", "validation", "integration", "review"]
@@ -124,6 +125,21 @@ class Workspace(BaseModel):
     base_branch: str
     base_commit: str
     head_commit: str
+    # Where the clone is (coordinator/hosts.py). Workspaces prepared before host queues have
+    # no host_queue: their steps stay on the shared queue.
+    execution_id: str = ""
+    repository: str = ""
+    host_queue: str | None = None
+    home: str | None = None  # where the execution branch is pushed after every merge
+    host_grace_s: float | None = None  # a host silent for longer is given up (re-homing)
+    moves: int = 0  # how often the execution re-homed to another worker
+    recipe: Recipe | None = None  # its environment, to make again after a move
+    # Where it was before (`<workspace root>/<execution id>` of each host it left): paths
+    # there, in the phases' inputs, name the same places here.
+    former_dirs: list[str] = Field(default_factory=list)
+    # The workflow's own bookkeeping while it runs (workflows/steps.py); never serialized.
+    moving: bool = Field(default=False, exclude=True)
+    worktrees: dict[str, Placement] = Field(default_factory=dict, exclude=True)
 
 
 class Progress(BaseModel):
@@ -373,8 +389,14 @@ class ExecutionReport(BaseModel):
                 "",
                 f"- `{ws.branch}` from `{ws.base_branch}` at `{ws.base_commit[:12]}`, "
                 f"head `{ws.head_commit[:12]}`",
-                f"- workspace: `{ws.path}`",
+                f"- workspace: `{ws.path}`"
+                + (f" (host queue `{ws.host_queue}`)" if ws.host_queue else ""),
             ]
+            if ws.moves:
+                lines.append(
+                    f"- re-homed {ws.moves} time(s): its worker was gone longer than the grace "
+                    "period; the branch came back from its home"
+                )
         if self.handoff:
             lines += ["", "### Handoff", "", *handoff_lines(self.handoff)]
         if self.problems:

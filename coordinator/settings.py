@@ -41,6 +41,7 @@ from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import RPCError, TLSConfig
 
 from coordinator.claude import ClaudeSettings
+from coordinator.hosts import DEFAULT_HOST_GRACE_S
 from coordinator.visibility import SEARCH_ATTRIBUTES, SearchAttributeType
 
 CONFIG_FILE_NAME = "temporal-dev.yaml"
@@ -50,6 +51,7 @@ LogLevel = Literal["debug", "info", "warn", "error", "never"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 # The dev server takes `--search-attribute KEY=Type` / `--dynamic-config-value KEY=JSON`.
 SearchAttributeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+HostId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")]
 DynamicConfigKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -144,6 +146,15 @@ class WorkerSection(_Section):
     workspace_root: ResolvedPath = Path(".coord/workspaces")
     artifacts_root: ResolvedPath = Path(".coord/artifacts")
     state_dir: ResolvedPath = Path(".coord")  # pid and log files of `coord worker --detach`
+    # Several workers (coordinator/hosts.py): this worker's host id (default: hostname and a
+    # hash of the workspace root), where execution branches are published when the
+    # repository has no remote to push to (default: `shared` beside the workspace root; on
+    # several machines a path every worker mounts), and how long an execution waits for a
+    # silent worker before it moves to another one.
+    host_id: HostId | None = None
+    shared_root: ResolvedPath | None = None
+    host_grace: Annotated[float, Field(gt=0)] = DEFAULT_HOST_GRACE_S
+    publish_to_remote: bool = True
 
 
 class DevServerConfig(_Section):
@@ -277,6 +288,11 @@ class ClientSettings(BaseModel):
     ui_url: str | None = None  # Web UI base, e.g. http://127.0.0.1:8233
     workspace_root: Path
     artifacts_root: Path
+    # Several workers (temporal-dev.yaml `worker:`; coordinator/hosts.py).
+    host_id: str | None = None
+    shared_root: Path | None = None
+    host_grace_s: float = DEFAULT_HOST_GRACE_S
+    publish_to_remote: bool = True
     # The worker's Claude agent loop: models, prices, limits (temporal-dev.yaml `claude:`).
     claude: ClaudeSettings = Field(default_factory=ClaudeSettings)
 
@@ -322,6 +338,11 @@ def resolve_client_settings(
         elif _is_temporal_cloud(resolved_address):
             ui_url = "https://cloud.temporal.io"
 
+    workspace_root = _env_path(env, "COORD_WORKSPACE_ROOT") or config.worker.workspace_root
+    host_id = env.get("COORD_HOST_ID") or config.worker.host_id
+    if host_id is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", host_id):
+        raise ConfigError(f"COORD_HOST_ID={host_id!r}: use 1-100 of A-Z a-z 0-9 _ . -")
+    publish = _parse_bool("COORD_PUBLISH_TO_REMOTE", env.get("COORD_PUBLISH_TO_REMOTE"))
     return ClientSettings(
         address=resolved_address,
         namespace=resolved_namespace,
@@ -337,8 +358,15 @@ def resolve_client_settings(
         tls_server_name=server_name,
         rpc_metadata=dict(prof.grpc_meta),
         ui_url=ui_url.rstrip("/") if ui_url else None,
-        workspace_root=_env_path(env, "COORD_WORKSPACE_ROOT") or config.worker.workspace_root,
+        workspace_root=workspace_root,
         artifacts_root=_env_path(env, "COORD_ARTIFACTS_ROOT") or config.worker.artifacts_root,
+        host_id=host_id,
+        shared_root=_env_path(env, "COORD_SHARED_ROOT")
+        or config.worker.shared_root
+        or workspace_root.parent / "shared",
+        host_grace_s=_seconds("COORD_HOST_GRACE", env.get("COORD_HOST_GRACE"))
+        or config.worker.host_grace,
+        publish_to_remote=config.worker.publish_to_remote if publish is None else publish,
         claude=config.claude,
     )
 
@@ -374,6 +402,18 @@ def _parse_bool(name: str, value: str | None) -> bool | None:
     if value.strip().lower() in _FALSE:
         return False
     raise ConfigError(f"{name}={value!r}: expected true or false")
+
+
+def _seconds(name: str, value: str | None) -> float | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"{name}={value!r}: expected a number of seconds above 0")
+    return seconds
 
 
 def _env_path(env: Mapping[str, str], name: str) -> Path | None:

@@ -215,6 +215,15 @@ class ExecutionWorkflow:
         self._progress.spend.append(spend)
         self._publish()
 
+    @workflow.signal(name=steps.WORKSPACE_MOVED)
+    def _workspace_moved(self, moved: Workspace) -> None:
+        """A phase re-homed the workspace: later phases start on the new host."""
+        ws = self._progress.workspace  # the object the phases' input holds
+        if ws is not None and moved.moves > ws.moves:
+            ws.path, ws.host_queue, ws.moves = moved.path, moved.host_queue, moved.moves
+            ws.former_dirs = moved.former_dirs
+            self._publish()
+
     @workflow.signal(name=ESCALATION_RAISED)
     def _escalation_raised(self, escalation: Escalation) -> None:
         escalation.completed = [t.id for t in self._progress.tasks if t.status == "passed"]
@@ -635,11 +644,12 @@ class ExecutionWorkflow:
         if ws is None:
             return
         result = await steps.clean_up(
+            ws,
             PendingWorkRequest(
                 workspace=ws.path,
                 execution_id=self._request.execution_id,
                 execution_branch=ws.branch,
-            )
+            ),
         )
         self._record_head(result.head)
         for task in self._progress.tasks:
@@ -908,13 +918,14 @@ class ExecutionWorkflow:
                 pushed = await self._quietly(
                     "final push failed",
                     steps.github_push(
+                        ws,
                         PushRequest(
                             execution_id=report.execution_id,
                             repo=gh.repo,
                             workspace=ws.path,
                             branch=ws.branch,
                             force=gh.force_push,
-                        )
+                        ),
                     ),
                     report=report,
                 )

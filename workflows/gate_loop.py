@@ -35,6 +35,7 @@ async def run_gates_with_fixes(
             async with phase.branch_lock:
                 results = [
                     await steps.run_gate(
+                        ws,
                         request.execution_id,
                         level,
                         scope,

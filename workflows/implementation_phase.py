@@ -252,9 +252,10 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
     async def _clean_up(self, request: PhaseInput) -> None:
         ws = request.workspace
         result = await steps.clean_up(
+            ws,
             PendingWorkRequest(
                 workspace=ws.path, execution_id=request.execution_id, execution_branch=ws.branch
-            )
+            ),
         )
         ws.head_commit = result.head
 
@@ -314,6 +315,12 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             while True:
                 try:
                     error, tail = await self._attempts(request, task, state, guidance, fresh)
+                except steps.HostLost:
+                    # Its worktree went with a lost worker: the interrupted attempt again on
+                    # the new host, from the branch (not counted: the task did not fail).
+                    state.attempts -= 1
+                    fresh = True
+                    continue
                 except ActivityError as err:
                     if is_cancelled_exception(err):
                         raise
@@ -471,6 +478,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             state.status = "running" if attempt == 1 else "fixing"
             await self.notify_task(state)
             worktree = await steps.create_worktree(
+                ws,
                 CreateWorktreeRequest(
                     execution_id=request.execution_id,
                     workspace=ws.path,
@@ -478,7 +486,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     task_id=task.id,
                     attempt=state.attempts,
                     fresh=fresh and attempt == 1,
-                )
+                ),
             )
             await self.set_up_worktree(request, worktree.path, task.id)
             if worktree.replayed:
@@ -489,6 +497,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 )
             try:
                 result = await steps.run_specialist(
+                    ws,
                     specialist,
                     SpecialistRequest(
                         execution_id=request.execution_id,
@@ -534,6 +543,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 continue
             gates = [
                 await steps.run_gate(
+                    ws,
                     request.execution_id,
                     "task",
                     task.id,
@@ -553,12 +563,13 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 feedback = tail
                 continue
             await steps.commit(
+                ws,
                 CommitRequest(
                     worktree=worktree.path,
                     task_id=task.id,
                     title=task.title,
                     attempt=state.attempts,
-                )
+                ),
             )
             merged = await self.merge_into_branch(request, worktree.branch, task.id, task.title)
             if not merged.merged:
@@ -574,12 +585,13 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             state.finished_at = workflow.now()
             await self.notify_task(state)
             await steps.remove_worktree(
+                ws,
                 RemoveWorktreeRequest(
                     workspace=ws.path,
                     execution_id=request.execution_id,
                     task_id=task.id,
                     delete_branch=True,
-                )
+                ),
             )
             return None, ""
         return error, tail

@@ -30,9 +30,10 @@ class IntegrationPhaseWorkflow(PhaseWorkflow):
     async def run(self, request: PhaseInput) -> IntegrationResult:
         ws = request.workspace
         summary = await steps.diff(
+            ws,
             DiffRequest(
                 workspace=ws.path, base_commit=ws.base_commit, execution_id=request.execution_id
-            )
+            ),
         )
         result = IntegrationResult(head=summary.head, diff=summary)
         if request.github is not None:
@@ -73,13 +74,14 @@ class IntegrationPhaseWorkflow(PhaseWorkflow):
         """Each step finds what an earlier run of it did: a retry repeats nothing."""
         ws = request.workspace
         push = await steps.github_push(
+            ws,
             PushRequest(
                 execution_id=request.execution_id,
                 repo=gh.repo,
                 workspace=ws.path,
                 branch=ws.branch,
                 force=gh.force_push,
-            )
+            ),
         )
         pull_request = await steps.github_pull_request(
             PullRequestRequest(

@@ -231,16 +231,19 @@ class PhaseWorkflow:
         ws = request.workspace
         async with self.branch_lock:
             merged = await steps.merge(
+                ws,
                 MergeRequest(
                     workspace=ws.path,
                     execution_branch=ws.branch,
                     task_branch=branch,
                     task_id=item_id,
                     title=title,
-                )
+                ),
             )
         if merged.merged:
             ws.head_commit = merged.head
+            # Before the task counts as done: its commit survives the loss of this host.
+            await steps.publish(ws, merged.head)
         return merged
 
     async def set_up_worktree(self, request: PhaseInput, path: str, scope: str) -> None:
@@ -249,13 +252,14 @@ class PhaseWorkflow:
         plan = request.plan
         if plan.setup and plan.setup_per_worktree:
             await steps.setup_worktree(
+                request.workspace,
                 WorktreeSetupRequest(
                     execution_id=request.execution_id,
                     worktree=path,
                     scope=scope,
                     commands=plan.setup,
                     environment=request.environment,
-                )
+                ),
             )
 
     def fixer(self, request: PhaseInput, default: str | None = None) -> SpecialistRef:
@@ -280,6 +284,7 @@ class PhaseWorkflow:
         if fixer.backend == "claude" and not await self.within_budget(request, phase_of(fix_id)):
             return "aborted: the budget is spent"
         worktree = await steps.create_worktree(
+            ws,
             CreateWorktreeRequest(
                 execution_id=request.execution_id,
                 workspace=ws.path,
@@ -287,11 +292,12 @@ class PhaseWorkflow:
                 task_id=fix_id,
                 attempt=1,
                 fresh=True,
-            )
+            ),
         )
         try:
             await self.set_up_worktree(request, worktree.path, fix_id)
             result = await steps.run_specialist(
+                ws,
                 fixer,
                 SpecialistRequest(
                     execution_id=request.execution_id,
@@ -318,7 +324,7 @@ class PhaseWorkflow:
             if not result.ok:
                 return f"fixer {fixer.name}: {result.summary}"
             committed = await steps.commit(
-                CommitRequest(worktree=worktree.path, task_id=fix_id, title=title, attempt=1)
+                ws, CommitRequest(worktree=worktree.path, task_id=fix_id, title=title, attempt=1)
             )
             if committed.no_changes:
                 return f"fixer {fixer.name} changed nothing"
@@ -330,14 +336,18 @@ class PhaseWorkflow:
             # The fixer (or a git step) crashed on every attempt: a failed fix round; the
             # gate loop escalates after the last one instead of failing the execution.
             return f"fix round failed: {err.cause or err}"
+        except steps.HostLost as lost:
+            # The fix was on a worker that is gone: the gates run again on the new host.
+            return f"fix round lost: {lost.message}"
         finally:
             await steps.remove_worktree(
+                ws,
                 RemoveWorktreeRequest(
                     workspace=ws.path,
                     execution_id=request.execution_id,
                     task_id=fix_id,
                     delete_branch=True,
-                )
+                ),
             )
 
 

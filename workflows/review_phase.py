@@ -47,13 +47,14 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
         try:
             if result.head != gh.pushed_head:
                 pushed = await steps.github_push(
+                    ws,
                     PushRequest(
                         execution_id=request.execution_id,
                         repo=gh.repo,
                         workspace=ws.path,
                         branch=ws.branch,
                         force=gh.force_push,
-                    )
+                    ),
                 )
                 result.pushed_head = pushed.head
             posted = await steps.github_review(
@@ -89,13 +90,15 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                     )
                 rounds += 1
                 diff = await steps.diff(
+                    ws,
                     DiffRequest(
                         workspace=ws.path,
                         base_commit=ws.base_commit,
                         execution_id=request.execution_id,
-                    )
+                    ),
                 )
                 worktree = await steps.create_worktree(
+                    ws,
                     CreateWorktreeRequest(
                         execution_id=request.execution_id,
                         workspace=ws.path,
@@ -103,11 +106,12 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                         task_id=REVIEW_WORKTREE,
                         attempt=1,
                         fresh=True,
-                    )
+                    ),
                 )
                 try:
                     await self.set_up_worktree(request, worktree.path, REVIEW_WORKTREE)
                     verdict = await steps.run_specialist(
+                        ws,
                         reviewer,
                         SpecialistRequest(
                             execution_id=request.execution_id,
@@ -133,12 +137,13 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                     await self.record_spend(f"review round {rounds}", verdict)
                 finally:
                     await steps.remove_worktree(
+                        ws,
                         RemoveWorktreeRequest(
                             workspace=ws.path,
                             execution_id=request.execution_id,
                             task_id=REVIEW_WORKTREE,
                             delete_branch=True,
-                        )
+                        ),
                     )
                 if verdict.ok:
                     return ReviewResult(verdict="approve", rounds=rounds, head=ws.head_commit)

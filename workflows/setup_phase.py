@@ -11,7 +11,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.plan_check import check_plan
     from activities.workspace import WorkspaceActivities
     from coordinator.environment import CommandEnvironment, status_file_path
     from coordinator.escalation import Action, Escalation
@@ -53,13 +52,10 @@ class SetupPhaseWorkflow(PhaseWorkflow):
             summary=f"prepare workspace: clone {request.repository}",
         )
         # A plan that became invalid since `coord run` is reported, not run.
-        check = await workflow.execute_activity(
-            check_plan,
+        # On the workspace's host, like every step that reads the clone.
+        check = await steps.check_plan(
+            workspace,
             PlanCheckInput(plan=plan, plan_dir=request.plan_dir, workspace=workspace.path),
-            start_to_close_timeout=timedelta(minutes=2),
-            heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
-            summary=f"check plan {plan.name}",
         )
         result = SetupResult(workspace=workspace, check=check)
         if result.ok:
@@ -76,6 +72,7 @@ class SetupPhaseWorkflow(PhaseWorkflow):
         env_dir = None
         if plan.setup or plan.context or status_file:
             prepared = await steps.prepare_environment(
+                result.workspace,
                 PrepareEnvironmentInput(
                     execution_id=request.execution_id,
                     workspace=result.workspace.path,
@@ -83,7 +80,7 @@ class SetupPhaseWorkflow(PhaseWorkflow):
                     context=plan.context,
                     make_env_dir=bool(plan.setup),
                     status_file=status_file,
-                )
+                ),
             )
             env_dir = prepared.env_dir
             result.context_paths = prepared.context_paths
@@ -106,13 +103,14 @@ class SetupPhaseWorkflow(PhaseWorkflow):
             rounds += 1
             try:
                 await steps.run_setup_command(
+                    result.workspace,
                     SetupCommandRequest(
                         execution_id=request.execution_id,
                         command=command,
                         cwd=result.workspace.path,
                         environment=result.environment,
                         round=rounds,
-                    )
+                    ),
                 )
                 return None
             except ActivityError as err:
