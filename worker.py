@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -36,6 +37,7 @@ from activities.github import GithubActivities
 from activities.home import publish_branch
 from activities.notify import NotifyActivities
 from activities.plan_check import check_plan
+from activities.process import hide_secrets_from_children
 from activities.workspace import WorkspaceActivities
 from activities.worktrees import WorktreeActivities
 from coordinator.claude import ClaudeSettings
@@ -263,6 +265,7 @@ async def run_worker(settings: ClientSettings) -> None:
 
 
 def main() -> None:
+    hide_secrets_from_children(["-m", "worker", *sys.argv[1:]])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         asyncio.run(run_worker(resolve_client_settings()))

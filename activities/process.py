@@ -22,10 +22,12 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import re
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -410,3 +412,37 @@ def _group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
             return True
     return False
+
+
+# --- the worker's own environment ------------------------------------------------------------
+
+SECRETS_FD = "COORD_SECRETS_FD"
+
+
+def hide_secrets_from_children(argv: Sequence[str]) -> None:
+    """Restart this process (same pid) with the credentials out of its initial environment.
+
+    Children get a scrubbed environment, but on Linux a command run by the same user can
+    still read its parent's initial environment in /proc/<ppid>/environ: a specialist's
+    `cat /proc/$PPID/environ` would print ANTHROPIC_API_KEY. So the worker re-executes
+    itself (`python <argv>`) with those variables removed, hands them over in a memory file,
+    and puts them back into os.environ after the exec: in memory only, where /proc does not
+    show them. A no-op when there is nothing to hide, off Linux, or after the exec.
+    """
+    if SECRETS_FD in os.environ:  # the re-executed process: take the credentials back
+        fd = int(os.environ.pop(SECRETS_FD))
+        with os.fdopen(fd, "rb") as handed:
+            os.environ.update(json.loads(handed.read() or b"{}"))
+        return
+    secrets = {name: value for name, value in os.environ.items() if is_secret_name(name)}
+    if not secrets or not sys.platform.startswith("linux") or not hasattr(os, "memfd_create"):
+        return
+    fd = os.memfd_create("coord-secrets", 0)
+    os.write(fd, json.dumps(secrets).encode())
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.set_inheritable(fd, True)
+    env = {name: value for name, value in os.environ.items() if name not in secrets}
+    env[SECRETS_FD] = str(fd)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *argv], env)

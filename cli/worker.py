@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from activities.process import hide_secrets_from_children
 from cli.common import (
     AddressOption,
     NamespaceOption,
@@ -76,6 +77,8 @@ def worker(
             f"{settings.address}; log {state_dir / 'worker.log'}; stop with 'coord worker stop'"
         )
         return
+    # Specialists must not find the worker's keys in /proc/<worker>/environ.
+    hide_secrets_from_children(["-m", "cli.main", *sys.argv[1:]])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run_async(run_worker(settings))
 

@@ -125,6 +125,19 @@ class ClaudeSettings(BaseModel):
         return price.cost(usage) if price is not None else None
 
 
+class AttemptSpend(BaseModel):
+    """What an attempt spent so far: in its heartbeats and in the details of the error it
+    fails with, so that an attempt that never returns a result is still paid for."""
+
+    tokens_in: int = 0  # input, cache creation and cache read tokens
+    tokens_out: int = 0
+    cost_usd: float | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+
 StopReason = Literal["finish", "end_turn", "max_turns", "budget", "stuck", "blocked"]
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -213,6 +214,7 @@ class SchedulerCarry(BaseModel):
     raised_budget: float | None = None
     gated_layers: list[str] = Field(default_factory=list)
     runs: int = 0
+    updates_since: datetime | None = None  # when the phase began sending task updates
 
 
 class PhaseInput(BaseModel):
@@ -234,6 +236,9 @@ class PhaseInput(BaseModel):
     spent_usd: float = 0.0
     # The implementation scheduler's state when it continues as new (None: a first run).
     carry: SchedulerCarry | None = None
+    # The execution understands coalesced task updates (TASKS_UPDATE): executions started
+    # before them get one signal per task transition.
+    coalesce_updates: bool = False
 
 
 class ImplementationResult(BaseModel):
@@ -275,7 +280,8 @@ class ExecutionCarry(BaseModel):
 
     progress: Progress
     human_todo: list[str] = Field(default_factory=list)
-    phase_input: PhaseInput
+    # The phases' input without the plan (the request has it): PhaseInput's fields.
+    phase: dict[str, Any]
     stage: Literal["before_start", "before_handoff"]
     runs: int = 1
 

@@ -376,3 +376,121 @@ async def test_a_retried_activity_resumes_from_its_transcript(
     assert result.agent.usage.input_tokens == 300  # the three answered calls, none twice
     kinds = [r["kind"] for r in transcript(result)]
     assert "resume" in kinds
+
+
+def retried(env: ActivityEnvironment) -> ActivityEnvironment:
+    env.info = dataclasses.replace(env.info, attempt=2)
+    return env
+
+
+async def test_a_crash_while_tools_ran_does_not_run_them_twice(
+    api: MessagesAPI, tmp_path: Path, worktree: Path
+) -> None:
+    """The worker died after the first of two tools of a turn had finished: on resume the
+    first one's result is reused, the second is reported as interrupted, nothing reruns."""
+    acts = ClaudeSpecialistActivities(tmp_path / "artifacts")
+    request = request_for(worktree, definition(tmp_path))
+    first = {"type": "tool_use", "id": "toolu_1", "name": "bash", "input": {"command": "x"}}
+    second = {"type": "tool_use", "id": "toolu_2", "name": "bash", "input": {"command": "y"}}
+    log = acts.transcript_path(request)
+    log.parent.mkdir(parents=True)
+    records = [
+        {"kind": "start", "system": "the old prompt"},
+        {
+            "kind": "response",
+            "turn": 1,
+            "content": [first, second],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 10, "output_tokens": 5},
+        },
+        {"kind": "tool_done", "turn": 1, "tool_use_id": "toolu_1", "content": "one done"},
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    def check(req: RecordedRequest) -> Reply:
+        done, interrupted = req.tool_results()
+        assert content_text(done["content"]) == "one done" and not done.get("is_error")
+        assert interrupted["is_error"] is True
+        assert "restarted while this tool call ran" in content_text(interrupted["content"])
+        assert req.system_text == "the old prompt"  # the same prompt: the cache still hits
+        return reply(finish("checked and done"))
+
+    api.script(reply("turn 1 was answered before the crash"), check)  # turns count from 0
+    result: SpecialistResult = await retried(ActivityEnvironment()).run(acts.run, request)
+    assert result.ok and result.summary == "checked and done"
+    assert result.agent is not None and result.agent.usage.input_tokens == 10 + 100
+    assert len(api.requests) == 1
+
+
+async def test_an_attempt_that_had_ended_returns_its_outcome_without_calling_the_model(
+    api: MessagesAPI, tmp_path: Path, worktree: Path
+) -> None:
+    acts = ClaudeSpecialistActivities(tmp_path / "artifacts")
+    request = request_for(worktree, definition(tmp_path))
+    log = acts.transcript_path(request)
+    log.parent.mkdir(parents=True)
+    finish_input = {"status": "done", "summary": "all done"}
+    records = [
+        {"kind": "start", "system": "s"},
+        {
+            "kind": "response",
+            "turn": 1,
+            "stop_reason": "tool_use",
+            "content": [{"type": "tool_use", "id": "t", "name": "finish", "input": finish_input}],
+            "usage": {"input_tokens": 7, "output_tokens": 3},
+        },
+        {"kind": "tool_results", "turn": 1, "content": [], "calls": []},
+        {
+            "kind": "end",
+            "stop_reason": "finish",
+            "summary": "all done",
+            "detail": "",
+            "finish": finish_input,
+            "turn": 1,
+        },
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result: SpecialistResult = await retried(ActivityEnvironment()).run(acts.run, request)
+    assert result.ok and result.summary == "all done"
+    assert api.requests == []
+
+
+async def test_nothing_runs_after_finish_in_the_same_turn(
+    api: MessagesAPI, tmp_path: Path, worktree: Path
+) -> None:
+    api.script(reply(finish("done"), tool_use("bash", {"command": "echo late > late.txt"})))
+    result = await run(tmp_path, request_for(worktree, definition(tmp_path)))
+    assert result.ok
+    assert not (worktree / "late.txt").exists()
+
+
+async def test_a_review_without_a_verdict_does_not_approve(
+    api: MessagesAPI, tmp_path: Path, worktree: Path
+) -> None:
+    api.script(reply("Three bugs, please fix them."))
+    source = definition(tmp_path, tools="Read, Grep, Glob")
+    result = await run(tmp_path, request_for(worktree, source, role="review"))
+    assert not result.ok
+
+
+async def test_a_cost_budget_on_a_model_without_a_price_is_refused(
+    api: MessagesAPI, tmp_path: Path, worktree: Path
+) -> None:
+    settings = ClaudeSettings(models={"sonnet": "claude-unpriced-9"})
+    with pytest.raises(ApplicationError, match="has no price") as caught:
+        await run(tmp_path, request_for(worktree, definition(tmp_path), max_cost_usd=1.0), settings)
+    assert caught.value.non_retryable
+    assert api.requests == []
+
+
+async def test_a_failed_attempt_says_what_it_spent(
+    api: MessagesAPI, tmp_path: Path, worktree: Path
+) -> None:
+    api.script(
+        reply(tool_use("bash", {"command": "true"}), usage=usage(1_000_000, 0)),
+        Turn(reply(finish("never")), errors=[401]),
+    )
+    with pytest.raises(ApplicationError) as caught:
+        await run(tmp_path, request_for(worktree, definition(tmp_path)))
+    (spent,) = caught.value.details
+    assert spent["tokens_in"] == 1_000_000 and spent["cost_usd"] == pytest.approx(3.0)

@@ -27,6 +27,7 @@ from tests.anthropic_server import (
     Block,
     MessagesAPI,
     RecordedRequest,
+    Reply,
     Turn,
     content_text,
     finish,
@@ -577,3 +578,40 @@ def readable(node: object) -> Iterator[str]:
         yield node
         with contextlib.suppress(ValueError):
             yield base64.b64decode(node, validate=True).decode()
+
+
+# --------------------------------------------------------------------------- (9) /proc
+
+
+async def test_bash_cannot_read_the_workers_keys_from_proc(
+    client: Client, server_address: str, task_queue: str, tmp_path: Path, api: MessagesAPI
+) -> None:
+    """A command run by the same user can read its parent's initial environment in
+    /proc/<ppid>/environ. The worker re-executes itself without its keys there, and still
+    uses them: the Messages API server only answers the right key."""
+    make_repo(tmp_path / "repo")
+    plan = write_plan(tmp_path, {"tasks": [claude_task("snoop", "Look around.")]})
+    token = "ghp_proc_environ_must_not_show_this"
+    seen: list[str] = []
+
+    def look(request: RecordedRequest) -> Reply:
+        seen.append(content_text(request.tool_results()[0]["content"]))
+        return reply(finish("looked"))
+
+    api.script(
+        reply(bash("tr '\\0' '\\n' < /proc/$PPID/environ; echo; cat /proc/$PPID/cmdline")),
+        look,
+        key="snoop",
+    )
+    env = {**worker_env(server_address, task_queue, tmp_path), **api.env(), "GITHUB_TOKEN": token}
+    with worker_processes(env, tmp_path) as workers:
+        worker = workers.start()
+        handle = await start(client, task_queue, plan)
+        report = await finished(handle, api)
+        environ = Path(f"/proc/{worker.pid}/environ").read_bytes()
+
+    assert report.status == "Complete", f"{report.to_markdown()}\n{workers.output()}"
+    (output,) = seen
+    assert "TEMPORAL_ADDRESS" in output  # it did read the worker's environment ...
+    assert api.api_key not in output and token not in output  # ... without the keys
+    assert api.api_key.encode() not in environ and token.encode() not in environ

@@ -40,10 +40,10 @@ class ImplementationPhaseV2(ImplementationPhaseWorkflow):
     async def run(self, request: PhaseInput) -> ImplementationResult:
         return await super().run(request)
 
-    async def _slot(self, state: TaskState, guidance: str) -> str:
+    async def _slot(self, state: TaskState, guidance: str, *, keep_work: bool = False) -> str:
         if workflow.patched("guidance-note"):
             guidance += NOTE
-        return await super()._slot(state, guidance)
+        return await super()._slot(state, guidance, keep_work=keep_work)
 
 
 async def test_a_waiting_execution_completes_on_upgraded_workflow_code(

@@ -123,6 +123,10 @@ def _check_budget_answer(escalation: Escalation, answer: Resolution) -> None:
         )
 
 
+# A run this short never hands over (no loop of empty runs when the server suggests it).
+MIN_RUN_EVENTS = 20
+
+
 class _Stop(Exception):
     """Ends the run early with a status: an abort, a rejection, a failed setup."""
 
@@ -388,10 +392,10 @@ class ExecutionWorkflow:
         )
         if self._notice_task is not None:
             await self._finish_handoff(report)
-        if writer is not None:  # the final state, exactly, is on disk before the run ends
+        if self._status_writer is not None:  # the final state, exactly, is on disk first
             self._status_version += 1
             self._status_closing = True
-            await writer
+            await self._status_writer
         return report
 
     async def _run_phases(self, request: ExecutionInput) -> None:
@@ -409,7 +413,7 @@ class ExecutionWorkflow:
                 context_paths=setup.context_paths,
             )
         else:
-            phase_input = carry.phase_input
+            phase_input = PhaseInput.model_validate({**carry.phase, "plan": request.plan})
             if self._progress.workspace is not None:  # one object again, as before the carry
                 phase_input.workspace = self._progress.workspace
             self._resume_handoff(request)
@@ -578,6 +582,9 @@ class ExecutionWorkflow:
         if isinstance(arg, PhaseInput):  # each phase starts from the budget as it stands
             arg.budget_usd = self._progress.budget_usd
             arg.spent_usd = self._progress.cost_usd or 0.0
+            if phase == "implementation":
+                # This execution handles TASKS_UPDATE: the phase may coalesce its updates.
+                arg.coalesce_updates = workflow.patched("coalesced-task-updates")
         return await workflow.execute_child_workflow(
             run,
             arg,
@@ -590,10 +597,12 @@ class ExecutionWorkflow:
         self, name: ApprovalName, question: str, phase_input: PhaseInput
     ) -> None:
         """Wait for a human's approval, durably, for as long as it takes: when the history
-        grows long in the meantime (signals, queries' updates), hand over to a new run."""
-        pending = self._progress.pending_approval
-        if pending is not None and pending.name == name:
-            approval = pending  # carried over a continue-as-new: still the same question
+        grows long in the meantime (signals, updates), hand over to a new run."""
+        # After a continue-as-new the question was asked already (and may have been
+        # answered while the last run handed over): never ask it twice.
+        asked = next((a for a in reversed(self._progress.approvals) if a.name == name), None)
+        if asked is not None:
+            approval = asked
         else:
             approval = Approval(name=name, question=question, asked_at=workflow.now())
             self._progress.approvals.append(approval)
@@ -604,14 +613,17 @@ class ExecutionWorkflow:
                     approval.state != "pending"
                     or (
                         workflow.info().is_continue_as_new_suggested()
+                        and workflow.info().get_current_history_length() >= MIN_RUN_EVENTS
                         and not self._declined_continue_as_new
                     )
                 )
             )
             if approval.state == "pending":
                 if workflow.patched("execution-continue-as-new"):
-                    await self._continue_as_new(name, phase_input)
-                self._declined_continue_as_new = True  # code from before the patch: wait on
+                    # Returns only if the approval was answered while it handed over.
+                    await self._continue_as_new(name, phase_input, approval)
+                else:
+                    self._declined_continue_as_new = True  # code from before: wait on
         self._publish()
         if approval.state == "rejected":
             reason = approval.answer.reason if approval.answer else ""
@@ -622,17 +634,32 @@ class ExecutionWorkflow:
             )
 
     async def _continue_as_new(
-        self, stage: Literal["before_start", "before_handoff"], phase_input: PhaseInput
+        self,
+        stage: Literal["before_start", "before_handoff"],
+        phase_input: PhaseInput,
+        approval: Approval,
     ) -> None:
+        notices = self._notice_task is not None
         await self._pause_handoff()
         if self._status_writer is not None:  # the file shows this moment before the handover
             self._status_version += 1
             self._status_closing = True
             await self._status_writer
+        if approval.state != "pending":
+            # Answered while the comment and the file were brought up to date: carry on here.
+            if notices:
+                self._notice_closing = False
+                self._notice_task = asyncio.create_task(self._notice_loop())
+            if self._status_path:
+                self._status_closing = False
+                self._status_writer = asyncio.create_task(self._keep_status_file())
+            self._publish()  # what changed meanwhile (the answer) is noticed again
+            return
         carry = ExecutionCarry(
             progress=self._progress,
             human_todo=self._human_todo,
-            phase_input=phase_input,
+            # The plan is in the request already: carried once, not twice.
+            phase=phase_input.model_dump(mode="json", exclude={"plan", "carry"}),
             stage=stage,
             runs=self._runs + 1,
         )

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         PendingWorkRequest,
         RemoveWorktreeRequest,
     )
+    from coordinator.claude import AttemptSpend
     from coordinator.dag import TaskGraph, layer_order
     from coordinator.escalation import Action, Escalation, Resolution
     from coordinator.execution import (
@@ -40,15 +41,21 @@ with workflow.unsafe.imports_passed_through():
         ATTEMPTS,
         FEEDBACK_CHARS,
         PhaseWorkflow,
+        failed_spend,
         failing_output,
         first_line,
         root_message,
+        spend_of,
     )
 
 FINISHED = ("passed", "skipped", "failed")
 # Continue as new past this many events even if the server has not suggested it yet (it
 # warns at 10,240): a run never gets near the warning, whatever the server's settings.
+# (Changing these changes when running executions hand over: that is a workflow change.)
 CONTINUE_AS_NEW_EVENTS = 6000
+HISTORY_WARNING = 10_240
+DRAIN_EVENTS_PER_TASK = 130  # three attempts with gates, merge and cleanup, and a margin
+MIN_RUN_EVENTS = 100
 
 
 @workflow.defn(name="ImplementationPhase")
@@ -73,6 +80,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
     async def run(self, request: PhaseInput) -> ImplementationResult:
         plan = request.plan
         carried, request.carry = request.carry, None
+        self.use_coalescing(request, carried.updates_since if carried else None)
         graph = TaskGraph.from_tasks(plan.tasks)
         self._states = {
             t.id: TaskState(
@@ -99,7 +107,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         try:
             while not self._abort:
                 await self._skip_blocked(request, graph)
-                draining = draining or self._history_is_long()
+                draining = draining or self._history_is_long(plan.max_parallel)
                 # A task waiting on a human holds no slot: other work keeps going. While
                 # draining for a continue-as-new, no task gets a slot.
                 slots = 0 if draining else max(0, plan.max_parallel - self._busy())
@@ -167,13 +175,19 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
 
     # --- continue-as-new ------------------------------------------------------------------
 
-    def _history_is_long(self) -> bool:
-        """Time to hand over to a fresh run: the server suggests it (10,240 events warn),
-        or the history passed our own mark. Old executions never do (a patch)."""
+    def _history_is_long(self, max_parallel: int) -> bool:
+        """Time to hand over to a fresh run: the server suggests it, or the history passed a
+        mark that leaves room for the running tasks to finish (each may take up to about
+        DRAIN_EVENTS_PER_TASK more events) under Temporal's 10,240-event warning. A run that
+        has hardly begun never hands over (no loop of empty runs when the server suggests
+        it at once). `patched` is asked only when it is time: an execution from before this
+        change that gets here live hands over too, which its parent handles."""
         info = workflow.info()
-        long = info.is_continue_as_new_suggested() or (
-            info.get_current_history_length() > CONTINUE_AS_NEW_EVENTS
-        )
+        length = info.get_current_history_length()
+        if length < MIN_RUN_EVENTS:
+            return False
+        mark = max(MIN_RUN_EVENTS, HISTORY_WARNING - max_parallel * DRAIN_EVENTS_PER_TASK)
+        long = info.is_continue_as_new_suggested() or length > min(CONTINUE_AS_NEW_EVENTS, mark)
         return long and workflow.patched("scheduler-continue-as-new")
 
     async def _continue_as_new(
@@ -200,12 +214,18 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             parked=list(self._parked.values()),
             task_cost_limit=self._task_cost_limit,
             task_token_limit=self._task_token_limit,
-            answers=self._answers,
+            # Only the answers a parked task may still be waiting for.
+            answers={
+                eid: answer
+                for eid, answer in self._answers.items()
+                if any(p.escalation and p.escalation.id == eid for p in self._parked.values())
+            },
             escalations=self._escalations,
             phase_spent=self.phase_spent,
             raised_budget=self._raised_budget,
             gated_layers=sorted(gated_layers),
             runs=self._runs + 1,
+            updates_since=self._updates_since,
         )
         workflow.continue_as_new(request.model_copy(update={"carry": carry}))
 
@@ -296,10 +316,12 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                         resolution=parked.budget_resolution,
                     )
                 else:
-                    answer = await self._slot(state, parked.guidance)
+                    answer = await self._slot(
+                        state, parked.guidance, keep_work=parked.budget_resolution
+                    )
                 if answer is None:
                     return
-                guidance, fresh = answer, True
+                guidance, fresh = answer, not parked.budget_resolution
             elif blockers:  # on_skip: escalate
                 answer = await self._ask(
                     request,
@@ -335,7 +357,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     state.finished_at = workflow.now()
                     await self.notify_task(state)
                     return
-                if task.id in self._task_budget_hit:
+                budget_question = task.id in self._task_budget_hit
+                if budget_question:
                     answer = await self._ask_budget(request, task, state)
                 else:
                     answer = await self._ask(
@@ -349,7 +372,9 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     )
                 if answer is None:
                     return
-                guidance, fresh = answer, True
+                # A raised budget goes on with the work as it stands; a retry after failures
+                # starts again from the branch.
+                guidance, fresh = answer, not budget_question
         except BaseException as err:
             if not is_cancelled_exception(err) or self._handing_over:
                 raise  # a continue-as-new carries the state as it is
@@ -432,7 +457,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         if answer.action == Action.RETRY:
             # Back in the queue: only the scheduler hands out slots, so max_parallel holds.
             state.status = "ready"
-            return await self._slot(state, answer.guidance)
+            return await self._slot(state, answer.guidance, keep_work=resolution)
         self._parked.pop(state.id, None)
         state.status = "skipped" if answer.action == Action.SKIP else "failed"
         state.finished_at = workflow.now()
@@ -445,13 +470,14 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         self._parked[parked.task_id] = parked
         self._changes += 1  # a draining scheduler may now hand over
 
-    async def _slot(self, state: TaskState, guidance: str) -> str:
+    async def _slot(self, state: TaskState, guidance: str, *, keep_work: bool = False) -> str:
         """Wait (parked, so a continue-as-new may carry it) until the scheduler gives the
         task a slot again; then it runs with the guidance."""
-        self._park(ParkedTask(task_id=state.id, guidance=guidance))
-        state.status = "ready"
-        await self.notify_task(state)
-        await workflow.wait_condition(lambda: state.status == "running")
+        self._park(ParkedTask(task_id=state.id, guidance=guidance, budget_resolution=keep_work))
+        if state.status != "running":  # a restored task may have its slot already
+            state.status = "ready"
+            await self.notify_task(state)
+            await workflow.wait_condition(lambda: state.status == "running")
         self._parked.pop(state.id, None)
         await self.notify_task(state)
         return guidance
@@ -463,7 +489,9 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         ws = request.workspace
         feedback = ""
         error, tail = "", ""
-        for attempt in range(1, ATTEMPTS + 1):
+        attempt = 0
+        while attempt < ATTEMPTS:
+            attempt += 1
             specialist = self._specialist(request, task, fixing=attempt > 1)
             if specialist.backend == "claude":
                 if over := self._task_over_budget(task, state):
@@ -495,6 +523,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     f"{', '.join(worktree.conflict_files)}; resolve the conflict markers.\n\n"
                     + feedback
                 )
+            limit = self.reserve(self._attempt_cost_limit(request, task, state))
             try:
                 result = await steps.run_specialist(
                     ws,
@@ -515,7 +544,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                         guidance=guidance if attempt == 1 else "",
                         context_paths=request.context_paths,
                         environment=request.environment,
-                        max_cost_usd=self._attempt_cost_limit(request, task, state),
+                        max_cost_usd=limit,
                         max_tokens=self._attempt_token_limit(task, state),
                     ),
                     summary=f"{'fix' if attempt > 1 else 'implement'} {task.id} "
@@ -523,19 +552,37 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     plan=request.plan,
                 )
             except ActivityError as err:
+                self.release(limit)
                 if is_cancelled_exception(err):
                     raise asyncio.CancelledError from err
-                # The specialist crashed on all of its activity attempts: retrying the same
-                # thing again is pointless, a human decides.
-                error = (
-                    f"specialist {specialist.name} crashed {ATTEMPTS} times: {root_message(err)}"
-                )
+                # What it spent before it failed for good is spent all the same.
+                self._add_spend(state, failed_spend(err))
+                # The specialist failed on all of its activity attempts (or on one that cannot
+                # be retried): trying the same thing again is pointless, a human decides.
+                error = f"specialist {specialist.name} failed: {root_message(err)}"
                 state.last_error = error
                 return error, ""
-            state.tokens += result.tokens_in + result.tokens_out
-            if result.cost_usd is not None:
-                state.cost_usd = (state.cost_usd or 0.0) + result.cost_usd
-            self.count_spend(result)
+            self.release(limit)
+            self._add_spend(state, spend_of(result))
+            if result.agent is not None and result.agent.stop_reason == "budget":
+                # The money ran out, not the specialist's skill: ask about the budget, and
+                # go on with the same attempt in the same worktree once it is raised.
+                feedback = (
+                    f"The previous attempt stopped when its budget ran out ({result.summary}). "
+                    "The budget was raised: carry on from where it stopped; the worktree "
+                    f"keeps its changes.\n{result.output_tail}"
+                )
+                if over := self._task_over_budget(task, state):
+                    self._task_budget_hit[task.id] = over
+                    state.last_error = over[0]
+                    return over[0], ""
+                if not await self.within_budget(request, "implementation"):
+                    self._abort = True
+                    state.last_error = "stopped: the execution's budget is spent"
+                    return state.last_error, ""
+                attempt -= 1  # not a failed attempt
+                fresh = False
+                continue
             if not result.ok:
                 error, tail = result.summary, result.output_tail
                 state.last_error = error
@@ -595,6 +642,14 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             )
             return None, ""
         return error, tail
+
+    def _add_spend(self, state: TaskState, spend: AttemptSpend | None) -> None:
+        if spend is None:
+            return
+        state.tokens += spend.tokens
+        if spend.cost_usd is not None:
+            state.cost_usd = (state.cost_usd or 0.0) + spend.cost_usd
+        self.phase_spent += spend.cost_usd or 0.0
 
     def _task_over_budget(self, task: Task, state: TaskState) -> tuple[str, float | None] | None:
         """(why, the cost limit) when the task has spent what it may, else None."""

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
+    ApplicationError,
     ChildWorkflowError,
     FailureError,
     is_cancelled_exception,
 )
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.branches import (
@@ -24,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         MergeResult,
         RemoveWorktreeRequest,
     )
+    from coordinator.claude import AttemptSpend
     from coordinator.escalation import Action, Escalation, Resolution
     from coordinator.execution import (
         ExecutionInput,
@@ -54,6 +59,7 @@ FEEDBACK_CHARS = 8000
 # Task updates to the execution are sent at most this often, several in one signal: a
 # 1,000-task plan would otherwise cost the execution's history a signal per transition.
 UPDATE_EVERY = timedelta(seconds=2)
+UPDATE_EVERY_MAX = timedelta(minutes=1)
 
 
 class PhaseWorkflow:
@@ -69,11 +75,16 @@ class PhaseWorkflow:
         self.phase_spent = 0.0
         self._raised_budget: float | None = None
         self._budget_lock = asyncio.Lock()
+        self._reserved = 0.0  # promised to Claude attempts still running (USD)
         self.budget_aborted = False
 
         self._outbox: dict[str, TaskState] = {}
-        self._coalesce: bool | None = None  # decided on first use (a patch: see notify_task)
+        self._outbox_versions: dict[str, int] = {}  # bumped per update: what a flush sent
+        # Whether task updates are coalesced: the execution says so in PhaseInput (it must
+        # understand TASKS_UPDATE); set by the phases that send them (`use_coalescing`).
+        self._coalesce = False
         self._flusher: asyncio.Task[None] | None = None
+        self._updates_since: datetime | None = None
 
     @workflow.signal(name=ESCALATION_ANSWERED)
     def escalation_answered(self, answer: Resolution) -> None:
@@ -85,38 +96,56 @@ class PhaseWorkflow:
         if parent is not None:  # a phase run on its own (tests) has no one to tell
             await workflow.get_external_workflow_handle(parent.workflow_id).signal(signal, arg)
 
+    def use_coalescing(self, request: PhaseInput, since: datetime | None = None) -> None:
+        self._coalesce = request.coalesce_updates
+        self._updates_since = since or workflow.now()
+
     async def notify_task(self, state: TaskState) -> None:
-        if self._coalesce is None:
-            self._coalesce = workflow.patched("coalesced-task-updates")
-        if not self._coalesce:  # executions started before coalescing: one signal each
+        if not self._coalesce:  # an execution from before coalescing: one signal each
             await self._tell_execution(TASK_UPDATE, state)
             return
         self._outbox[state.id] = state  # the latest state of each task is what counts
+        self._outbox_versions[state.id] = self._outbox_versions.get(state.id, 0) + 1
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_periodically())
+
+    def update_interval(self) -> timedelta:
+        """Every 2 s at first, then less often as the phase runs on (1 % of its age, at most
+        a minute): the execution's history grows with the log of the phase's length, not
+        with its number of task transitions."""
+        since = self._updates_since or workflow.now()
+        age = workflow.now() - since
+        return max(UPDATE_EVERY, min(UPDATE_EVERY_MAX, age / 100))
 
     async def _flush_periodically(self) -> None:
         while True:
             await workflow.wait_condition(lambda: bool(self._outbox))
-            await workflow.sleep(UPDATE_EVERY)
+            await workflow.sleep(self.update_interval())
             await self.flush_updates()
 
     async def flush_updates(self) -> None:
         """Send the task updates gathered so far: before a human is asked, before the phase
-        ends (or continues as new), and every UPDATE_EVERY in between."""
-        if self._outbox:
-            states = [s.model_copy() for s in self._outbox.values()]
-            self._outbox.clear()
-            await self._tell_execution(TASKS_UPDATE, states)
+        ends (or continues as new), and every `update_interval()` in between. An update is
+        dropped from the outbox only once its signal went out: a flush cut short (the
+        flusher cancelled at the end of the phase) leaves it for the next one."""
+        if not self._outbox:
+            return
+        sent = dict(self._outbox_versions)
+        states = [s.model_copy() for s in self._outbox.values()]
+        await self._tell_execution(TASKS_UPDATE, states)
+        for tid, version in sent.items():
+            if self._outbox_versions.get(tid) == version and tid in self._outbox:
+                del self._outbox[tid]
 
     async def stop_updates(self) -> None:
-        """The phase is ending: the last updates go out, the flusher stops."""
-        await self.flush_updates()
+        """The phase is ending (or continuing as new): the flusher stops, then whatever it
+        had not sent goes out."""
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
             self._flusher = None
+        await self.flush_updates()
 
     async def notify_gates(self, results: list[GateResult]) -> None:
         for result in results:
@@ -177,20 +206,39 @@ class PhaseWorkflow:
         return request.spent_usd + self.phase_spent
 
     def budget_left(self, request: PhaseInput) -> float | None:
+        """What is neither spent nor promised to an attempt still running."""
         budget = self.budget(request)
-        return None if budget is None else max(0.0, budget - self.spent(request))
+        if budget is None:
+            return None
+        return max(0.0, budget - self.spent(request) - self._reserved)
+
+    def reserve(self, limit: float | None) -> float | None:
+        """Promise `limit` to an attempt (its max_cost_usd): parallel attempts share what is
+        left instead of each being allowed all of it."""
+        if limit is not None:
+            self._reserved += limit
+        return limit
+
+    def release(self, limit: float | None) -> None:
+        if limit is not None:
+            self._reserved = max(0.0, self._reserved - limit)
 
     def count_spend(self, result: SpecialistResult) -> None:
         self.phase_spent += result.cost_usd or 0.0
 
-    async def record_spend(self, scope: str, result: SpecialistResult) -> None:
+    async def record_spend(self, scope: str, spend: AttemptSpend | None) -> None:
         """Spending outside a task (a fixer's round, the reviewer) goes to the execution."""
-        self.count_spend(result)
-        tokens = result.tokens_in + result.tokens_out
-        if tokens:  # command specialists spend nothing: no signal, histories unchanged
+        if spend is None:
+            return
+        self.phase_spent += spend.cost_usd or 0.0
+        if spend.tokens:  # command specialists spend nothing: no signal, histories unchanged
             await self._tell_execution(
-                SPEND, Spend(scope=scope, tokens=tokens, cost_usd=result.cost_usd)
+                SPEND, Spend(scope=scope, tokens=spend.tokens, cost_usd=spend.cost_usd)
             )
+
+    async def _reservations_shrink(self) -> None:
+        promised = self._reserved
+        await workflow.wait_condition(lambda: self._reserved < promised)
 
     async def within_budget(self, request: PhaseInput, phase: str) -> bool:
         """Before a Claude call: True to go on; when the execution's budget is spent, ask a
@@ -198,8 +246,13 @@ class PhaseWorkflow:
         async with self._budget_lock:
             while not self.budget_aborted:
                 budget, spent = self.budget(request), self.spent(request)
-                if budget is None or spent < budget:
+                if budget is None or spent + self._reserved < budget:
                     return True
+                if self._reserved > 0:
+                    # What is left is promised to attempts still running: see what they
+                    # spend before asking anyone.
+                    await self._reservations_shrink()
+                    continue
                 answer = await self.escalate(
                     request,
                     Escalation(
@@ -294,33 +347,40 @@ class PhaseWorkflow:
                 fresh=True,
             ),
         )
+        limit = self.reserve(self.budget_left(request)) if fixer.backend == "claude" else None
         try:
             await self.set_up_worktree(request, worktree.path, fix_id)
-            result = await steps.run_specialist(
-                ws,
-                fixer,
-                SpecialistRequest(
-                    execution_id=request.execution_id,
-                    task_id=fix_id,
-                    task_title=title,
-                    task_prompt=prompt,
-                    specialist=fixer.name,
-                    backend=fixer.backend,
-                    command=fixer.command,
-                    timeout_s=fixer.timeout_s,
-                    cwd=worktree.path,
-                    attempt=attempt,
-                    feedback=feedback[-FEEDBACK_CHARS:],
-                    guidance=guidance,
-                    context_paths=request.context_paths,
-                    environment=request.environment,
-                    role="fix",
-                    max_cost_usd=self.budget_left(request),
-                ),
-                summary=f"fix: {title} ({fixer.name})",
-                plan=request.plan,
-            )
-            await self.record_spend(fix_id, result)
+            try:
+                result = await steps.run_specialist(
+                    ws,
+                    fixer,
+                    SpecialistRequest(
+                        execution_id=request.execution_id,
+                        task_id=fix_id,
+                        task_title=title,
+                        task_prompt=prompt,
+                        specialist=fixer.name,
+                        backend=fixer.backend,
+                        command=fixer.command,
+                        timeout_s=fixer.timeout_s,
+                        cwd=worktree.path,
+                        attempt=attempt,
+                        feedback=feedback[-FEEDBACK_CHARS:],
+                        guidance=guidance,
+                        context_paths=request.context_paths,
+                        environment=request.environment,
+                        role="fix",
+                        max_cost_usd=limit,
+                    ),
+                    summary=f"fix: {title} ({fixer.name})",
+                    plan=request.plan,
+                )
+            except ActivityError as err:
+                await self.record_spend(fix_id, failed_spend(err))
+                raise
+            finally:
+                self.release(limit)
+            await self.record_spend(fix_id, spend_of(result))
             if not result.ok:
                 return f"fixer {fixer.name}: {result.summary}"
             committed = await steps.commit(
@@ -376,3 +436,29 @@ def root_message(err: BaseException) -> str:
 def first_line(text: str, limit: int = 300) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return (lines[-1] if lines else "")[:limit]
+
+
+def spend_of(result: SpecialistResult) -> AttemptSpend | None:
+    """What an attempt that returned a result spent (None for command specialists)."""
+    if not (result.tokens_in or result.tokens_out or result.cost_usd):
+        return None
+    return AttemptSpend(
+        tokens_in=result.tokens_in, tokens_out=result.tokens_out, cost_usd=result.cost_usd
+    )
+
+
+def failed_spend(err: BaseException) -> AttemptSpend | None:
+    """What a Claude attempt that failed for good had spent: its error's details, or its last
+    heartbeat when the worker died (the agent loop puts its usage in both)."""
+    cause = err.cause if isinstance(err, ActivityError) else None
+    details: Sequence[Any] = ()
+    if isinstance(cause, ApplicationError):
+        details = cause.details
+    elif isinstance(cause, TemporalTimeoutError):
+        details = cause.last_heartbeat_details
+    for detail in details:
+        if isinstance(detail, dict) and "tokens_in" in detail:
+            return AttemptSpend.model_validate(
+                {k: detail.get(k) for k in ("tokens_in", "tokens_out", "cost_usd")}
+            )
+    return None

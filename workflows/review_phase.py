@@ -16,7 +16,15 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.work import SpecialistRequest
     from workflows import steps
     from workflows.gate_loop import run_gates_with_fixes
-    from workflows.phase import ATTEMPTS, FIX_PREFIX, PhaseWorkflow, first_line, root_message
+    from workflows.phase import (
+        ATTEMPTS,
+        FIX_PREFIX,
+        PhaseWorkflow,
+        failed_spend,
+        first_line,
+        root_message,
+        spend_of,
+    )
 
 REVIEW_WORKTREE = "coord-review"  # the `coord-` prefix is reserved: no task can clash
 
@@ -108,6 +116,12 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                         fresh=True,
                     ),
                 )
+                limit = (
+                    self.reserve(self.budget_left(request))
+                    if reviewer.backend == "claude"
+                    else None
+                )
+                failure = ""
                 try:
                     await self.set_up_worktree(request, worktree.path, REVIEW_WORKTREE)
                     verdict = await steps.run_specialist(
@@ -129,13 +143,21 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                             context_paths=[diff.diff_path, *request.context_paths],
                             environment=request.environment,
                             role="review",
-                            max_cost_usd=self.budget_left(request),
+                            max_cost_usd=limit,
                         ),
                         summary=f"review round {rounds} ({reviewer.name})",
                         plan=request.plan,
                     )
-                    await self.record_spend(f"review round {rounds}", verdict)
+                    await self.record_spend(f"review round {rounds}", spend_of(verdict))
+                except ActivityError as err:
+                    if is_cancelled_exception(err):
+                        raise
+                    # The reviewer failed for good (a bad key, an overloaded API): a round
+                    # without a verdict, and after three of them a human decides.
+                    await self.record_spend(f"review round {rounds}", failed_spend(err))
+                    failure = f"the reviewer failed: {root_message(err)}"
                 finally:
+                    self.release(limit)
                     await steps.remove_worktree(
                         ws,
                         RemoveWorktreeRequest(
@@ -145,12 +167,15 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                             delete_branch=True,
                         ),
                     )
-                if verdict.ok:
+                if not failure and verdict.ok:
                     return ReviewResult(verdict="approve", rounds=rounds, head=ws.head_commit)
-                agent = verdict.agent
-                if agent is not None and agent.stop_reason not in ("finish", "end_turn"):
-                    # No verdict at all (turn limit, stuck, budget): nothing for a fixer.
-                    findings = f"the reviewer gave no verdict: {verdict.summary}"
+                agent = None if failure else verdict.agent
+                if failure or (
+                    agent is not None and (agent.finish is None or agent.finish.verdict is None)
+                ):
+                    # No verdict at all (a failure, the turn limit, stuck, the budget, or an
+                    # answer without one): nothing for a fixer to act on.
+                    findings = failure or f"the reviewer gave no verdict: {verdict.summary}"
                     if review_round == ATTEMPTS:
                         break
                     continue

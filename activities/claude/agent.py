@@ -45,11 +45,12 @@ from activities.claude.tools import (
     permissions_for,
     tool_definitions,
 )
-from activities.claude.transcript import Transcript
+from activities.claude.transcript import Resumed, Transcript
 from activities.process import MissingVariableError, command_env, safe_name
 from coordinator.claude import (
     DEFAULT_MAX_TURNS,
     AgentAttempt,
+    AttemptSpend,
     ClaudeSettings,
     FinishReport,
     StopReason,
@@ -139,6 +140,14 @@ class ClaudeSpecialistActivities:
                 non_retryable=True,
             )
         model = self.settings.resolve_model(spec.model, request.model)
+        if request.max_cost_usd is not None and self.settings.cost(model, Usage()) is None:
+            raise ApplicationError(
+                f"{where}: model {model!r} has no price in the worker's claude.prices, so a "
+                "cost budget (the plan's budget or the task's max_cost) cannot be kept; add "
+                "its price per million tokens to temporal-dev.yaml",
+                type="ModelUnpriced",
+                non_retryable=True,
+            )
         perms = permissions_for(spec.tools)
         for name in perms.unknown:
             if (spec.name, name) not in _warned_tools:
@@ -269,17 +278,36 @@ class _AgentLoop:
         self.usage = Usage()
 
     def heartbeat_details(self) -> dict[str, Any]:
-        return {"transcript": str(self.transcript.path), "turn": self.turn}
+        """Where a resume would start, and what was spent: a workflow whose activity died
+        for good still counts the money (it reads the last heartbeat)."""
+        return {"transcript": str(self.transcript.path), "turn": self.turn, **self.spend()}
+
+    def spend(self) -> dict[str, Any]:
+        """The usage so far, as `coordinator.claude.AttemptSpend` reads it."""
+        return AttemptSpend(
+            tokens_in=self.usage.input_tokens
+            + self.usage.cache_creation_input_tokens
+            + self.usage.cache_read_input_tokens,
+            tokens_out=self.usage.output_tokens,
+            cost_usd=self.settings.cost(self.model, self.usage),
+        ).model_dump()
 
     async def run(self) -> LoopOutcome:
-        resumed_from = 0
-        calls = 0
+        self.resumed_from = 0
+        self.calls = 0
+        self.recent: list[tuple[str, str]] = []
+        self.last_text = ""
+        pending = None
         if activity.info().attempt > 1 and self.transcript.path.exists():
-            state = self.transcript.resume(self.first_message)
+            state = self.transcript.resume(self.first_message, keep_calls=STUCK_REPEATS)
+            if state.ended is not None:  # the loop had ended; only its result was lost
+                return self._stored_outcome(state.ended, state)
             messages, self.turn, self.usage = state.messages, state.turns, state.usage
-            recent = state.recent_calls
-            calls = state.model_calls
-            resumed_from = self.turn
+            self.recent = state.recent_calls
+            self.calls = state.model_calls
+            self.system = state.system or self.system  # the same prompt: the cache still hits
+            self.resumed_from = self.turn
+            pending = state.pending
             self.transcript.write(
                 "resume", activity_attempt=activity.info().attempt, turn=self.turn
             )
@@ -296,30 +324,25 @@ class _AgentLoop:
                 first_message=self.first_message,
             )
             messages = [self.first_message]
-            recent = []
 
-        def outcome(reason: StopReason, summary: str, **extra: Any) -> LoopOutcome:
-            self.transcript.write("end", stop_reason=reason, summary=summary, turn=self.turn)
-            return LoopOutcome(
-                stop_reason=reason,
-                summary=summary,
-                turns=self.turn,
-                usage=self.usage,
-                model_calls=calls,
-                resumed_from_turn=resumed_from,
-                **extra,
+        if pending is not None:
+            # The worker died while this turn's tools ran: keep what finished, and tell the
+            # model which call was interrupted rather than ask the turn again (and run the
+            # finished tools twice).
+            ended = await self._handle(
+                pending.content, pending.stop_reason, messages, done=pending.done, resumed=True
             )
-
-        last_text = ""
+            if ended is not None:
+                return ended
         while True:
             if over := self._over_budget():
-                return outcome("budget", over)
+                return self._outcome("budget", over)
             if self.turn >= self.max_turns:
-                return outcome(
+                return self._outcome(
                     "max_turns", f"stopped after {self.max_turns} turns without finishing"
                 )
             message = await self._call_model(messages)
-            calls += 1
+            self.calls += 1
             self.usage = self.usage + _usage(message)
             content = [
                 block.model_dump(mode="json", exclude_none=True) for block in message.content
@@ -332,65 +355,137 @@ class _AgentLoop:
                 usage=_usage(message).model_dump(),
                 message_id=message.id,
             )
-            texts = [b["text"] for b in content if b.get("type") == "text" and b.get("text")]
-            last_text = texts[-1] if texts else last_text
-            tool_uses = [b for b in content if b.get("type") == "tool_use"]
-            if not tool_uses:
-                self.turn += 1
-                if message.stop_reason == "max_tokens":
-                    # Cut off mid-answer: let it go on rather than judge half a reply.
-                    messages += [
-                        {"role": "assistant", "content": content},
-                        {
-                            "role": "user",
-                            "content": [{"type": "text", "text": _CUT_OFF}],
-                        },
-                    ]
-                    self.transcript.write(
-                        "tool_results", turn=self.turn, content=messages[-1]["content"], calls=[]
-                    )
-                    continue
-                if message.stop_reason == "refusal":
-                    return outcome("blocked", _clip(f"the model refused: {last_text}"))
-                # end_turn without a tool call: done, and the task's gates judge the work.
-                return outcome("end_turn", _clip(last_text or "done (no summary given)"))
-            results: list[dict[str, Any]] = []
-            finish: FinishReport | None = None
-            turn_calls: list[tuple[str, str]] = []
-            for block in tool_uses:
+            ended = await self._handle(
+                content, message.stop_reason, messages, done={}, resumed=False
+            )
+            if ended is not None:
+                return ended
+
+    def _outcome(self, reason: StopReason, summary: str, **extra: Any) -> LoopOutcome:
+        detail = extra.get("detail", "")
+        finish = extra.get("finish")
+        self.transcript.write(
+            "end",
+            stop_reason=reason,
+            summary=summary,
+            detail=detail,
+            finish=finish.model_dump() if finish is not None else None,
+            turn=self.turn,
+        )
+        return LoopOutcome(
+            stop_reason=reason,
+            summary=summary,
+            turns=self.turn,
+            usage=self.usage,
+            model_calls=self.calls,
+            resumed_from_turn=self.resumed_from,
+            **extra,
+        )
+
+    def _stored_outcome(self, end: dict[str, Any], state: Resumed) -> LoopOutcome:
+        finish = end.get("finish")
+        return LoopOutcome(
+            stop_reason=end["stop_reason"],
+            summary=end.get("summary", ""),
+            detail=end.get("detail", ""),
+            finish=FinishReport.model_validate(finish) if finish else None,
+            turns=end.get("turn", state.turns),
+            usage=state.usage,
+            model_calls=state.model_calls,
+            resumed_from_turn=end.get("turn", state.turns),
+        )
+
+    async def _handle(
+        self,
+        content: list[dict[str, Any]],
+        stop_reason: str | None,
+        messages: list[dict[str, Any]],
+        *,
+        done: dict[str, dict[str, Any]],
+        resumed: bool,
+    ) -> LoopOutcome | None:
+        """Act on one response: run its tools (those not already `done`) and append the turn
+        to `messages`. Returns the outcome when the attempt ends here."""
+        texts = [b["text"] for b in content if b.get("type") == "text" and b.get("text")]
+        self.last_text = texts[-1] if texts else self.last_text
+        tool_uses = [b for b in content if b.get("type") == "tool_use"]
+        if not tool_uses:
+            self.turn += 1
+            if stop_reason == "max_tokens":
+                # Cut off mid-answer: let it go on rather than judge half a reply.
+                messages += [
+                    {"role": "assistant", "content": content},
+                    {"role": "user", "content": [{"type": "text", "text": _CUT_OFF}]},
+                ]
+                self.transcript.write(
+                    "tool_results", turn=self.turn, content=messages[-1]["content"], calls=[]
+                )
+                return None
+            if stop_reason == "refusal":
+                return self._outcome("blocked", _clip(f"the model refused: {self.last_text}"))
+            # end_turn without a tool call: done, and the task's gates judge the work.
+            return self._outcome("end_turn", _clip(self.last_text or "done (no summary given)"))
+        results: list[dict[str, Any]] = []
+        finish: FinishReport | None = None
+        turn_calls: list[tuple[str, str]] = []
+        for block in tool_uses:
+            if finish is not None:
+                # Nothing runs after `finish`: the work is what it was when it said done.
+                result = ToolResult(content="Not run: `finish` came first.", is_error=True)
+            elif block["id"] in done:
+                result = ToolResult.model_validate(done[block["id"]])
+            elif resumed:  # it may have run, partly or fully, before the worker died
+                result = ToolResult(content=_INTERRUPTED, is_error=True)
+            elif stop_reason == "max_tokens" and block is tool_uses[-1]:
+                result = ToolResult(content=_CUT_OFF_CALL, is_error=True)
+            else:
                 result, report = await self._run_tool(block)
                 finish = finish or report
-                results.append(
-                    {
-                        "type": "tool_result",
-                        "tool_use_id": block["id"],
-                        "content": result.content,
-                        **({"is_error": True} if result.is_error else {}),
-                    }
+            self.transcript.write(
+                "tool_done", turn=self.turn + 1, tool_use_id=block["id"], **result.model_dump()
+            )
+            results.append(
+                {
+                    "type": "tool_result",
+                    "tool_use_id": block["id"],
+                    "content": result.content,
+                    **({"is_error": True} if result.is_error else {}),
+                }
+            )
+            outcome_key = hashlib.sha256(result.content.encode()).hexdigest()[:16]
+            turn_calls.append((_signature(block), outcome_key))
+        if finish is None and resumed:
+            # A `finish` the model gave before the crash still ends the attempt.
+            finish = next(
+                (
+                    _finish_of(b)
+                    for b in tool_uses
+                    if b.get("name") == "finish" and b["id"] in done and _finish_of(b)
+                ),
+                None,
+            )
+        messages += [
+            {"role": "assistant", "content": content},
+            {"role": "user", "content": results},
+        ]
+        self.turn += 1
+        self.transcript.write("tool_results", turn=self.turn, content=results, calls=turn_calls)
+        if finish is not None:
+            return self._finished(finish)
+        for call in turn_calls:
+            self.recent = [*self.recent[-(STUCK_REPEATS - 1) :], call]
+            if len(self.recent) == STUCK_REPEATS and len(set(self.recent)) == 1:
+                name = call[0].split(":", 1)[0]
+                return self._outcome(
+                    "stuck",
+                    f"stuck: the same {name} call gave the same result "
+                    f"{STUCK_REPEATS} times in a row",
+                    detail=f"Repeated call: {call[0][:1000]}",
                 )
-                signature = _signature(block)
-                outcome_key = hashlib.sha256(result.content.encode()).hexdigest()[:16]
-                turn_calls.append((signature, outcome_key))
-            messages += [
-                {"role": "assistant", "content": content},
-                {"role": "user", "content": results},
-            ]
-            self.turn += 1
-            self.transcript.write("tool_results", turn=self.turn, content=results, calls=turn_calls)
-            if finish is not None:
-                return self._finished(finish, outcome)
-            for call in turn_calls:
-                recent = [*recent[-(STUCK_REPEATS - 1) :], call]
-                if len(recent) == STUCK_REPEATS and len(set(recent)) == 1:
-                    name = call[0].split(":", 1)[0]
-                    return outcome(
-                        "stuck",
-                        f"stuck: the same {name} call gave the same result "
-                        f"{STUCK_REPEATS} times in a row",
-                        detail=f"Repeated call: {call[0][:1000]}",
-                    )
+        return None
 
-    def _finished(self, finish: FinishReport, outcome: Callable[..., LoopOutcome]) -> LoopOutcome:
+    def _finished(self, finish: FinishReport) -> LoopOutcome:
+        outcome = self._outcome
         notes = finish.notes_for_reviewer
         if finish.findings:
             notes = "\n".join(f"- {f}" for f in finish.findings) + ("\n\n" + notes if notes else "")
@@ -441,6 +536,7 @@ class _AgentLoop:
             raise ApplicationError(
                 f"{self.where}: the Anthropic API did not answer within "
                 f"{self.settings.request_timeout:.0f} s",
+                self.spend(),
                 type="AnthropicTimeout",
             ) from err
         except (anthropic.APIConnectionError, httpx2.TransportError) as err:
@@ -448,6 +544,7 @@ class _AgentLoop:
             self.transcript.write("error", turn=self.turn + 1, error=f"connection: {err}")
             raise ApplicationError(
                 f"{self.where}: cannot reach the Anthropic API: {err}",
+                self.spend(),
                 type="AnthropicConnection",
             ) from err
 
@@ -465,6 +562,7 @@ class _AgentLoop:
             return ApplicationError(
                 f"{where}. Check ANTHROPIC_API_KEY on the worker (and its permissions for "
                 f"model {self.model}); retrying cannot fix it",
+                self.spend(),
                 type="AnthropicCredentials",
                 non_retryable=True,
             )
@@ -472,6 +570,7 @@ class _AgentLoop:
             return ApplicationError(
                 f"{where}. Model {self.model!r} may not exist or not be available to this key: "
                 "check the specialist's `model` and the `claude.models` table",
+                self.spend(),
                 type="AnthropicNotFound",
                 non_retryable=True,
             )
@@ -479,12 +578,14 @@ class _AgentLoop:
             return ApplicationError(
                 f"{where}. The conversation is too large for one request: lower "
                 "`claude.context_chars` or split the task",
+                self.spend(),
                 type="AnthropicRequestTooLarge",
                 non_retryable=True,
             )
         if status == 400 or (400 <= status < 500 and status not in (408, 409, 429)):
             return ApplicationError(
                 f"{where}. This is a bug or a limit in the request, not a passing problem",
+                self.spend(),
                 type="AnthropicInvalidRequest",
                 non_retryable=True,
             )
@@ -492,6 +593,7 @@ class _AgentLoop:
         delay = _retry_after(err)
         return ApplicationError(
             where,
+            self.spend(),
             type="AnthropicOverloaded" if status == 529 else "AnthropicUnavailable",
             next_retry_delay=timedelta(seconds=delay) if delay is not None else None,
         )
@@ -542,6 +644,15 @@ _STATUS_OF = {
     "overloaded_error": 529,
 }
 
+_INTERRUPTED = (
+    "The worker running this attempt restarted while this tool call ran: it may have run "
+    "partly or fully. Check its effects (view the file, git status) before repeating it."
+)
+_CUT_OFF_CALL = (
+    "This call was cut off at the output limit, so its input is incomplete: it was not run. "
+    "Send it again in smaller parts (for a large file: create it, then insert the rest)."
+)
+
 _CUT_OFF = (
     "Your reply was cut off at the output limit. Continue, in smaller steps (for a large "
     "file: create it in parts)."
@@ -555,6 +666,13 @@ def _tools_note(perms: ToolPermissions) -> str:
     if not perms.bash:
         notes.append("You have no shell.")
     return ("\n\n" + " ".join(notes)) if notes else ""
+
+
+def _finish_of(block: dict[str, Any]) -> FinishReport | None:
+    try:
+        return FinishReport.model_validate(block.get("input"))
+    except ValidationError:
+        return None
 
 
 def _signature(block: dict[str, Any]) -> str:
@@ -627,9 +745,9 @@ def _result(
 ) -> SpecialistResult:
     usage = outcome.usage
     ok = outcome.stop_reason in ("finish", "end_turn")
-    if request.role == "review" and ok:
-        verdict = outcome.finish.verdict if outcome.finish else None
-        ok = verdict != "changes_requested"
+    if request.role == "review":
+        # Only an explicit approval approves: a reply without a verdict is no verdict.
+        ok = ok and outcome.finish is not None and outcome.finish.verdict == "approve"
     tail = outcome.summary + ("\n\n" + outcome.detail if outcome.detail else "")
     return SpecialistResult(
         task_id=request.task_id,

@@ -21,10 +21,22 @@ from coordinator.claude import Usage
 
 
 @dataclass
+class PendingTurn:
+    """A response whose tools had not all run when the worker died, and those that had."""
+
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    done: dict[str, dict[str, Any]] = field(default_factory=dict)  # tool_use id -> result
+
+
+@dataclass
 class Resumed:
     """What a transcript holds: the messages of every complete turn, and the money spent."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
+    system: str = ""  # the system prompt the conversation started with
+    pending: PendingTurn | None = None
+    ended: dict[str, Any] | None = None  # the `end` record, when the loop had ended
     turns: int = 0  # complete turns (a response and, unless it ended the loop, its results)
     usage: Usage = field(default_factory=Usage)
     model_calls: int = 0
@@ -61,26 +73,38 @@ class Transcript:
                 records.append(record)
         return records
 
-    def resume(self, first_message: dict[str, Any]) -> Resumed:
+    def resume(self, first_message: dict[str, Any], *, keep_calls: int = 3) -> Resumed:
         """Rebuild the conversation from the complete turns on disk.
 
-        A response whose tool results were not written (the worker died while the tools ran)
-        is dropped: its tools may have half-run, so the model is asked that turn again and
-        sees the files as they are now. Its tokens were paid for and are counted.
+        A response whose tool results were not all written (the worker died while its tools
+        ran) comes back as `pending`, with the results of the tools that did finish: the
+        caller answers the rest as interrupted instead of running them twice. Every response
+        was paid for and is counted.
         """
         state = Resumed(messages=[first_message])
-        pending: dict[str, Any] | None = None
         for record in self.records():
             kind = record.get("kind")
-            if kind == "response":
+            if kind == "start":
+                state.system = str(record.get("system") or "")
+            elif kind == "response":
                 state.model_calls += 1
                 state.usage = state.usage + Usage.model_validate(record.get("usage") or {})
-                pending = record
-            elif kind == "tool_results" and pending is not None:
-                state.messages.append({"role": "assistant", "content": pending["content"]})
+                state.pending = PendingTurn(
+                    content=record["content"], stop_reason=record.get("stop_reason")
+                )
+            elif kind == "tool_done" and state.pending is not None:
+                state.pending.done[str(record.get("tool_use_id"))] = {
+                    "content": record.get("content", ""),
+                    "is_error": bool(record.get("is_error")),
+                }
+            elif kind == "tool_results" and state.pending is not None:
+                state.messages.append({"role": "assistant", "content": state.pending.content})
                 state.messages.append({"role": "user", "content": record["content"]})
                 state.turns += 1
                 for signature, result in record.get("calls", []):
-                    state.recent_calls = [*state.recent_calls[-2:], (signature, result)]
-                pending = None
+                    calls = [*state.recent_calls, (signature, result)]
+                    state.recent_calls = calls[-keep_calls:]
+                state.pending = None
+            elif kind == "end":
+                state.ended = record
         return state
