@@ -17,7 +17,7 @@ from coordinator.execution import (
     PlanCheckInput,
     SpecialistRef,
 )
-from coordinator.plan import local_path
+from coordinator.plan import Plan, local_path
 from coordinator.specialists import load_registry
 from coordinator.validation import validate_plan
 
@@ -59,6 +59,8 @@ def _check(request: PlanCheckInput) -> PlanCheck:
                 source=spec.source,
             )
     errors = [str(p) for p in result.errors]
+    if problem := _claude_key_problem(plan, result.routes, refs):
+        errors.append(problem)
     # The plan passes these through from the worker's environment: this worker must have them.
     missing = [name for name in plan.env_from if name not in os.environ]
     if missing:
@@ -93,3 +95,33 @@ def _tool_warnings(name: str, source: str, tools: list[str]) -> list[str]:
             f"granted): {', '.join(perms.unenforced_scopes)}"
         )
     return warnings
+
+
+def _claude_key_problem(
+    plan: Plan, routes: dict[str, str], refs: dict[str, SpecialistRef]
+) -> str | None:
+    """Claude specialists this execution will call, on a worker without a key: say so now,
+    before any work, rather than after three failed attempts (or three review rounds)."""
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        return None
+    callers: dict[str, str] = {}
+    for task_id, name in routes.items():
+        callers.setdefault(name, f"task {task_id}")
+    if plan.fixer:
+        callers.setdefault(plan.fixer, "the plan's fixer")
+    # (The built-in `fixer` of gate rounds is called only when a gate fails: a missing key
+    # then fails that round, which escalates, rather than every run.)
+    if plan.reviewer:
+        callers.setdefault(plan.reviewer, "the reviewer")
+    claude = [
+        f"{name} ({who})"
+        for name, who in callers.items()
+        if (ref := refs.get(name)) is not None and ref.backend == "claude"
+    ]
+    if not claude:
+        return None
+    return (
+        f"Claude specialists {', '.join(claude)} need ANTHROPIC_API_KEY, which is not set in "
+        f"the environment of the worker on {socket.gethostname()}: set it where `coord "
+        "worker` runs, or use command specialists (`reviewer: null` skips the review)"
+    )

@@ -159,7 +159,7 @@ async def test_clone_url_repository_brings_its_own_specialists(
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "agents")
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text(
-        f"name: remote\nrepository: file://{repo}\n"
+        f"name: remote\nrepository: file://{repo}\nreviewer: null\n"
         "tasks:\n  - {id: schema, title: Create the schema, specialist: db-expert}\n"
     )
     # Before the clone the specialist is unknown: a warning, not an error.
@@ -171,6 +171,30 @@ async def test_clone_url_repository_brings_its_own_specialists(
     report = await run_execution(client, task_queue, build_execution_input(checked.plan, plan_file))
     assert report.tasks[0].specialist == "db-expert"
     assert report.tasks[0].status == "passed", report.to_markdown()
+
+
+async def test_claude_specialists_without_a_key_fail_at_setup(
+    client: Client,
+    task_queue: str,
+    workspaces: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before any work, not after three failed attempts: the worker has no Anthropic key."""
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    make_repo(tmp_path / "src")
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(
+        "name: keyless\nrepository: ./src\n"
+        "tasks:\n  - {id: t, title: T, specialist: implementer, prompt: do it}\n"
+    )
+    report = await run_execution(
+        client, task_queue, build_execution_input(load(plan_file), plan_file)
+    )
+    assert report.status == "Failed"
+    (problem,) = [p for p in report.problems if "ANTHROPIC_API_KEY" in p]
+    assert "implementer (task t)" in problem and "code-reviewer (the reviewer)" in problem
+    assert [t.attempts for t in report.tasks] == [0]
 
 
 async def test_plan_that_became_invalid_is_reported_not_run(
