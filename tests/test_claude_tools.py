@@ -603,8 +603,8 @@ async def test_bash_environment_is_scrubbed(
     worktree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secrets = {
-        "ANTHROPIC_API_KEY": "sk-ant-api03-value-that-must-not-leak",
-        "GITHUB_TOKEN": "ghp_valuethatmustnotleak0123456789",
+        "ANTHROPIC_API_KEY": "fake-anthropic-key-value-that-must-not-leak",
+        "GITHUB_TOKEN": "fake-github-token-value-that-must-not-leak",
         "TEMPORAL_API_KEY": "temporal-key-value-must-not-leak",
         "DEPLOY_CREDENTIAL": "custom-credential-value-xyz",
     }

@@ -41,7 +41,7 @@ from worker import WORKFLOWS
 from workflows.execution import ExecutionWorkflow
 from workflows.integration_phase import IntegrationPhaseWorkflow
 
-TOKEN = "ghp_e2eSECRETtoken0123456789abcdef"
+TOKEN = "fake-e2e-SECRET-github-token-0123456789"
 REPO = "acme/app"
 UI = "http://ui.example:8233/namespaces/default/workflows"
 ISSUE = (
