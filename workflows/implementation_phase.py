@@ -493,15 +493,10 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         while attempt < ATTEMPTS:
             attempt += 1
             specialist = self._specialist(request, task, fixing=attempt > 1)
-            if specialist.backend == "claude":
-                if over := self._task_over_budget(task, state):
-                    self._task_budget_hit[task.id] = over
-                    state.last_error = over[0]
-                    return over[0], ""
-                if not await self.within_budget(request, "implementation"):
-                    self._abort = True
-                    state.last_error = "stopped: the execution's budget is spent"
-                    return state.last_error, ""
+            if specialist.backend == "claude" and (
+                stop := await self._budget_stop(request, task, state)
+            ):
+                return stop, ""
             state.attempts += 1
             state.status = "running" if attempt == 1 else "fixing"
             await self.notify_task(state)
@@ -572,14 +567,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     "The budget was raised: carry on from where it stopped; the worktree "
                     f"keeps its changes.\n{result.output_tail}"
                 )
-                if over := self._task_over_budget(task, state):
-                    self._task_budget_hit[task.id] = over
-                    state.last_error = over[0]
-                    return over[0], ""
-                if not await self.within_budget(request, "implementation"):
-                    self._abort = True
-                    state.last_error = "stopped: the execution's budget is spent"
-                    return state.last_error, ""
+                if stop := await self._budget_stop(request, task, state):
+                    return stop, ""
                 attempt -= 1  # not a failed attempt
                 fresh = False
                 continue
@@ -642,6 +631,19 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             )
             return None, ""
         return error, tail
+
+    async def _budget_stop(self, request: PhaseInput, task: Task, state: TaskState) -> str | None:
+        """Before a Claude attempt: None to go on, else why the task stops here (its own
+        budget is spent: it asks; the execution's budget question was answered abort)."""
+        if over := self._task_over_budget(task, state):
+            self._task_budget_hit[task.id] = over
+            state.last_error = over[0]
+            return over[0]
+        if not await self.within_budget(request, "implementation"):
+            self._abort = True
+            state.last_error = "stopped: the execution's budget is spent"
+            return state.last_error
+        return None
 
     def _add_spend(self, state: TaskState, spend: AttemptSpend | None) -> None:
         if spend is None:

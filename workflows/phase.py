@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         MergeRequest,
         MergeResult,
         RemoveWorktreeRequest,
+        TaskWorktree,
     )
     from coordinator.claude import AttemptSpend
     from coordinator.escalation import Action, Escalation, Resolution
@@ -219,6 +220,11 @@ class PhaseWorkflow:
             self._reserved += limit
         return limit
 
+    def reserve_share(self, request: PhaseInput, ref: SpecialistRef) -> float | None:
+        """A fixer's or reviewer's attempt: what is left of the execution's budget (Claude
+        only; command specialists spend nothing)."""
+        return self.reserve(self.budget_left(request)) if ref.backend == "claude" else None
+
     def release(self, limit: float | None) -> None:
         if limit is not None:
             self._reserved = max(0.0, self._reserved - limit)
@@ -315,6 +321,21 @@ class PhaseWorkflow:
                 ),
             )
 
+    async def fresh_worktree(self, request: PhaseInput, item_id: str) -> TaskWorktree:
+        """A worktree of the execution branch as it stands, for a fix round or the review."""
+        ws = request.workspace
+        return await steps.create_worktree(
+            ws,
+            CreateWorktreeRequest(
+                execution_id=request.execution_id,
+                workspace=ws.path,
+                execution_branch=ws.branch,
+                task_id=item_id,
+                attempt=1,
+                fresh=True,
+            ),
+        )
+
     def fixer(self, request: PhaseInput, default: str | None = None) -> SpecialistRef:
         name = request.plan.fixer or default or "fixer"
         return request.specialists.get(name) or SpecialistRef(name=name, backend="claude")
@@ -336,18 +357,8 @@ class PhaseWorkflow:
         fixer = self.fixer(request)
         if fixer.backend == "claude" and not await self.within_budget(request, phase_of(fix_id)):
             return "aborted: the budget is spent"
-        worktree = await steps.create_worktree(
-            ws,
-            CreateWorktreeRequest(
-                execution_id=request.execution_id,
-                workspace=ws.path,
-                execution_branch=ws.branch,
-                task_id=fix_id,
-                attempt=1,
-                fresh=True,
-            ),
-        )
-        limit = self.reserve(self.budget_left(request)) if fixer.backend == "claude" else None
+        worktree = await self.fresh_worktree(request, fix_id)
+        limit = self.reserve_share(request, fixer)
         try:
             await self.set_up_worktree(request, worktree.path, fix_id)
             try:

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from coordinator.branches import CreateWorktreeRequest, DiffRequest, RemoveWorktreeRequest
+    from coordinator.branches import DiffRequest, RemoveWorktreeRequest
     from coordinator.escalation import Action, Escalation
     from coordinator.execution import PhaseInput, ReviewResult
     from coordinator.handoff import GithubPhaseInput, PushRequest, ReviewRequest
@@ -105,22 +105,8 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
                         execution_id=request.execution_id,
                     ),
                 )
-                worktree = await steps.create_worktree(
-                    ws,
-                    CreateWorktreeRequest(
-                        execution_id=request.execution_id,
-                        workspace=ws.path,
-                        execution_branch=ws.branch,
-                        task_id=REVIEW_WORKTREE,
-                        attempt=1,
-                        fresh=True,
-                    ),
-                )
-                limit = (
-                    self.reserve(self.budget_left(request))
-                    if reviewer.backend == "claude"
-                    else None
-                )
+                worktree = await self.fresh_worktree(request, REVIEW_WORKTREE)
+                limit = self.reserve_share(request, reviewer)
                 failure = ""
                 try:
                     await self.set_up_worktree(request, worktree.path, REVIEW_WORKTREE)
