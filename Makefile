@@ -6,12 +6,14 @@ STAMP := $(VENV)/.installed
 COORD := $(BIN)/coord
 DEMO_PLAN ?= examples/hello-service/plan.yaml
 
-.PHONY: install demo demo-stop test lint fmt clean
+.PHONY: install demo demo-stop test lint fmt clean lock
 
-$(STAMP): pyproject.toml
+# Installs the versions pinned in constraints.txt (the lock file): a fresh machine gets what CI
+# tested. `make lock` moves the pins to the newest versions pyproject.toml's ranges allow.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,6 +42,16 @@ fmt: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '1,3p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable \
+	  | grep -v '^#'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -344,8 +344,9 @@ async def test_dropped_connections(messages_api: MessagesAPI) -> None:
     api = client(messages_api)
     with pytest.raises(anthropic.APIConnectionError):
         await api.messages.create(model=MODEL, max_tokens=10, messages=HELLO)
-    # Mid-stream the SDK does not wrap the transport error (a real client sees the same).
-    with pytest.raises(httpx2.RemoteProtocolError):
+    # Mid-stream, older SDKs let the transport's own error through and newer ones (2.17) wrap
+    # it as APIConnectionError: a real client sees the same, and the agent classifies both.
+    with pytest.raises((httpx2.RemoteProtocolError, anthropic.APIConnectionError)):
         async with api.messages.stream(model=MODEL, max_tokens=10, messages=HELLO) as stream:
             await stream.get_final_message()
     with pytest.raises(anthropic.InternalServerError, match="boom"):
