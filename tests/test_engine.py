@@ -38,6 +38,11 @@ def times(log: Path) -> dict[str, tuple[float, float]]:
     return {task: (s, e) for task, (s, e) in spans.items()}
 
 
+# Plans whose tasks log their times to one file outside every worktree, which the jail would
+# refuse them: these tests are about scheduling, so their commands run without it.
+UNJAILED = {"confine": "off"}
+
+
 def timed(task_id: str, log: Path, seconds: float, **extra: object) -> dict[str, object]:
     prompt = (
         f"echo {task_id} start $(date +%s.%N) >> {log}; sleep {seconds}; "
@@ -54,6 +59,7 @@ async def test_parallel_tasks_respect_dependencies_and_max_parallel(
     plan = write_plan(
         tmp_path,
         {
+            **UNJAILED,
             "max_parallel": 2,
             "tasks": [
                 timed("a", log, 1, depends_on=[]),
@@ -124,6 +130,7 @@ async def test_three_failures_escalate_and_retry_with_guidance_completes(
     plan = write_plan(
         tmp_path,
         {
+            **UNJAILED,
             "tasks": [
                 shell_task("first", "echo 1 > first.txt"),
                 shell_task(
@@ -478,6 +485,7 @@ async def test_a_retried_task_waits_for_a_free_slot(
     plan = write_plan(
         tmp_path,
         {
+            **UNJAILED,
             "max_parallel": 1,
             "tasks": [
                 shell_task("stuck", stuck),
