@@ -114,6 +114,7 @@ WRITES_INSIDE = (
 def attempts_to_write(places: dict[str, Path]) -> str:
     writes = [f"echo x >> '{path}' && echo \"WROTE {name}\"" for name, path in places.items()]
     writes.append("rm -f .git && echo 'WROTE: removed .git'")
+    writes.append("git checkout -q -b elsewhere && echo 'WROTE: another branch'")
     return "; ".join(writes)
 
 
@@ -140,6 +141,8 @@ async def test_a_jailed_specialist_writes_only_its_worktree_environment_folder_a
     # jail: a write there lands in a folder that is thrown away.)
     assert {name: snapshot(path) for name, path in places.items()} == before
     assert "WROTE the worker's home" not in log and "WROTE /etc" not in log, log
+    assert "WROTE:" not in log
+    assert git(layout.worktree, "branch", "--show-current") == "coord-task/exec-1/t"
     assert (layout.worktree / "inside.txt").read_text() == "inside\n"
     assert (layout.env_dir / "made-by-the-task").read_text() == "env\n"
     assert "tmp: tmp\nhome: home\n" in log
