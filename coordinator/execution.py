@@ -243,6 +243,8 @@ class PhaseInput(BaseModel):
 
 class ImplementationResult(BaseModel):
     tasks: list[TaskState]
+    # With coalesced updates: the task states the phase had not signalled when it ended.
+    updates: list[TaskState] = Field(default_factory=list)
     aborted: bool = False
     head: str
 

@@ -447,6 +447,8 @@ class ExecutionWorkflow:
         )
         if implementation.tasks:  # else the phase's (coalesced) updates brought them all
             self._progress.tasks = implementation.tasks
+        elif implementation.updates:  # ... but the last ones, which came with the result
+            self._tasks_update(implementation.updates)
         self._record_head(implementation.head)
         tasks = self._progress.tasks
         passed = sum(t.status == "passed" for t in tasks)

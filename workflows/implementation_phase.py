@@ -163,12 +163,18 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             await self.stop_updates()
             await self._clean_up(request)
             raise
-        await self.stop_updates()
+        last: list[TaskState] = []
+        if self._flusher_cooperative:
+            await self.stop_flusher()
+            last = self.unsent_updates()  # they travel in the result: no last signal
+        else:
+            await self.stop_updates()
         await self._clean_up(request)
         return ImplementationResult(
-            # With coalesced updates the execution already has every task's final state: a
-            # 1,000-task list would only weigh down both histories.
+            # With coalesced updates the execution already has every task's state but the
+            # last ones (`updates`): a 1,000-task list would only weigh down both histories.
             tasks=[] if self._coalesce else list(self._states.values()),
+            updates=last,
             aborted=self._abort,
             head=request.workspace.head_commit,
         )
