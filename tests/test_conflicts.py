@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from coordinator.attempts import FAILURE_CHARS, AttemptFailure, feedback_for
 from coordinator.conflicts import (
     CONFLICT_CHARS,
     ConflictFacts,
@@ -84,3 +85,18 @@ def test_markers_left_says_where_and_with_whom() -> None:
     message = markers_left({"shared.txt": [2, 4, 6]}, ["task t1"])
     assert "task t1" in message and "shared.txt (lines 2, 4, 6)" in message
     assert "refused" in message
+
+
+def test_feedback_keeps_every_failure_oldest_first_within_the_limit() -> None:
+    failures = [
+        AttemptFailure.of(1, "merge conflict: task t2 conflicts with task t1", "S" * 10_000),
+        AttemptFailure.of(2, "gate lint failed:\nE501", "L" * 10_000),
+        AttemptFailure.of(3, "conflict markers are still in shared.txt"),
+    ]
+    assert len(failures[0].detail) <= FAILURE_CHARS and "\n" not in failures[1].error
+    text = feedback_for(failures, "the branch moved: " + "n" * 9000, limit=8000)
+    assert len(text) <= 8000
+    at = [text.index(f"Attempt {n} failed") for n in (1, 2, 3)]
+    assert at == sorted(at) and "task t1" in text and "the branch moved" in text
+    assert feedback_for([], "", limit=100) == ""
+    assert feedback_for([], "only a note", limit=100) == "only a note"
