@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cli.render import escalation_lines
 from coordinator.attempts import FAILURE_CHARS, AttemptFailure, feedback_for
 from coordinator.conflicts import (
     CONFLICT_CHARS,
@@ -13,6 +14,8 @@ from coordinator.conflicts import (
     marker_lines,
     markers_left,
 )
+from coordinator.escalation import Escalation
+from coordinator.status_comment import escalation_markdown
 
 CONFLICTED = "\n".join(
     [
@@ -100,3 +103,27 @@ def test_feedback_keeps_every_failure_oldest_first_within_the_limit() -> None:
     assert at == sorted(at) and "task t1" in text and "the branch moved" in text
     assert feedback_for([], "", limit=100) == ""
     assert feedback_for([], "only a note", limit=100) == "only a note"
+
+
+def test_the_human_sees_every_failed_attempt() -> None:
+    escalation = Escalation(
+        id="t2:1",
+        phase="implementation",
+        task_id="t2",
+        reason="3 attempts failed",
+        question="retry?",
+        last_error="conflict markers are still in shared.txt",
+        attempts=3,
+        failures=[
+            AttemptFailure.of(1, "merge conflict: task t2 conflicts with task t1 in shared.txt"),
+            AttemptFailure.of(2, "gate lint failed", "\n".join(f"line {n}" for n in range(30))),
+            AttemptFailure.of(3, "conflict markers are still in shared.txt"),
+        ],
+    )
+    lines = escalation_lines("e1", escalation)
+    shown = "\n".join(lines)
+    assert "attempt 1: merge conflict: task t2 conflicts with task t1 in shared.txt" in shown
+    assert "attempt 3: conflict markers are still in shared.txt" in shown
+    assert "| line 0" in shown and "| line 8" not in shown and "22 more lines" in shown
+    markdown = "\n".join(escalation_markdown("e1", escalation))
+    assert "- attempt 1: merge conflict: task t2 conflicts with task t1" in markdown
