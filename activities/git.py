@@ -169,6 +169,20 @@ async def is_git_repo(path: Path) -> bool:
     return Path(top).resolve() == path.resolve()
 
 
+async def is_repository(path: Path) -> bool:
+    """A repository to clone: the top of a working tree, or a git directory itself (a bare
+    repository, which has no working tree, so `is_git_repo` says no; or a `.git` folder).
+    A folder inside either is neither."""
+    if await is_git_repo(path):
+        return True
+    try:
+        # Named explicitly: no discovery upwards, whatever safe.bareRepository says.
+        await git(f"--git-dir={path}", "rev-parse", "--git-dir", cwd=path)
+    except (GitError, FileNotFoundError, NotADirectoryError):
+        return False
+    return True
+
+
 def lock_in_the_way(err: GitError) -> Path | None:
     """The lock file a git command failed on ("Unable to create '...lock': File exists")."""
     found = _LOCK_EXISTS.search(err.output)

@@ -1,6 +1,6 @@
 """Git and the worker's trust: no hook a specialist plants ever runs, no git sees a secret, the
 GitHub token reaches the push alone. Real git, the local GitHub of tests/github_server.py with
-the real PyGithub client, and the real Temporal dev server."""
+the real PyGithub client, and the real Temporal dev server. A bare repository is a repository."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.git import run_git
 from activities.git_auth import token_helper
 from activities.github import GithubActivities
+from activities.workspace import WorkspaceActivities
+from coordinator.execution import PrepareWorkspaceInput
 from coordinator.handoff import PushRequest
 from tests.anthropic_server import finish, reply, serve_messages_api, tool_use
 from tests.engine_support import git, make_repo, running_worker, shell_task, write_plan
@@ -244,3 +246,29 @@ async def test_hooks_planted_by_a_specialist_never_run_nor_see_a_secret(
     assert " push --porcelain " in spied and " commit-tree " in spied
     for secret in [api.api_key, *(f.decode() for f in secret_forms(TOKEN))]:
         assert secret not in spied, "a git got a secret in its environment or arguments"
+
+
+# --------------------------------------------------------------------------- repositories
+
+
+def bare_copy(tmp_path: Path) -> tuple[Path, str]:
+    source = make_repo(tmp_path / "work", {"README.md": "# hi\n", "src/app.py": "x = 1\n"})
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(source), str(bare))
+    return bare, git(source, "rev-parse", "HEAD")
+
+
+@pytest.mark.parametrize("form", ["path", "file-url"])
+async def test_a_bare_repository_is_cloned_as_a_repository(tmp_path: Path, form: str) -> None:
+    bare, head = bare_copy(tmp_path)
+    repository = str(bare) if form == "path" else f"file://{bare}"
+    acts = WorkspaceActivities(tmp_path / "ws")
+    request = PrepareWorkspaceInput(
+        execution_id="e1", repository=repository, base_branch=None, branch="coord/e1"
+    )
+    ws = await ActivityEnvironment().run(acts.prepare_workspace, request)
+
+    assert (ws.base_branch, ws.base_commit, ws.head_commit) == ("main", head, head)
+    clone = Path(ws.path)
+    assert git(clone, "ls-tree", "-r", "--name-only", "HEAD").split() == ["README.md", "src/app.py"]
+    assert git(clone, "log", "--format=%s") == "init"
