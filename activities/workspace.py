@@ -93,7 +93,7 @@ class WorkspaceActivities:
         head = await git("rev-parse", "HEAD", cwd=dest)
         host, home = self.host, request.home
         if host is not None and home is None:
-            home = await choose_home(dest, source, request.execution_id, request.branch, host)
+            home = await choose_home(dest, request, host)
         return Workspace(
             path=str(dest),
             branch=request.branch,

@@ -1,6 +1,7 @@
 """Git and the worker's trust: no hook a specialist plants ever runs, no git sees a secret, the
 GitHub token reaches the push alone. Real git, the local GitHub of tests/github_server.py with
-the real PyGithub client, and the real Temporal dev server. A bare repository is a repository."""
+the real PyGithub client, and the real Temporal dev server. Nothing is pushed before
+approval; a bare repository is a repository."""
 
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ from activities.git import run_git
 from activities.git_auth import token_helper
 from activities.github import GithubActivities
 from activities.workspace import WorkspaceActivities
+from coordinator.escalation import ApprovalAnswer
 from coordinator.execution import PrepareWorkspaceInput
 from coordinator.handoff import PushRequest
+from coordinator.hosts import HostSettings
 from tests.anthropic_server import finish, reply, serve_messages_api, tool_use
-from tests.engine_support import git, make_repo, running_worker, shell_task, write_plan
+from tests.engine_support import git, make_repo, running_worker, shell_task, wait_for, write_plan
 from tests.github_server import GithubServer
 from tests.test_github_handoff import secret_forms, start
+from workflows.execution import ExecutionWorkflow
 
 TOKEN = "fake-trust-SECRET-github-token-0123456789"
 REPO = "acme/app"
@@ -272,3 +276,56 @@ async def test_a_bare_repository_is_cloned_as_a_repository(tmp_path: Path, form:
     clone = Path(ws.path)
     assert git(clone, "ls-tree", "-r", "--name-only", "HEAD").split() == ["README.md", "src/app.py"]
     assert git(clone, "log", "--format=%s") == "init"
+
+
+@pytest.mark.parametrize("remote_home", [True, False])
+async def test_the_remote_is_the_branchs_home_only_when_allowed(
+    tmp_path: Path, remote_home: bool
+) -> None:
+    bare, _ = bare_copy(tmp_path)
+    host = HostSettings(host_queue="q@h", shared_root=tmp_path / "shared")
+    acts = WorkspaceActivities(tmp_path / "ws", host)
+    request = PrepareWorkspaceInput(
+        execution_id="e1",
+        repository=f"file://{bare}",
+        base_branch=None,
+        branch="coord/e1",
+        remote_home=remote_home,
+    )
+    ws = await ActivityEnvironment().run(acts.prepare_workspace, request)
+
+    refs = git(bare, "for-each-ref", "--format=%(refname)").split()
+    if remote_home:
+        assert ws.home == f"file://{bare}" and "refs/heads/coord/e1" in refs
+    else:
+        assert ws.home == str(tmp_path / "shared" / "e1.git") and refs == ["refs/heads/main"]
+        assert git(Path(ws.home), "rev-parse", "coord/e1") == ws.head_commit
+
+
+async def test_a_url_repository_waiting_to_start_has_pushed_nothing(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    bare, _ = bare_copy(tmp_path)
+    plan = write_plan(
+        tmp_path,
+        {
+            "repository": f"file://{bare}",
+            "approval": {"before_start": True},
+            "tasks": [shell_task("a", "echo a > a.txt")],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        waiting = await wait_for(handle, lambda p: p.pending_approval is not None)
+        refs_while_waiting = git(bare, "for-each-ref", "--format=%(refname)")
+        await handle.execute_update(ExecutionWorkflow.approve, ApprovalAnswer(by="lead"))
+        report = await asyncio.wait_for(handle.result(), 60)
+
+    assert refs_while_waiting == "refs/heads/main"
+    assert report.status == "Complete", report.to_markdown()
+    ws = report.workspace
+    assert ws is not None and waiting.workspace is not None
+    # Its home is the coordinator's shared root, which has every merged task.
+    assert ws.home == str(tmp_path / "shared" / f"{handle.id}.git")
+    assert git(Path(ws.home), "rev-parse", ws.branch) == ws.head_commit
+    assert git(bare, "for-each-ref", "--format=%(refname)") == "refs/heads/main"
