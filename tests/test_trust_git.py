@@ -1,13 +1,14 @@
 """Git and the worker's trust: no hook a specialist plants ever runs, no git sees a secret, the
-GitHub token reaches the push alone. Real git, the local GitHub of tests/github_server.py with
-the real PyGithub client, and the real Temporal dev server. Nothing is pushed before
-approval; a bare repository is a repository."""
+GitHub token reaches the push alone, nothing is pushed before approval, a bare repository is a
+repository, and the pull request speaks to a reviewer. Real git, the local GitHub of
+tests/github_server.py with the real PyGithub client, and the real Temporal dev server."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from coordinator.execution import PrepareWorkspaceInput
 from coordinator.handoff import PushRequest
 from coordinator.hosts import HostSettings
 from tests.anthropic_server import finish, reply, serve_messages_api, tool_use
+from tests.cli_support import coord
 from tests.engine_support import git, make_repo, running_worker, shell_task, wait_for, write_plan
 from tests.github_server import GithubServer
 from tests.test_github_handoff import secret_forms, start
@@ -250,6 +252,82 @@ async def test_hooks_planted_by_a_specialist_never_run_nor_see_a_secret(
     assert " push --porcelain " in spied and " commit-tree " in spied
     for secret in [api.api_key, *(f.decode() for f in secret_forms(TOKEN))]:
         assert secret not in spied, "a git got a secret in its environment or arguments"
+
+
+BREAKDOWN = (
+    "# Greeting\n"
+    "\n"
+    "```yaml\n"
+    "reviewer: null\n"
+    "```\n"
+    "\n"
+    "## L0: Words\n"
+    "\n"
+    "- [ ] T1: Write hello.txt (shell)\n"
+    "  ```sh\n"
+    "  echo hello > hello.txt\n"
+    "  ```\n"
+)
+
+
+async def test_a_run_from_an_issue_pushes_nothing_before_approval_and_its_pr_is_for_people(
+    cli_env: dict[str, str],
+    worker: None,
+    client: Client,
+    tmp_path: Path,
+    github: GithubServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The repository is the issue's, by URL; the worker has git credentials for it (as
+    README says to configure for private ones), so it could push there at any time."""
+    home = tmp_path / "home"
+    home.mkdir()
+    host = github.web_url.removeprefix("http://")
+    (home / ".git-credentials").write_text(f"http://x-access-token:{TOKEN}@{host}\n")
+    (home / ".gitconfig").write_text(
+        f"[credential]\n\thelper = store --file={home}/.git-credentials\n"
+    )
+    monkeypatch.setenv("HOME", str(home))  # the worker's (in this process)
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    monkeypatch.setenv("GITHUB_API_URL", github.api_url)
+    env = {
+        **cli_env,
+        "GITHUB_TOKEN": TOKEN,
+        "GITHUB_API_URL": github.api_url,
+        "COORD_UI_URL": "http://127.0.0.1:8233",  # the embedded server's UI, as by default
+    }
+    github.add_repo(REPO, make_repo(tmp_path / "repo"))
+    number = github.add_issue(REPO, "Greeting", BREAKDOWN)
+    eid = f"issue-{uuid.uuid4().hex[:8]}"
+
+    code, out, err = await coord("run", "--from-issue", f"{REPO}#{number}", "--id", eid, env=env)
+    assert code == 0, err + out
+    handle = client.get_workflow_handle_for(ExecutionWorkflow.run, eid)
+    waiting = await wait_for(handle, lambda p: p.pending_approval is not None)
+    # Cloned from the remote, and not one push to it: no branch, no other ref.
+    assert any("upload-pack" in path for path, _ in github.git_requests)
+    assert not any("receive-pack" in path for path, _ in github.git_requests)
+    assert github.branch_head(REPO, f"coord/{eid}") is None
+    assert git(github.repos[REPO].bare, "for-each-ref", "--format=%(refname)") == "refs/heads/main"
+    assert waiting.workspace is not None and waiting.workspace.repository.startswith("http")
+    assert [t.status for t in waiting.tasks] == ["passed"]
+
+    await handle.execute_update(ExecutionWorkflow.approve, ApprovalAnswer(by="lead"))
+    report = await asyncio.wait_for(handle.result(), 60)
+    assert report.status == "Complete", report.to_markdown()
+    ws = report.workspace
+    assert ws is not None and ws.host_queue is not None
+    assert github.branch_head(REPO, ws.branch) == ws.head_commit
+
+    [pr] = github.pulls(REPO)
+    body = pr.body.replace(github.web_url, "")  # GitHub's own links (local in this test)
+    for internal in (ws.path, str(tmp_path), ws.host_queue, "127.0.0.1", "localhost"):
+        assert internal not in body, f"{internal} in the pull request body:\n{body}"
+    assert "| t1 | Write hello.txt | shell | passed | 1 |" in body
+    assert "- before_handoff: approved by lead" in body
+    assert f"`coord report {eid}`" in body
+    # The operator's report keeps the worker's side.
+    assert ws.path in report.to_markdown()
 
 
 # --------------------------------------------------------------------------- repositories
