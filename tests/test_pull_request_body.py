@@ -18,6 +18,30 @@ ROOT = "/home/ops/.coord/workspaces/add-faces-3f2a"
 QUEUE = "coordinator@build-7-3f2a9c01"
 
 
+def escalations() -> list[Escalation]:
+    """One answered with guidance (its reason names a worktree), one skipped."""
+    return [
+        Escalation(
+            id="esc-1",
+            phase="implementation",
+            task_id="schema",
+            reason=f"gate lint failed 3 times in {ROOT}/worktrees/schema",
+            question="?",
+            state="answered",
+            answer=Resolution(action=Action.RETRY, guidance="use uuid keys", by="ana"),
+        ),
+        Escalation(
+            id="esc-2",
+            phase="implementation",
+            task_id="api",
+            reason="specialist failed 3 times",
+            question="?",
+            state="answered",
+            answer=Resolution(action=Action.SKIP, by="ana"),
+        ),
+    ]
+
+
 def report() -> ExecutionReport:
     gate = GateSummary(name="lint", level="task", scope="schema", passed=True)
     return ExecutionReport(
@@ -51,26 +75,7 @@ def report() -> ExecutionReport:
         ),
         gates=[GateSummary(name="tests", level="system", scope="execution", passed=False)],
         gate_totals={"task": (1, 1), "system": (0, 1)},
-        escalations=[
-            Escalation(
-                id="esc-1",
-                phase="implementation",
-                task_id="schema",
-                reason=f"gate lint failed 3 times in {ROOT}/worktrees/schema",
-                question="?",
-                state="answered",
-                answer=Resolution(action=Action.RETRY, guidance="use uuid keys", by="ana"),
-            ),
-            Escalation(
-                id="esc-2",
-                phase="implementation",
-                task_id="api",
-                reason="specialist failed 3 times",
-                question="?",
-                state="answered",
-                answer=Resolution(action=Action.SKIP, by="ana"),
-            ),
-        ],
+        escalations=escalations(),
         approvals=[
             Approval(
                 name="before_handoff",
