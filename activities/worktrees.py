@@ -10,8 +10,8 @@ and leaves nothing to abort, and a crash leaves the branch at either the old or 
 
 Every activity can be retried after a crash at any point: the `Coord-Task: <id>` trailer and
 the recorded base ref let a retry find work already done instead of doing it twice. Git plumbing
-(`commit-tree`, `update-ref`) is used for commits so no hook or editor of the user's repository
-runs inside the coordinator.
+(`commit-tree`, `update-ref`) is used for commits so no editor runs; no hook ever does
+(activities/git.py switches them off for every git the coordinator runs).
 """
 
 from __future__ import annotations
@@ -22,13 +22,20 @@ import os
 import shutil
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.conflicts import (
+    Merged,
+    conflict_facts,
+    forget_conflicts,
+    markers_left,
+    record_conflict,
+)
 from activities.git import (
     GitError,
     git,
@@ -61,6 +68,7 @@ from coordinator.branches import (
     task_commit_message,
     task_worktree_path,
 )
+from coordinator.conflicts import describe
 
 T = TypeVar("T")
 
@@ -71,8 +79,6 @@ LOCK_WAITS, LOCK_WAIT = 20, 0.5
 # Tool caches that gates create in a worktree as a side effect; never part of a task's commit
 # even when the repository's .gitignore forgets them.
 TOOL_CACHES = ("__pycache__/", "*.py[cod]", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/")
-# The user's hooks (post-checkout, reference-transaction...) never run inside the coordinator.
-NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
 REPLAY_SNAPSHOT = "coord: snapshot of the task before replaying it"
 REPLAY_RECORD = "coord-replay.json"
 UNFINISHED_TRAILER = "Coord-Unfinished"
@@ -91,7 +97,8 @@ class WorktreeActivities:
         its uncommitted work (the fix loop works on top of the failed attempt), unless `fresh`
         resets it to the execution head. On a later attempt, a task commit that exists although
         the execution head moved means its merge conflicted: it is replayed onto the execution
-        head as uncommitted changes with conflict markers, so the fixer resolves them in place.
+        head as uncommitted changes with conflict markers, so the fixer resolves them in place
+        (the conflicted files are recorded: activities/conflicts.py).
         """
         clone = Path(request.workspace)
         path = self._worktree_path(request.execution_id, request.task_id)
@@ -113,7 +120,8 @@ class WorktreeActivities:
 
         A commit already on the branch (an earlier attempt, or the specialist's own commits)
         is replaced, so a task is always exactly one commit; a retry after the commit landed
-        finds it and returns it unchanged.
+        finds it and returns it unchanged. While a file of a conflict replayed into the
+        worktree still holds conflict markers, nothing is committed: the result says where.
         """
         wt = Path(request.worktree)
         async with heartbeating(f"commit {request.task_id}"):
@@ -262,6 +270,7 @@ async def _create(
         # -B also brings back a worktree whose HEAD a specialist moved to another branch.
         await _g("checkout", "--quiet", "--force", "-B", branch, exec_head, cwd=path, timeout=LONG)
         await _g("clean", "-ffdq", cwd=path, timeout=LONG)
+        forget_conflicts(await _admin_dir(path))
         await _g("update-ref", bref, exec_head, cwd=clone)
         return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head)
     if await _current_branch(path) != branch:
@@ -274,9 +283,7 @@ async def _create(
     base = await _base(clone, branch, request.execution_branch)
     head = await _rev(path, "HEAD")
     if request.attempt > 1 and head != base and base != exec_head:
-        return await _uninterrupted(
-            _replay(path, branch, base, request.execution_branch, exec_head, request.attempt)
-        )
+        return await _uninterrupted(_replay(path, branch, base, exec_head, request))
     replayed = await _replay_record(path, request.attempt, base)
     if replayed is not None:  # a retry of the attempt that replayed: the same answer
         return replayed
@@ -284,31 +291,41 @@ async def _create(
 
 
 async def _replay(
-    wt: Path, branch: str, base: str, execution_branch: str, exec_head: str, attempt: int
+    wt: Path, branch: str, base: str, exec_head: str, request: CreateWorktreeRequest
 ) -> TaskWorktree:
     """Move the task's changes onto the execution head, uncommitted, markers where they clash.
 
     Each step can be redone after a crash: the snapshot commit is recognised and reused, and
     the outcome is recorded before the branch moves, so a retry answers the same.
     """
-    head = await _rev(wt, "HEAD")
+    head = snapshot = await _rev(wt, "HEAD")
     if await _g("log", "-1", "--format=%s", head, cwd=wt) != REPLAY_SNAPSHOT:
         await _g("add", "-A", cwd=wt, timeout=LONG)
         tree = await _g("write-tree", cwd=wt)
         snapshot = await _g("commit-tree", tree, "-p", base, "-m", REPLAY_SNAPSHOT, cwd=wt)
         await _g("update-ref", f"refs/heads/{branch}", snapshot, head, cwd=wt)
     # Branch names as arguments label the conflict markers for the fixer.
-    merged = await _merge_tree(wt, execution_branch, branch)
+    merged = await _merge_tree(wt, request.execution_branch, branch)
     await _g("read-tree", "--reset", "-u", merged.tree, cwd=wt, timeout=LONG)
+    admin = await _admin_dir(wt)
+    conflict = None
+    if merged.conflicts:
+        facts = await conflict_facts(
+            wt, merged, request.task_id, request.execution_branch, branch, base, exec_head
+        )
+        # Before the branch moves: from here on, git no longer knows of the conflict.
+        await record_conflict(wt, admin, facts, exec_head, snapshot)
+        conflict = describe(facts)
     result = TaskWorktree(
         path=str(wt),
         branch=branch,
         base_commit=exec_head,
         replayed=True,
         conflict_files=merged.conflict_files,
+        conflict=conflict,
     )
-    record = {"attempt": attempt, "worktree": result.model_dump()}
-    (await _admin_dir(wt) / REPLAY_RECORD).write_text(json.dumps(record))
+    record = {"attempt": request.attempt, "worktree": result.model_dump()}
+    (admin / REPLAY_RECORD).write_text(json.dumps(record))
     await _g(
         "update-ref",
         "--stdin",
@@ -362,6 +379,9 @@ async def _commit(wt: Path, request: CommitRequest) -> CommitResult:
         )
     base = await _base(wt, branch, None)
     head = await _rev(wt, "HEAD")
+    left, others = await markers_left(wt, await _admin_dir(wt))
+    if left:  # nothing with conflict markers is committed, let alone merged
+        return CommitResult(commit=None, unresolved=left, conflicting_with=others)
     await _g("add", "-A", cwd=wt, timeout=LONG)
     tree = await _g("write-tree", cwd=wt)
     if tree == await _rev(wt, f"{base}^{{tree}}"):
@@ -439,10 +459,19 @@ async def _merge(clone: Path, request: MergeRequest) -> MergeResult:
     else:
         merged = await _merge_tree(clone, request.execution_branch, request.task_branch)
         if merged.conflicts:
+            facts = await conflict_facts(
+                clone,
+                merged,
+                request.task_id,
+                request.execution_branch,
+                request.task_branch,
+                base,
+                exec_head,
+            )
             return MergeResult(
                 merged=False,
                 head=exec_head,
-                conflict=_describe_conflict(request, exec_head, merged),
+                conflict=describe(facts),
                 conflict_files=merged.conflict_files,
             )
         new = await _g(
@@ -479,14 +508,7 @@ async def _advance(clone: Path, branch: str, old: str, new: str) -> None:
         await _g("update-ref", f"refs/heads/{branch}", new, old, cwd=clone)
 
 
-@dataclass
-class _Merged:
-    tree: str
-    conflict_files: list[str] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-
-
-async def _merge_tree(cwd: Path, ours: str, theirs: str) -> _Merged:
+async def _merge_tree(cwd: Path, ours: str, theirs: str) -> Merged:
     """A three-way merge computed in the object store; no working tree or index is touched."""
     args = ("-c", "core.quotePath=false", "merge-tree", "--write-tree", "--name-only")
     result = await run_git(*args, ours, theirs, cwd=cwd, timeout=LONG)
@@ -495,22 +517,9 @@ async def _merge_tree(cwd: Path, ours: str, theirs: str) -> _Merged:
     files, _, messages = result.stdout.partition("\n\n")
     tree, *conflict_files = files.splitlines()
     if result.returncode == 0:
-        return _Merged(tree)
+        return Merged(tree)
     conflicts = [m for m in messages.splitlines() if m.startswith("CONFLICT")]
-    return _Merged(tree, conflict_files, conflicts or ["CONFLICT: the merge failed"])
-
-
-def _describe_conflict(request: MergeRequest, exec_head: str, merged: _Merged) -> str:
-    files = ", ".join(merged.conflict_files) or "(see below)"
-    text = "\n".join(
-        [
-            f"task {request.task_id} does not merge onto {request.execution_branch} "
-            f"(at {exec_head[:12]}), which changed the same places since the task started; "
-            f"conflicting files: {files}",
-            *merged.conflicts,
-        ]
-    )
-    return text[:2000]
+    return Merged(tree, conflict_files, conflicts or ["CONFLICT: the merge failed"])
 
 
 # --- removing --------------------------------------------------------------------------------
@@ -550,7 +559,7 @@ async def _g(*args: str, cwd: Path, timeout: float = 300, stdin: str | None = No
     """git, waiting out a lock held by a live git and clearing one left by a dead git."""
     for _ in range(LOCK_WAITS):
         try:
-            return await git(*NO_HOOKS, *args, cwd=cwd, timeout=timeout, stdin=stdin)
+            return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin)
         except GitError as err:
             lock = lock_in_the_way(err)
             if lock is None:
@@ -559,7 +568,7 @@ async def _g(*args: str, cwd: Path, timeout: float = 300, stdin: str | None = No
                 activity.logger.warning("removed a stale git lock %s", lock)
             else:
                 await asyncio.sleep(LOCK_WAIT)
-    return await git(*NO_HOOKS, *args, cwd=cwd, timeout=timeout, stdin=stdin)
+    return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin)
 
 
 async def _uninterrupted(step: Awaitable[T]) -> T:

@@ -32,6 +32,7 @@ from benchmarks.infra import (
     longest_heartbeat_timeout,
     shell_plan,
 )
+from benchmarks.soak import soak_section
 
 BARE_TASK_QUEUE = "coord-bench-bare"
 MAX_PARALLEL = 8
@@ -505,6 +506,7 @@ SECTIONS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "parallel": parallel_section,
     "recovery": recovery_section,
     "memory": memory_section,
+    "soak": soak_section,
     "history": history_section,  # last: it reads the no-op runs the others made
 }
-ORDER = ["plan", "overhead", "parallel", "history", "recovery", "memory"]  # of the table
+ORDER = ["plan", "overhead", "parallel", "history", "recovery", "memory", "soak"]  # of the table

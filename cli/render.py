@@ -30,6 +30,7 @@ _STYLE = {
 }
 
 ERROR_LINES = 20  # lines of a failure's output shown with a question
+FAILURE_LINES = 8  # lines of each earlier attempt's failure shown with a question
 
 # Gate and specialist output is arbitrary text: no terminal escape sequences reach the screen.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
@@ -185,6 +186,7 @@ def escalation_lines(execution_id: str, e: Escalation) -> list[str]:
     ]
     if e.last_error:
         lines.append(f"  last error: {first_line(e.last_error, 200)}")
+    lines += _failure_lines(e)
     output = [ln.rstrip() for ln in clean(e.output_tail).rstrip().splitlines()]
     if output:
         # The end of a failure's output is where the summary is (pytest, compilers, linters).
@@ -202,6 +204,21 @@ def escalation_lines(execution_id: str, e: Escalation) -> list[str]:
     coord, temporal = resolve_commands(execution_id, e)
     lines += ["  answer with one of:", *[f"    {c}" for c in coord]]
     lines += ["  or with the Temporal CLI:", *[f"    {c}" for c in temporal]]
+    return lines
+
+
+def _failure_lines(e: Escalation) -> list[str]:
+    """Every failed attempt, oldest first: what failed and the start of what the fixer got
+    (where a merge conflict names the other task and quotes both sides)."""
+    if not e.failures:
+        return []
+    lines = ["  failed attempts (oldest first):"]
+    for failure in e.failures:
+        lines.append(f"    attempt {failure.attempt}: {first_line(failure.error, 300)}")
+        detail = [ln.rstrip() for ln in clean(failure.detail).splitlines() if ln.strip()]
+        lines += [f"      | {ln}" for ln in detail[:FAILURE_LINES]]
+        if len(detail) > FAILURE_LINES:
+            lines.append(f"      ... {len(detail) - FAILURE_LINES} more lines")
     return lines
 
 

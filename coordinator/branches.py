@@ -66,6 +66,8 @@ class TaskWorktree(BaseModel):
     # its changes are uncommitted there, with conflict markers in these files.
     replayed: bool = False
     conflict_files: list[str] = Field(default_factory=list)
+    # For the fixer: who clashed with the task, where, and both sides (coordinator/conflicts.py).
+    conflict: str | None = None
 
 
 class CommitRequest(BaseModel):
@@ -79,6 +81,10 @@ class CommitResult(BaseModel):
     commit: str | None
     files_changed: list[str] = Field(default_factory=list)
     no_changes: bool = False
+    # Refused, nothing committed: files of a conflict replayed into the worktree still hold
+    # conflict markers (path -> the marker lines), from a conflict with these others.
+    unresolved: dict[str, list[int]] = Field(default_factory=dict)
+    conflicting_with: list[str] = Field(default_factory=list)
 
 
 class MergeRequest(BaseModel):

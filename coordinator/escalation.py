@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from coordinator.attempts import AttemptFailure
+
 
 class Action(StrEnum):
     RETRY = "retry"  # try again (attempts start over), with the human's guidance
@@ -53,6 +55,9 @@ class Escalation(BaseModel):
     last_error: str = ""
     output_tail: str = ""
     attempts: int = 0
+    # Every failed attempt of the round that escalates, oldest first (each trimmed): the last
+    # error alone may not say what started it (a merge conflict, say).
+    failures: list[AttemptFailure] = Field(default_factory=list)
     completed: list[str] = Field(default_factory=list)
     remaining: list[str] = Field(default_factory=list)
     artifacts: list[str] = Field(default_factory=list)

@@ -82,6 +82,9 @@ class PrepareWorkspaceInput(BaseModel):
     # finished task) and must contain `resume_head`, the execution's base.
     home: str | None = None
     resume_head: str | None = None
+    # The repository's own remote may be the branch's home (pushed after setup and every
+    # merge): only for plans that ask no approval, so nothing leaves the machine before one.
+    remote_home: bool = False
 
 
 class PrepareEnvironmentInput(BaseModel):
@@ -243,6 +246,8 @@ class PhaseInput(BaseModel):
 
 class ImplementationResult(BaseModel):
     tasks: list[TaskState]
+    # With coalesced updates: the task states the phase had not signalled when it ended.
+    updates: list[TaskState] = Field(default_factory=list)
     aborted: bool = False
     head: str
 

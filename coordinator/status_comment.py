@@ -70,6 +70,9 @@ def escalation_markdown(execution_id: str, e: Escalation) -> list[str]:
     if e.last_error:
         error = _one_line(e.last_error).replace("`", "'")
         lines += [f"Last error: `{error}`", ""]
+    if e.failures:
+        lines += ["Failed attempts, oldest first:", ""]
+        lines += [f"- attempt {f.attempt}: {_one_line(f.error)}" for f in e.failures] + [""]
     tail = [ln.rstrip() for ln in e.output_tail.replace("\r\n", "\n").splitlines() if ln.strip()]
     if tail:
         lines += [

@@ -258,6 +258,97 @@ async def test_replay_cut_short_by_a_crash_is_redone_cleanly(
     assert text.count("<<<<<<<") == 1 and "two from t2" in text
 
 
+async def conflicted(ex: Execution) -> TaskWorktree:
+    """t1 and t2 change the same line; t1 lands, t2 conflicts and is replayed (attempt 2)."""
+    wt1, wt2 = await asyncio.gather(ex.create("t1"), ex.create("t2"))
+    write(wt1, {"shared.txt": "one\nTWO from t1\nthree\n"})
+    write(wt2, {"shared.txt": "one\ntwo from t2\nthree\n"})
+    await ex.commit(wt1, "t1")
+    await ex.commit(wt2, "t2")
+    assert (await ex.merge("t1")).merged
+    assert not (await ex.merge("t2")).merged
+    return await ex.create("t2", attempt=2)
+
+
+async def test_conflict_names_the_other_task_the_file_and_both_sides(ex: Execution) -> None:
+    wt1, wt2 = await asyncio.gather(ex.create("t1"), ex.create("t2"))
+    write(wt1, {"shared.txt": "one\nTWO from t1\nthree\n"})
+    write(wt2, {"shared.txt": "one\ntwo from t2\nthree\n"})
+    await ex.commit(wt1, "t1")
+    await ex.commit(wt2, "t2")
+    await ex.land("t0", {"unrelated.txt": "x\n"})  # landed meanwhile, elsewhere: not named
+    assert (await ex.merge("t1")).merged
+
+    result = await ex.merge("t2")
+
+    assert result.conflict is not None
+    summary, _, rest = result.conflict.partition("\n")
+    assert "task t2 conflicts with task t1 in shared.txt" in summary
+    assert "t0" not in result.conflict
+    for side in ("<<<<<<< coord/e1", "TWO from t1", "=======", "two from t2"):
+        assert side in rest
+    assert ">>>>>>> coord-task/e1/t2" in rest
+    # The fixer's worktree says the same of the conflict it holds.
+    fix = await ex.create("t2", attempt=2)
+    assert fix.conflict is not None and fix.conflict.startswith(summary.split(" (")[0])
+    assert "TWO from t1" in fix.conflict and "two from t2" in fix.conflict
+
+
+async def test_a_commit_is_refused_while_conflict_markers_are_left(ex: Execution) -> None:
+    fix = await conflicted(ex)
+    before = git(fix.path, "rev-parse", "HEAD")
+    text = (Path(fix.path) / "shared.txt").read_text()
+    write(fix, {"extra.txt": "more work\n"})  # a fixer that exits 0, markers untouched
+
+    refused = await ex.commit(fix, "t2", attempt=2)
+
+    assert refused.commit is None and not refused.no_changes
+    assert refused.unresolved == {"shared.txt": [2, 4, 6]}
+    assert refused.conflicting_with == ["task t1"]
+    assert git(fix.path, "rev-parse", "HEAD") == before  # nothing committed
+    # A worker restarted (new activities, same disk), the next attempt on the same worktree:
+    # the record holds although git no longer knows of the conflict.
+    assert git(fix.path, "ls-files", "--unmerged") == ""
+    ex.acts = WorktreeActivities(ex.root)
+    again = await ex.create("t2", attempt=3)
+    assert not again.replayed and (Path(again.path) / "shared.txt").read_text() == text
+    lone = text.replace("=======\n", "").replace(">>>>>>> coord-task/e1/t2\n", "")
+    write(again, {"shared.txt": lone})  # half resolved: one marker is still one too many
+    assert (await ex.commit(again, "t2", attempt=3)).unresolved == {"shared.txt": [2]}
+
+    write(again, {"shared.txt": "one\nTWO from t1, two from t2\nthree\n"})
+    committed = await ex.commit(again, "t2", attempt=3)
+    assert committed.commit is not None and not committed.unresolved
+    assert (await ex.merge("t2")).merged
+    assert ex.subjects() == ["t1: do t1", "t2: do t2"]
+
+
+async def test_lines_like_markers_that_were_there_before_are_no_conflict(ex: Execution) -> None:
+    heading = "Title\n=======\n\n"  # reStructuredText: a marker-like line on both sides
+    await ex.land("doc", {"doc.rst": heading + "old\n"})
+    wt1, wt2 = await asyncio.gather(ex.create("t1"), ex.create("t2"))
+    write(wt1, {"doc.rst": heading + "from t1\n"})
+    write(wt2, {"doc.rst": heading + "from t2\n"})
+    await ex.commit(wt1, "t1")
+    await ex.commit(wt2, "t2")
+    assert (await ex.merge("t1")).merged
+    assert not (await ex.merge("t2")).merged
+    fix = await ex.create("t2", attempt=2)
+    assert fix.conflict_files == ["doc.rst"]
+
+    assert (await ex.commit(fix, "t2", attempt=2)).unresolved == {"doc.rst": [2, 4, 6, 8]}
+    write(fix, {"doc.rst": heading + "from t1 and t2\n"})
+    assert (await ex.commit(fix, "t2", attempt=2)).commit is not None
+
+
+async def test_a_fresh_start_forgets_the_conflict(ex: Execution) -> None:
+    fix = await conflicted(ex)
+    assert (await ex.commit(fix, "t2", attempt=2)).unresolved
+    fresh = await ex.create("t2", attempt=1, fresh=True)  # a human said retry
+    write(fresh, {"shared.txt": "one\nTWO from t1\nthree\n=======\n"})
+    assert (await ex.commit(fresh, "t2")).commit is not None
+
+
 async def test_commit_and_merge_twice_make_one_commit(ex: Execution) -> None:
     wt = await ex.create("t1")
     write(wt, {"a.txt": "a\n"})

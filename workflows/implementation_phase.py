@@ -16,6 +16,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from coordinator.attempts import AttemptFailure, feedback_for
     from coordinator.branches import (
         CommitRequest,
         CreateWorktreeRequest,
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         RemoveWorktreeRequest,
     )
     from coordinator.claude import AttemptSpend
+    from coordinator.conflicts import markers_left
     from coordinator.dag import TaskGraph, layer_order
     from coordinator.escalation import Action, Escalation, Resolution
     from coordinator.execution import (
@@ -56,6 +58,8 @@ CONTINUE_AS_NEW_EVENTS = 6000
 HISTORY_WARNING = 10_240
 DRAIN_EVENTS_PER_TASK = 130  # three attempts with gates, merge and cleanup, and a margin
 MIN_RUN_EVENTS = 100
+# A task's commit refused for conflict markers left in its files is a failed attempt.
+MARKERS_PATCH = "conflict-markers-refuse-commit"
 
 
 @workflow.defn(name="ImplementationPhase")
@@ -73,6 +77,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         # Tasks waiting on a human (an escalation, or a slot after "retry"): what a
         # continue-as-new carries over so that the next run resumes their waits.
         self._parked: dict[str, ParkedTask] = {}
+        # Every failed attempt of each task's current round: its feedback and escalation.
+        self._failures: dict[str, list[AttemptFailure]] = {}
         self._handing_over = False
         self._runs = 0
 
@@ -163,12 +169,18 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             await self.stop_updates()
             await self._clean_up(request)
             raise
-        await self.stop_updates()
+        last: list[TaskState] = []
+        if self._flusher_cooperative:
+            await self.stop_flusher()
+            last = self.unsent_updates()  # they travel in the result: no last signal
+        else:
+            await self.stop_updates()
         await self._clean_up(request)
         return ImplementationResult(
-            # With coalesced updates the execution already has every task's final state: a
-            # 1,000-task list would only weigh down both histories.
+            # With coalesced updates the execution already has every task's state but the
+            # last ones (`updates`): a 1,000-task list would only weigh down both histories.
             tasks=[] if self._coalesce else list(self._states.values()),
+            updates=last,
             aborted=self._abort,
             head=request.workspace.head_commit,
         )
@@ -350,6 +362,9 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     # loop can help, a human decides (the execution does not fail).
                     error, tail = root_message(err), ""
                     state.last_error = error
+                    self._failures.setdefault(task.id, []).append(
+                        AttemptFailure.of(state.attempts, error)
+                    )
                 if error is None:
                     return
                 if self._abort:  # a human stopped the execution at its budget question
@@ -426,6 +441,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 last_error=last_error or state.last_error,
                 output_tail=output_tail[-4000:],
                 attempts=state.attempts,
+                failures=list(self._failures.get(state.id, [])),
                 completed=done,
                 remaining=[t for t, s in self._states.items() if s.status not in FINISHED],
                 artifacts=[g.log_path for g in state.gates if not g.passed and g.log_path],
@@ -487,7 +503,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
     ) -> tuple[str | None, str]:
         """Up to three attempts; (None, "") when the task passed, else (error, output tail)."""
         ws = request.workspace
-        feedback = ""
+        failures = self._failures[task.id] = []
+        note = ""  # what the next attempt needs to know besides the failures
         error, tail = "", ""
         attempt = 0
         while attempt < ATTEMPTS:
@@ -513,11 +530,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             )
             await self.set_up_worktree(request, worktree.path, task.id)
             if worktree.replayed:
-                feedback = (
-                    f"The execution branch moved: your change conflicts in "
-                    f"{', '.join(worktree.conflict_files)}; resolve the conflict markers.\n\n"
-                    + feedback
-                )
+                note = _replayed(worktree.conflict_files, worktree.conflict)
+            feedback, note = feedback_for(failures, note, limit=FEEDBACK_CHARS), ""
             limit = self.reserve(self._attempt_cost_limit(request, task, state))
             try:
                 result = await steps.run_specialist(
@@ -555,14 +569,14 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 # The specialist failed on all of its activity attempts (or on one that cannot
                 # be retried): trying the same thing again is pointless, a human decides.
                 error = f"specialist {specialist.name} failed: {root_message(err)}"
-                state.last_error = error
+                self._failed(state, failures, error)
                 return error, ""
             self.release(limit)
             self._add_spend(state, spend_of(result))
             if result.agent is not None and result.agent.stop_reason == "budget":
                 # The money ran out, not the specialist's skill: ask about the budget, and
                 # go on with the same attempt in the same worktree once it is raised.
-                feedback = (
+                note = (
                     f"The previous attempt stopped when its budget ran out ({result.summary}). "
                     "The budget was raised: carry on from where it stopped; the worktree "
                     f"keeps its changes.\n{result.output_tail}"
@@ -574,8 +588,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 continue
             if not result.ok:
                 error, tail = result.summary, result.output_tail
-                state.last_error = error
-                feedback = f"Your previous attempt failed: {result.summary}\n{result.output_tail}"
+                self._failed(state, failures, error, tail)
                 continue
             gates = [
                 await steps.run_gate(
@@ -595,10 +608,9 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             if failing:
                 tail = failing_output(gates)
                 error = f"gate {failing[0].name} failed: {first_line(failing[0].output_tail)}"
-                state.last_error = error
-                feedback = tail
+                self._failed(state, failures, error, tail)
                 continue
-            await steps.commit(
+            committed = await steps.commit(
                 ws,
                 CommitRequest(
                     worktree=worktree.path,
@@ -607,18 +619,23 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                     attempt=state.attempts,
                 ),
             )
+            if committed.unresolved and workflow.patched(MARKERS_PATCH):
+                error, tail = markers_left(committed.unresolved, committed.conflicting_with), ""
+                self._failed(state, failures, error)
+                continue
             merged = await self.merge_into_branch(request, worktree.branch, task.id, task.title)
             if not merged.merged:
-                error = f"merge conflict: {merged.conflict}"
-                tail = merged.conflict or ""
-                state.last_error = error
-                feedback = f"Merging into the execution branch conflicted:\n{merged.conflict}"
+                conflict = merged.conflict or ""
+                error = "merge conflict: " + conflict.strip().partition("\n")[0]
+                tail = conflict
+                self._failed(state, failures, error, conflict)
                 continue
             # Merged is done, whatever happens next (the worktree is also swept at the end).
             state.status = "passed"
             state.commit = merged.commit
             state.last_error = ""
             state.finished_at = workflow.now()
+            self._failures.pop(task.id, None)
             await self.notify_task(state)
             await steps.remove_worktree(
                 ws,
@@ -631,6 +648,14 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             )
             return None, ""
         return error, tail
+
+    def _failed(
+        self, state: TaskState, failures: list[AttemptFailure], error: str, detail: str = ""
+    ) -> None:
+        """An attempt failed: the task says why, and the next attempts and the escalation
+        keep it with the earlier failures."""
+        state.last_error = error
+        failures.append(AttemptFailure.of(state.attempts, error, detail))
 
     async def _budget_stop(self, request: PhaseInput, task: Task, state: TaskState) -> str | None:
         """Before a Claude attempt: None to go on, else why the task stops here (its own
@@ -683,3 +708,13 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         if fixing:
             return self.fixer(request, default=own)
         return request.specialists.get(own) or SpecialistRef(name=own, backend="claude")
+
+
+def _replayed(files: list[str], conflict: str | None) -> str:
+    """What a fixer is told when its worktree holds a conflict replayed by the git step."""
+    return (
+        "The execution branch moved: your change was replayed onto it, with git's conflict "
+        f"markers where it clashes, in {', '.join(files)}. Resolve every conflict there: the "
+        "commit is refused while any `<<<<<<<`, `=======` or `>>>>>>>` line the merge left "
+        "is still in those files.\n" + (conflict or "")
+    )

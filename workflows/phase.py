@@ -18,6 +18,7 @@ from temporalio.exceptions import (
     FailureError,
     is_cancelled_exception,
 )
+from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -61,6 +62,9 @@ FEEDBACK_CHARS = 8000
 # 1,000-task plan would otherwise cost the execution's history a signal per transition.
 UPDATE_EVERY = timedelta(seconds=2)
 UPDATE_EVERY_MAX = timedelta(minutes=1)
+# The flusher of task updates stops when asked instead of being cancelled mid-signal, and a
+# phase's last updates travel in its result.
+FLUSHER_PATCH = "flusher-stops-cooperatively"
 
 
 class PhaseWorkflow:
@@ -86,6 +90,10 @@ class PhaseWorkflow:
         self._coalesce = False
         self._flusher: asyncio.Task[None] | None = None
         self._updates_since: datetime | None = None
+        # Set to stop the flusher: it finishes a signal in flight, then returns. Cancelling
+        # it instead (code from before FLUSHER_PATCH) could fail or hang the phase.
+        self._flusher_stopping = False
+        self._flusher_cooperative = False
 
     @workflow.signal(name=ESCALATION_ANSWERED)
     def escalation_answered(self, answer: Resolution) -> None:
@@ -107,7 +115,8 @@ class PhaseWorkflow:
             return
         self._outbox[state.id] = state  # the latest state of each task is what counts
         self._outbox_versions[state.id] = self._outbox_versions.get(state.id, 0) + 1
-        if self._flusher is None:
+        if self._flusher is None and not (self._flusher_stopping and self._flusher_cooperative):
+            self._flusher_cooperative = workflow.patched(FLUSHER_PATCH)
             self._flusher = asyncio.create_task(self._flush_periodically())
 
     def update_interval(self) -> timedelta:
@@ -119,9 +128,21 @@ class PhaseWorkflow:
         return max(UPDATE_EVERY, min(UPDATE_EVERY_MAX, age / 100))
 
     async def _flush_periodically(self) -> None:
-        while True:
-            await workflow.wait_condition(lambda: bool(self._outbox))
-            await workflow.sleep(self.update_interval())
+        if not self._flusher_cooperative:  # executions from before FLUSHER_PATCH replay this
+            while True:
+                await workflow.wait_condition(lambda: bool(self._outbox))
+                await workflow.sleep(self.update_interval())
+                await self.flush_updates()
+        while not self._flusher_stopping:
+            await workflow.wait_condition(lambda: bool(self._outbox) or self._flusher_stopping)
+            if self._flusher_stopping:
+                return
+            with contextlib.suppress(TimeoutError):  # the interval passed: time to send
+                await workflow.wait_condition(
+                    lambda: self._flusher_stopping, timeout=self.update_interval()
+                )
+            if self._flusher_stopping:
+                return  # what is left goes with the phase's end, not from here
             await self.flush_updates()
 
     async def flush_updates(self) -> None:
@@ -138,15 +159,34 @@ class PhaseWorkflow:
             if self._outbox_versions.get(tid) == version and tid in self._outbox:
                 del self._outbox[tid]
 
+    async def stop_flusher(self) -> None:
+        """The flusher stops for good. It is never cancelled in the middle of a signal: it
+        finishes the signal in flight (so the phase cannot fail with "Signal was cancelled
+        before being sent", nor wait forever on a flusher whose cancel the SDK swallowed
+        once the signal had gone out), then returns."""
+        self._flusher_stopping = True
+        if self._flusher is None:
+            return
+        if self._flusher_cooperative:
+            await self._flusher
+        else:  # code from before FLUSHER_PATCH, kept for the executions it started
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TemporalCancelledError):
+                await self._flusher
+        self._flusher = None
+
     async def stop_updates(self) -> None:
         """The phase is ending (or continuing as new): the flusher stops, then whatever it
         had not sent goes out."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        await self.stop_flusher()
         await self.flush_updates()
+
+    def unsent_updates(self) -> list[TaskState]:
+        """The task states no signal has carried yet: a phase that ends returns them in its
+        result (no last signal racing the phase's end)."""
+        states = [s.model_copy() for s in self._outbox.values()]
+        self._outbox.clear()
+        return states
 
     async def notify_gates(self, results: list[GateResult]) -> None:
         for result in results:

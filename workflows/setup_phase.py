@@ -45,6 +45,7 @@ class SetupPhaseWorkflow(PhaseWorkflow):
                 repository=request.repository,
                 base_branch=plan.base_branch,
                 branch=plan.branch or default_branch(request.execution_id),
+                remote_home=not (plan.approval.before_start or plan.approval_before_handoff),
             ),
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(seconds=30),
