@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from coordinator.environment import Confine
+
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 
 
@@ -242,6 +244,9 @@ class Plan(StrictModel):
     context: list[NonEmpty] = Field(default_factory=list)
     # A JSON status file in the workspace (true: .coord/execution/<execution id>.json).
     status_file: bool | NonEmpty = False
+    # Setup, gates and specialists in the bubblewrap jail: where the worker has it (auto),
+    # or never start without it (required), or never (off). README: "Security model".
+    confine: Confine = "auto"
 
     def task(self, task_id: str) -> Task:
         for task in self.tasks:

@@ -216,6 +216,9 @@ async def test_hooks_planted_by_a_specialist_never_run_nor_see_a_secret(
     plan = write_plan(
         tmp_path,
         {
+            # Unjailed: the jail's read-only .git would stop the planting itself; this is git's
+            # own defence, for workers without bwrap (and `confine: off` plans).
+            "confine": "off",
             "tasks": [task, shell_task("after", "echo after > after.txt", depends_on=["plant"])],
             "handoff": {"github": {"repo": REPO}},
             "approval": {"before_handoff": False},

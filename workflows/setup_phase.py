@@ -85,7 +85,9 @@ class SetupPhaseWorkflow(PhaseWorkflow):
             )
             env_dir = prepared.env_dir
             result.context_paths = prepared.context_paths
-        environment = CommandEnvironment(env=plan.env, env_from=plan.env_from, env_dir=env_dir)
+        environment = CommandEnvironment(
+            env=plan.env, env_from=plan.env_from, env_dir=env_dir, confine=plan.confine
+        )
         result.environment = None if environment.empty else environment
         for command in plan.setup:
             action = await self._run_setup_command(request, result, command)
