@@ -23,6 +23,9 @@ Scenarios:
 - `environment`: the plan's environment fields: a setup command fails three times and is
   answered `retry`, setup again in each new worktree, env and env_from, a context document
   read by a command agent, the status file; Complete.
+- `conflicts`: two parallel tasks rewrite the same line; the second one's merge conflicts and
+  a fixer that leaves the markers has its commit refused twice; the escalation is answered
+  `skip`; Partial.
 
 When to record (tests/test_replay.py says why):
 
@@ -212,6 +215,8 @@ async def environment(client: Client, task_queue: str, eid: str, root: Path) -> 
         root,
         {
             "name": "environment",
+            # The setup command looks for a file in the scratch folder, outside the jail.
+            "confine": "off",
             "specialists_dir": "./agents",
             "setup": [
                 {"name": "tools", "run": f"test -f {ready} || {{ echo no tools; exit 3; }}"},
@@ -247,11 +252,49 @@ async def environment(client: Client, task_queue: str, eid: str, root: Path) -> 
     return handle
 
 
+# Task b rewrites the line only once task a's commit is on the execution branch (bounded at
+# 60 s): its merge is sure to conflict.
+AFTER_A = (
+    "for i in $(seq 600); do git log --branches='coord/*' --format=%s | grep -q '^a: ' "
+    "&& break; sleep 0.1; done; "
+)
+
+
+async def conflicts(client: Client, task_queue: str, eid: str, root: Path) -> Handle:
+    make_repo(root / "repo", {"shared.txt": "one\ntwo\nthree\n"})
+    command_agent(root / "agents", "lazy-fixer", "true")  # leaves the conflict markers
+    plan = write_plan(
+        root,
+        {
+            "name": "conflicts",
+            "specialists_dir": "./agents",
+            "fixer": "lazy-fixer",
+            "tasks": [
+                shell_task("a", "printf 'one\\nA from a\\nthree\\n' > shared.txt"),
+                shell_task("b", AFTER_A + "printf 'one\\nB from b\\nthree\\n' > shared.txt"),
+            ],
+        },
+    )
+    handle = await start(client, task_queue, eid, plan)
+    progress = await wait_for(handle, lambda p: bool(p.pending_escalations), timeout=120)
+    (escalation,) = progress.pending_escalations
+    assert escalation.task_id == "b" and "task a" in escalation.last_error, escalation
+    await handle.execute_update(
+        "resolve_escalation",
+        Resolution(escalation_id=escalation.id, action=Action.SKIP),
+        result_type=Escalation,
+    )
+    report = await expect(handle, "Partial")
+    assert {t.id: t.status for t in report.tasks} == {"a": "passed", "b": "skipped"}
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hello-service": hello_service,
     "escalations": escalations,
     "approvals": approvals,
     "environment": environment,
+    "conflicts": conflicts,
 }
 
 
