@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from coordinator.progress import PlanSource
+
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 
 
@@ -242,6 +244,9 @@ class Plan(StrictModel):
     context: list[NonEmpty] = Field(default_factory=list)
     # A JSON status file in the workspace (true: .coord/execution/<execution id>.json).
     status_file: bool | NonEmpty = False
+    # Set by the plan readers, not written by hand: the plan file this plan was read from
+    # (a tasks.md, a tasks.json) and how to tick each task back in it when it passes.
+    source: PlanSource | None = None
 
     def task(self, task_id: str) -> Task:
         for task in self.tasks:
