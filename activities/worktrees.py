@@ -460,18 +460,12 @@ async def _merge(clone: Path, request: MergeRequest) -> MergeResult:
         ticked = await _ticked(clone, await _rev(clone, f"{exec_head}^{{tree}}"), request)
         if not ticked.ticked:
             return MergeResult(merged=True, head=exec_head, tick_note=ticked.note or None)
-        new = await _g(
-            "commit-tree", ticked.tree, "-p", exec_head, "-F", "-", cwd=clone, stdin=message
-        )
+        new = await _commit_tree(clone, ticked.tree, exec_head, message)
     elif exec_head == base and await _is_commit(clone, tip, parent=base, message=message):
         # Nothing landed since the task started: fast-forward to its own commit (a copy of
         # it with the plan file ticked).
-        new = tip
         ticked = await _ticked(clone, await _rev(clone, f"{tip}^{{tree}}"), request)
-        if ticked.ticked:
-            new = await _g(
-                "commit-tree", ticked.tree, "-p", base, "-F", "-", cwd=clone, stdin=message
-            )
+        new = await _commit_tree(clone, ticked.tree, base, message) if ticked.ticked else tip
     else:
         merged = await _merge_tree(clone, request.execution_branch, request.task_branch)
         if merged.conflicts:
@@ -491,11 +485,13 @@ async def _merge(clone: Path, request: MergeRequest) -> MergeResult:
                 conflict_files=merged.conflict_files,
             )
         ticked = await _ticked(clone, merged.tree, request)
-        new = await _g(
-            "commit-tree", ticked.tree, "-p", exec_head, "-F", "-", cwd=clone, stdin=message
-        )
+        new = await _commit_tree(clone, ticked.tree, exec_head, message)
     await _uninterrupted(_advance(clone, request.execution_branch, exec_head, new))
     return MergeResult(merged=True, head=new, commit=new, tick_note=ticked.note or None)
+
+
+async def _commit_tree(clone: Path, tree: str, parent: str, message: str) -> str:
+    return await _g("commit-tree", tree, "-p", parent, "-F", "-", cwd=clone, stdin=message)
 
 
 async def _ticked(clone: Path, tree: str, request: MergeRequest) -> Ticked:

@@ -364,6 +364,8 @@ NAME_WEIGHT = 3
 DESCRIPTION_WEIGHT = 1
 # One name word, or two description words; a single shared description word is chance.
 ROUTE_MIN_SCORE = 2
+# A prompt longer than this routes a task only together with its title.
+PROMPT_ROUTE_WORDS = 80
 
 
 @dataclass(frozen=True)
@@ -477,6 +479,10 @@ class SpecialistRegistry:
             r for r in self.explain_route(title, prompt) if not self._by_name[r.name].read_only
         ]
         if not ranked or ranked[0].total < ROUTE_MIN_SCORE:
+            return None
+        if not ranked[0].title_score and len(prompt.split()) > PROMPT_ROUTE_WORDS:
+            # A long prompt (a plan's step-by-step body) mentions tests, fixes and reviews
+            # in passing: without a word in the title, it says nothing about who should work.
             return None
         return self._by_name[ranked[0].name]
 

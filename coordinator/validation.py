@@ -34,8 +34,9 @@ from coordinator.validation_models import (
     Problem,
     ValidationResult,
 )
-from coordinator.validation_rules import Checker, check, sorted_problems, view_of_data, view_of_plan
+from coordinator.validation_rules import Checker, check, sorted_problems
 from coordinator.validation_summary import format_problems, format_summary
+from coordinator.validation_views import view_of_data, view_of_plan
 
 
 def validate_plan_file(

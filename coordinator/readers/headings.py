@@ -37,7 +37,7 @@ from coordinator.readers.markdown import (
 from coordinator.readers.model import Issues, ParsedPlan, Ref
 from coordinator.readers.order import Seq
 from coordinator.readers.refs import parse_refs
-from coordinator.readers.settings import normalize_id, read_settings_block
+from coordinator.readers.settings import is_settings_block, normalize_id, read_settings_block
 
 TASK_HEADING = re.compile(
     r"^(?:\[(?P<mark>[ xX])\][ \t]*)?(?:~~)?(?P<id>task[ \t]+\d+(?:\.\d+)*|T\d{1,4}[a-z]?)"
@@ -65,8 +65,13 @@ class HeadingsReader:
     def read(self) -> ReadPlan:
         blocks = scan(self.lines, self.issues, start=front_matter_end(self.lines))
         headings = [b for b in blocks if isinstance(b, Heading)]
+        first_task = next((h.line for h in headings if TASK_HEADING.match(h.text)), None)
         for block in blocks:
-            if isinstance(block, CodeBlock) and block.info.split()[:1] in (["yaml"], ["yml"]):
+            if (
+                isinstance(block, CodeBlock)
+                and (first_task is None or block.line < first_task)
+                and is_settings_block(block.info, block.body)
+            ):
                 read_settings_block(
                     self.plan.settings, block.line, block.body, self.source, self.issues
                 )

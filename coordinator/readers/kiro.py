@@ -40,7 +40,12 @@ from coordinator.readers.markdown import (
 from coordinator.readers.model import Issues, ParsedPlan, Status
 from coordinator.readers.order import Seq
 from coordinator.readers.refs import parse_refs
-from coordinator.readers.settings import normalize_id, read_settings_block, slugify
+from coordinator.readers.settings import (
+    is_settings_block,
+    normalize_id,
+    read_settings_block,
+    slugify,
+)
 from coordinator.readers.speckit import PHASE, phase_level
 
 NUMBER = re.compile(r"^(?P<number>\d+(?:\.\d+)*)\.?(?=[ \t]|$)[ \t]*")
@@ -83,7 +88,11 @@ class KiroReader:
                 entry = self._entry(block)
                 if entry is not None:
                     self._place(entry)
-            elif isinstance(block, CodeBlock) and block.info.split()[:1] in (["yaml"], ["yml"]):
+            elif (
+                isinstance(block, CodeBlock)
+                and not any(entries for _, _, entries in self.phases)
+                and is_settings_block(block.info, block.body)
+            ):
                 read_settings_block(
                     self.plan.settings, block.line, block.body, self.source, self.issues
                 )

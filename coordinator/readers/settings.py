@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from coordinator.loader import LoadIssue, PathKey, load_plan_text
+from coordinator.plan import Plan
 from coordinator.readers.model import Issues
 
 # A plan name and a generated task id are slugs of a title, kept well under the 64 allowed.
@@ -30,6 +31,22 @@ def normalize_id(text: str) -> str:
     """How a task id written in a plan becomes a plan id: ``T1`` -> ``t1``,
     ``Task 12`` -> ``task-12``, `` `schema` `` -> ``schema``."""
     return re.sub(r"\s+", "-", text.strip().strip("`").strip()).lower()
+
+
+# What a plan's settings may hold: the plan's fields, but the tasks (and what readers set).
+_SETTING_KEYS = frozenset(Plan.model_fields) - {"tasks", "source"}
+
+
+def is_settings_block(info: str, body: list[str]) -> bool:
+    """A ```yaml block of plan settings, not a YAML example that happens to come first
+    (a skill's front matter, a config file to write): every key is a plan setting."""
+    if info.split()[:1] not in (["yaml"], ["yml"]):
+        return False
+    try:
+        data = yaml.safe_load("\n".join(body))
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError):
+        return True  # meant as settings, and broken: read it, so the problem is reported
+    return isinstance(data, dict) and bool(data) and set(map(str, data)) <= _SETTING_KEYS
 
 
 @dataclass
@@ -142,6 +159,7 @@ def add_gates(
 __all__ = [
     "Settings",
     "add_gates",
+    "is_settings_block",
     "normalize_id",
     "plan_settings",
     "read_settings_block",

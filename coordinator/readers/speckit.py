@@ -44,7 +44,12 @@ from coordinator.readers.model import Issues, ParsedPlan, Ref
 from coordinator.readers.order import Seq
 from coordinator.readers.prose import statements
 from coordinator.readers.refs import parse_refs
-from coordinator.readers.settings import normalize_id, read_settings_block, slugify
+from coordinator.readers.settings import (
+    is_settings_block,
+    normalize_id,
+    read_settings_block,
+    slugify,
+)
 
 ID = re.compile(
     r"^(?:\[)?(?P<id>T-?\d{1,5}[a-z]?)(?:\])?(?:[ \t]*[:.\-\u2013\u2014])?(?=[ \t]|$)[ \t]*"
@@ -93,7 +98,11 @@ class SpeckitReader:
                 self._item(block)
             elif isinstance(block, Text) and self._in(_DEPENDENCY_SECTION):
                 self.prose.append((block.line, block.text))
-            elif isinstance(block, CodeBlock) and block.info.split()[:1] in (["yaml"], ["yml"]):
+            elif (
+                isinstance(block, CodeBlock)
+                and not self.plan.tasks
+                and is_settings_block(block.info, block.body)
+            ):
                 read_settings_block(
                     self.plan.settings, block.line, block.body, self.source, self.issues
                 )
