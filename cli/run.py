@@ -153,6 +153,7 @@ def _plan_from_issue(ref: str, repo: Path | None) -> tuple[Plan, Path]:
         repository_override=repo,
     )
     plan = _valid(result)
+    plan.source = None  # its items are ticked in the issue, by the GitHub handoff
     texts = item_texts(issue.body)
     current = plan.handoff.github
     handoff = current.model_dump() if current is not None else {}
