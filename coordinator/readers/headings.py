@@ -150,14 +150,15 @@ class HeadingsReader:
                 continue
             parts = _SEGMENTS.split(line.strip())
             matches = [self.details.pattern.match(p) for p in parts]
-            if len(parts) < 2 or not all(matches):
+            if len(parts) < 2 or not any(matches):
                 continue
             for found in matches:
-                assert found is not None
-                key, written = self.details.key_of(found["key"]), found["key"].strip()
-                if found["value"]:
+                if found is not None and found["value"]:
+                    key, written = self.details.key_of(found["key"]), found["key"].strip()
                     self.details.apply(task, key, written, [(found["value"], first + j)], first + j)
-            out[j] = ""
+            # What is not a detail (`**Owns:** ...`) stays in the prompt.
+            rest = [p for p, m in zip(parts, matches, strict=True) if m is None]
+            out[j] = " | ".join(rest)
         return out
 
     def _undeclared_follow_the_one_above(self) -> None:

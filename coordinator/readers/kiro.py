@@ -16,6 +16,7 @@ optional task: left out, and said so. Kiro marks a task in progress `[-]`: still
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -219,7 +220,7 @@ class KiroReader:
             siblings = [c for c in parent.children if c.status != "optional"]
             tick.parent = TickItem(line=parent.item.line, text=parent.item.raw)
             tick.children = [TickItem(line=c.item.line, text=c.item.raw) for c in siblings]
-            own = "\n".join(line for line in parent.body if line.strip())
+            own = textwrap.dedent("\n".join(line for line in parent.body if line.strip()))
             task.context = f"Part of {parent.number or ''} {parent.title}".replace("  ", " ")
             if own:
                 task.context += f":\n{own}"
