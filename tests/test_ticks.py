@@ -16,6 +16,7 @@ from coordinator.branches import MergeRequest, MergeResult, task_branch
 from coordinator.execution import PrepareWorkspaceInput
 from coordinator.progress import PlanSource, PlanTickRequest, TaskTick
 from coordinator.readers import read_markdown
+from coordinator.report import ExecutionReport, TaskState
 from coordinator.ticks import tick_plan_text
 from tests.test_worktrees import BRANCH, EXECUTION, Execution, git, run, title, write
 
@@ -208,3 +209,33 @@ async def test_a_plan_file_not_in_the_branch_is_said_not_ticked(ex: Execution) -
     assert result.merged
     assert result.tick_note == "not ticked: elsewhere/tasks.md is not in the branch"
     assert plan_on_branch(ex) == TASKS
+
+
+def test_the_report_says_what_was_ticked_and_what_was_left_open() -> None:
+    ticked = "ticked in specs/001/tasks.md"
+    tasks = [
+        TaskState(id="t001", title="A", status="passed", plan_tick=ticked),
+        TaskState(id="t002", title="B", status="passed", plan_tick=ticked),
+        TaskState(id="t003", title="C", status="skipped", last_error="a human skipped it: flaky"),
+        TaskState(
+            id="t004",
+            title="D",
+            status="passed",
+            plan_tick="not ticked in specs/001/tasks.md: its checkbox (line 6 when the plan "
+            "was read) is no longer there",
+        ),
+    ]
+    report = ExecutionReport(
+        execution_id="e1", plan_name="p", status="Partial", phases=[], tasks=tasks
+    )
+    text = report.to_markdown()
+    section = text[text.index("### Plan file") :].split("\n\n###")[0]
+    assert section.splitlines()[2:] == [
+        "- In specs/001/tasks.md: ticked t001, t002",
+        "- t003 left open (skipped: a human skipped it: flaky)",
+        "- t004 passed, not ticked in specs/001/tasks.md: its checkbox (line 6 when the plan "
+        "was read) is no longer there",
+    ]
+    # Without a plan file to tick (a YAML plan), the report has no such section.
+    plain = [task.model_copy(update={"plan_tick": None}) for task in tasks]
+    assert "### Plan file" not in report.model_copy(update={"tasks": plain}).to_markdown()

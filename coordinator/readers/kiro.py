@@ -47,7 +47,7 @@ from coordinator.readers.settings import (
     read_settings_block,
     slugify,
 )
-from coordinator.readers.speckit import PHASE, phase_level
+from coordinator.readers.speckit import PHASE, phase_level, unique_label
 
 NUMBER = re.compile(r"^(?P<number>\d+(?:\.\d+)*)\.?(?=[ \t]|$)[ \t]*")
 _PARALLEL = re.compile(r"^\((?:P|parallel)\)[ \t]*", re.I)
@@ -115,7 +115,10 @@ class KiroReader:
         if block.level == level:
             match = PHASE.match(block.text)
             label = " ".join(match["label"].split()).title() if match else block.text
-            self.phases.append((label[:_LABEL_LENGTH] or f"line {block.line}", block.line, []))
+            taken = [name for name, _, _ in self.phases]
+            self.phases.append(
+                (unique_label(label[:_LABEL_LENGTH], block.line, taken), block.line, [])
+            )
 
     def _entry(self, block: Item) -> _Entry | None:
         """The item and its sub-items (indented ones), or None when it is not a checkbox."""

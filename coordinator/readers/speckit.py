@@ -40,7 +40,7 @@ from coordinator.readers.markdown import (
     scan,
     split_lines,
 )
-from coordinator.readers.model import Issues, ParsedPlan, Ref
+from coordinator.readers.model import Issues, ParsedPlan, Ref, Status
 from coordinator.readers.order import Seq
 from coordinator.readers.prose import statements
 from coordinator.readers.refs import parse_refs
@@ -135,7 +135,7 @@ class SpeckitReader:
         if block.level == level:
             match = PHASE.match(block.text)
             label = " ".join(match["label"].split()).title() if match else block.text
-            label = label[:_LABEL_LENGTH] or f"line {block.line}"
+            label = unique_label(label[:_LABEL_LENGTH], block.line, [p.label for p in self.phases])
             self.phases.append(_Phase(label, block.line, block.text))
 
     def _item(self, block: Item) -> None:
@@ -170,7 +170,7 @@ class SpeckitReader:
             task.context = f"Part of: {phase.heading}"
         self.plan.tasks.append(task)
 
-    def _task(self, block: Item, status: Any) -> ReadTask:
+    def _task(self, block: Item, status: Status) -> ReadTask:
         head = block.rest.replace("**", "").strip()
         task = ReadTask(line=block.line, status=status)
         raw_id = None
@@ -221,6 +221,13 @@ class SpeckitReader:
                     task.refs = (task.refs or []) + refs
 
 
+def unique_label(label: str, line: int, taken: list[str]) -> str:
+    """A phase's name in the plan (its layer): two headings alike stay two layers."""
+    if not label:
+        return f"line {line}"
+    return label if label not in taken else f"{label} (line {line})"
+
+
 def phase_level(blocks: list[Any]) -> int:
     """The heading level of the phases: the outermost (below the title) holding tasks."""
     stack: list[Heading] = []
@@ -250,4 +257,4 @@ def read_speckit(
     return build_plan(plan, defaults)
 
 
-__all__ = ["PHASE", "phase_level", "read_speckit"]
+__all__ = ["PHASE", "phase_level", "read_speckit", "unique_label"]
