@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 COORD := $(BIN)/coord
 DEMO_PLAN ?= examples/hello-service/plan.yaml
 
-.PHONY: install demo demo-stop test lint fmt clean lock
+.PHONY: install jail demo demo-stop test lint fmt clean lock
 
 # Installs the versions pinned in constraints.txt (the lock file): a fresh machine gets what CI
 # tested. `make lock` moves the pins to the newest versions pyproject.toml's ranges allow.
@@ -16,9 +16,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) jail
 
-demo: $(STAMP)
+# bubblewrap, the jail plan commands run in (README: "Security model"): installed when missing
+# and possible (Debian/Ubuntu as root); without it the worker runs commands unjailed and says so.
+jail:
+	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -qq bubblewrap || \
+	    { apt-get update -qq && apt-get install -y -qq bubblewrap; }; } >/dev/null 2>&1; } || \
+	  echo "warning: bwrap (package bubblewrap) is not installed and could not be: plan commands will run without the filesystem jail"
+
+demo: $(STAMP) jail
 	$(COORD) server --detach
 	$(COORD) worker --detach
 	@# Exit code 0 only when the execution ends Complete.
@@ -40,7 +48,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+test: lint jail
 	$(BIN)/pytest
 
 lock:

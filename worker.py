@@ -35,12 +35,14 @@ from activities.environment import EnvironmentActivities, write_status_file
 from activities.gates import GateActivities
 from activities.github import GithubActivities
 from activities.home import publish_branch
+from activities.jail import Jail, configure, worker_jail
 from activities.notify import NotifyActivities
 from activities.plan_check import check_plan
 from activities.process import hide_secrets_from_children
 from activities.workspace import WorkspaceActivities
 from activities.worktrees import WorktreeActivities
 from coordinator.claude import ClaudeSettings
+from coordinator.environment import WorkerConfine
 from coordinator.hosts import DEFAULT_HOST_GRACE_S, HostSettings, default_host_id, host_queue
 from coordinator.settings import (
     ClientSettings,
@@ -148,11 +150,14 @@ def build_worker(
     host_grace_s: float = DEFAULT_HOST_GRACE_S,
     publish_to_remote: bool = True,
     replace_workflows: Sequence[type] = (),
+    confine: WorkerConfine | None = None,
 ) -> CoordWorker:
     """The worker; `replace_activities` swaps in stand-ins by activity name and
     `replace_workflows` other versions of workflows by workflow name (tests). Without
     `host_id` it is derived from the hostname and the workspace root; without `shared_root`
-    branches are published beside the workspaces."""
+    branches are published beside the workspaces. `confine` is the jail setting of this
+    process (None: COORD_CONFINE, else auto); the worker says once which jail it has."""
+    announce_jail(configure(confine) if confine is not None else worker_jail())
     host = HostSettings(
         host_queue=host_queue(task_queue, host_id or default_host_id(workspace_root)),
         shared_root=shared_root or workspace_root.parent / "shared",
@@ -181,6 +186,13 @@ def build_worker(
         host=Worker(client, task_queue=host.host_queue, **options),
         host_queue=host.host_queue,
     )
+
+
+def announce_jail(jail: Jail) -> None:
+    if jail.available:
+        log.info("%s", jail.describe())
+    else:
+        log.warning("%s", jail.describe())
 
 
 def _replaced(workflows: Sequence[type], replacements: Sequence[type]) -> list[type]:
@@ -248,6 +260,7 @@ async def run_worker(settings: ClientSettings) -> None:
         shared_root=settings.shared_root,
         host_grace_s=settings.host_grace_s,
         publish_to_remote=settings.publish_to_remote,
+        confine=settings.confine,
     ) as worker:
         log.info(
             "worker connected to %s (namespace %s), polling task queues %r and %r, workspaces "

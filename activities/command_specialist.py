@@ -14,6 +14,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.jail import JailUnavailableError, sandbox_for
 from activities.process import (
     CommandNotStartedError,
     MissingVariableError,
@@ -24,6 +25,9 @@ from activities.process import (
     safe_name,
 )
 from coordinator.work import SUMMARY_CHARS, SpecialistRequest, SpecialistResult
+
+# In a task's artifacts: the process groups of its specialist's commands (process_groups.py).
+SPECIALIST_SLOT = ".specialist-processes"
 
 
 def task_env(request: SpecialistRequest) -> dict[str, str]:
@@ -72,12 +76,14 @@ class CommandSpecialistActivities:
 
     def log_path(self, request: SpecialistRequest) -> Path:
         """`<artifacts>/<execution>/tasks/<task>/attempt-<n>[.try<k>].log`."""
+        return self.task_dir(request) / f"attempt-{request.attempt}{retry_suffix()}.log"
+
+    def task_dir(self, request: SpecialistRequest) -> Path:
         return (
             self.artifacts_root
             / safe_name(request.execution_id)
             / "tasks"
             / safe_name(request.task_id)
-            / f"attempt-{request.attempt}{retry_suffix()}.log"
         )
 
     @activity.defn(name="run_command_specialist")
@@ -102,6 +108,12 @@ class CommandSpecialistActivities:
         except MissingVariableError as err:
             # Another worker may have it: retryable.
             raise ApplicationError(f"{where}: {err}", type="MissingVariable") from err
+        try:
+            sandbox = sandbox_for(cwd, request.environment, env, readable=request.context_paths)
+        except JailUnavailableError as err:
+            raise ApplicationError(
+                f"{where}: {err}", type="JailUnavailable", non_retryable=True
+            ) from err
         log_path = self.log_path(request)
         activity.logger.info("%s attempt %d: %s", where, request.attempt, request.command)
         try:
@@ -113,6 +125,9 @@ class CommandSpecialistActivities:
                 timeout=request.timeout_s,
                 log_path=log_path,
                 heartbeat_details=(where, str(log_path)),
+                sandbox=sandbox,
+                # Every specialist of the task, attempt after attempt, one at a time.
+                slot=self.task_dir(request) / SPECIALIST_SLOT,
             )
         except CommandNotStartedError as err:
             raise ApplicationError(

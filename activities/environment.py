@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.git import GitError, git, repo_lock
 from activities.heartbeat import heartbeating
+from activities.jail import JailUnavailableError, sandbox_for
 from activities.process import (
     CommandNotStartedError,
     MissingVariableError,
@@ -185,6 +186,12 @@ async def _run_setup(
         env = command_env(environment, {"COORD_WORKSPACE": str(cwd)})
     except MissingVariableError as err:
         raise ApplicationError(f"{what}: {err}", type="MissingVariable") from err
+    try:
+        sandbox = sandbox_for(cwd, environment, env)
+    except JailUnavailableError as err:
+        raise ApplicationError(
+            f"{what}: {err}", type="JailUnavailable", non_retryable=True
+        ) from err
     was_clean = not await _tracked_changes(cwd)
     activity.logger.info("%s (%s): %s", what, scope, command.run)
     try:
@@ -196,6 +203,9 @@ async def _run_setup(
             timeout=command.timeout,
             log_path=log_path,
             heartbeat_details=(what, str(log_path)),
+            sandbox=sandbox,
+            # The runs of this command in this place, one at a time.
+            slot=log_path.parent / ".processes" / f"{safe_name(command.name)}-{safe_name(scope)}",
         )
     except CommandNotStartedError as err:
         raise ApplicationError(

@@ -7,6 +7,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.jail import JailUnavailableError, sandbox_for
 from activities.process import (
     CommandNotStartedError,
     MissingVariableError,
@@ -24,13 +25,15 @@ class GateActivities:
 
     def log_path(self, request: GateRequest) -> Path:
         """`<artifacts>/<execution>/gates/<level>-<scope>-<gate>-<attempt>[.try<n>].log`."""
-        name = "-".join((request.level, safe_name(request.scope), safe_name(request.gate.name)))
-        return (
-            self.artifacts_root
-            / safe_name(request.execution_id)
-            / "gates"
-            / f"{name}-{request.attempt}{retry_suffix()}.log"
-        )
+        name = f"{self.gate_id(request)}-{request.attempt}{retry_suffix()}.log"
+        return self.gates_dir(request) / name
+
+    def gates_dir(self, request: GateRequest) -> Path:
+        return self.artifacts_root / safe_name(request.execution_id) / "gates"
+
+    @staticmethod
+    def gate_id(request: GateRequest) -> str:
+        return "-".join((request.level, safe_name(request.scope), safe_name(request.gate.name)))
 
     @activity.defn(name="run_gate")
     async def run_gate(self, request: GateRequest) -> GateResult:
@@ -49,6 +52,12 @@ class GateActivities:
         except MissingVariableError as err:
             # Another worker may have it: retryable.
             raise ApplicationError(f"gate {gate.name!r}: {err}", type="MissingVariable") from err
+        try:
+            sandbox = sandbox_for(cwd, request.environment, env)
+        except JailUnavailableError as err:
+            raise ApplicationError(
+                f"gate {gate.name!r}: {err}", type="JailUnavailable", non_retryable=True
+            ) from err
         log_path = self.log_path(request)
         activity.logger.info(
             "gate %s (%s %s): %s", gate.name, request.level, request.scope, gate.run
@@ -62,6 +71,9 @@ class GateActivities:
                 timeout=gate.timeout,
                 log_path=log_path,
                 heartbeat_details=(f"gate {gate.name}", str(log_path)),
+                sandbox=sandbox,
+                # The runs of this gate at this level and scope, one at a time.
+                slot=self.gates_dir(request) / ".processes" / self.gate_id(request),
             )
         except CommandNotStartedError as err:
             raise ApplicationError(

@@ -1,4 +1,12 @@
-"""Running git from activities: bounded, with a fixed identity, errors that say what failed."""
+"""Running git from activities: bounded, with a fixed identity, errors that say what failed.
+
+Every git the coordinator runs is started the same way (`run_git`): with hooks and the
+file-system monitor switched off, so no program a specialist planted in the clone (its hooks
+folder, its `.git/config`) runs inside the coordinator; and with an environment of its own
+that holds what git needs (PATH, HOME, locale, proxies, ssh agent) and none of the worker's
+secrets (`GITHUB_TOKEN`, `ANTHROPIC_API_KEY`, ...). The GitHub token reaches one push at a
+time through activities/git_credentials.py, never through the environment.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +15,12 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from coordinator.environment import is_secret_name
 
 # Commits made by the coordinator must work on hosts without a git identity configured.
 GIT_IDENTITY = {
@@ -20,6 +30,47 @@ GIT_IDENTITY = {
     "GIT_COMMITTER_EMAIL": "coord@localhost",
     "GIT_TERMINAL_PROMPT": "0",
 }
+
+# What git may take from the worker's environment: what it needs to run, find its own
+# configuration and reach a network. Everything else (API keys, tokens, GIT_DIR and the like,
+# GIT_TRACE_* that would log request headers) stays out.
+GIT_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "XDG_CONFIG_HOME",
+        "SSH_AUTH_SOCK",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_SSH_VARIANT",
+        "GIT_EXEC_PATH",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_CONFIG_NOSYSTEM",
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_CAPATH",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+    }
+)
+GIT_ENV_PREFIXES = ("LC_",)
+# Given before every git command's own arguments. Hooks: /dev/null rather than an empty
+# folder, since nothing can ever be put in it. The file-system monitor is a command too.
+SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
 
 # A git lock file younger than this may belong to a git that is still starting up.
 STALE_LOCK_AGE = 5.0
@@ -44,25 +95,43 @@ class GitResult:
     stderr: str
 
 
+def git_env(
+    extra: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a git the coordinator runs: the names git needs from the worker's
+    environment (or `base`), the coordinator's identity, then `extra`."""
+    source = os.environ if base is None else base
+    env = {
+        name: value
+        for name, value in source.items()
+        if (name in GIT_ENV_NAMES or name.startswith(GIT_ENV_PREFIXES)) and not is_secret_name(name)
+    }
+    return {**env, **GIT_IDENTITY, **(extra or {})}
+
+
 async def run_git(
     *args: str,
     cwd: Path | None = None,
     timeout: float = 300,
     stdin: str | None = None,
     env: Mapping[str, str] | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> GitResult:
     """Run git and return its exit code and output, whatever the exit code. `env` adds to
-    the worker's environment for this one command (credentials that must not be stored)."""
+    git's own environment (`git_env`) for this one command; `started` is told its pid."""
     proc = await asyncio.create_subprocess_exec(
         "git",
+        *SAFE_CONFIG,
         *args,
         cwd=cwd,
         stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **GIT_IDENTITY, **(env or {})},
+        env=git_env(env),
         start_new_session=True,
     )
+    if started is not None:
+        started(proc.pid)
     try:
         out, err = await asyncio.wait_for(
             proc.communicate(None if stdin is None else stdin.encode()), timeout
@@ -98,6 +167,20 @@ async def is_git_repo(path: Path) -> bool:
     except (GitError, FileNotFoundError, NotADirectoryError):
         return False
     return Path(top).resolve() == path.resolve()
+
+
+async def is_repository(path: Path) -> bool:
+    """A repository to clone: the top of a working tree, or a git directory itself (a bare
+    repository, which has no working tree, so `is_git_repo` says no; or a `.git` folder).
+    A folder inside either is neither."""
+    if await is_git_repo(path):
+        return True
+    try:
+        # Named explicitly: no discovery upwards, whatever safe.bareRepository says.
+        await git(f"--git-dir={path}", "rev-parse", "--git-dir", cwd=path)
+    except (GitError, FileNotFoundError, NotADirectoryError):
+        return False
+    return True
 
 
 def lock_in_the_way(err: GitError) -> Path | None:

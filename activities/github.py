@@ -4,9 +4,9 @@ attempt may have done (a pushed head, an open pull request for the branch, a com
 review carrying the execution's marker, a box already ticked) before doing anything.
 
 The token comes from the worker's environment (`GITHUB_TOKEN`, and `GITHUB_API_URL` for
-GitHub Enterprise), read when an activity runs; it reaches git as an HTTP header through
-environment-scoped git configuration (`GIT_CONFIG_COUNT`), never a URL, `.git/config`, an
-argument, a log line or workflow history.
+GitHub Enterprise), read when an activity runs; it reaches the push's git through a credential
+helper served for that one command (activities/git_auth.py), never an environment, a URL,
+`.git/config`, an argument, a log line or workflow history.
 
 PyGithub's own retry re-sends POSTs (and sleeps through rate limits inside a call), so the
 client is built without it: Temporal's retry policy (three attempts) owns retrying, and each
@@ -18,7 +18,6 @@ and connection errors retry.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from temporalio.exceptions import ApplicationError
 from urllib3.util import Retry
 
 from activities.git import GitError, git, run_git
+from activities.git_auth import TokenHelper, borrowing_repository, token_helper
 from activities.heartbeat import heartbeating
 from coordinator.checkboxes import TaskLine, tick_checkboxes
 from coordinator.handoff import (
@@ -149,24 +149,6 @@ def classify(err: Exception, what: str, api_url: str) -> ApplicationError:
         f"could not reach GitHub at {api_url} while {what}: {type(err).__name__}: {err}",
         type="GithubUnreachable",
     )
-
-
-def git_auth_env(remote_url: str, token: str) -> dict[str, str]:
-    """Git configuration in the environment of one git command: the token as an HTTP header
-    sent to the remote's host only, and no credential helper (nothing asks, nothing stores)."""
-    parts = urlsplit(remote_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return {"GIT_TERMINAL_PROMPT": "0"}
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
-    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-    return {
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_CONFIG_COUNT": "2",
-        "GIT_CONFIG_KEY_0": f"http.{parts.scheme}://{host}/.extraHeader",
-        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
-        "GIT_CONFIG_KEY_1": "credential.helper",
-        "GIT_CONFIG_VALUE_1": "",
-    }
 
 
 def make_client(
@@ -351,7 +333,6 @@ class GithubActivities:
         )
         token = self._token()
         assert token is not None  # _call checked
-        env = git_auth_env(clone_url, token)
         ws = Path(request.workspace)
         ref = f"refs/heads/{request.branch}"
         async with heartbeating(f"push {request.branch}"):
@@ -363,21 +344,25 @@ class GithubActivities:
                     type="BranchMissing",
                     non_retryable=True,
                 ) from err
-            remote_head = await self._remote_head(clone_url, ref, ws, env)
-            if remote_head == head:
-                return PushResult(
-                    remote_url=clone_url,
-                    branch=request.branch,
-                    head=head,
-                    pushed=False,
-                    previous_remote_head=remote_head,
+            # The git that gets the token runs outside the clone (see activities/git_auth.py).
+            async with borrowing_repository(ws) as scratch, token_helper(clone_url, token) as auth:
+                remote_head = await self._remote_head(clone_url, ref, scratch, auth)
+                if remote_head == head:
+                    return PushResult(
+                        remote_url=clone_url,
+                        branch=request.branch,
+                        head=head,
+                        pushed=False,
+                        previous_remote_head=remote_head,
+                    )
+                if remote_head and not request.force and not await _contains(ws, head, remote_head):
+                    raise _moved(request, clone_url, remote_head, head)
+                args = ["push", "--porcelain", clone_url, f"{head}:{ref}"]
+                if request.force:
+                    args.insert(1, f"--force-with-lease={ref}:{remote_head or ''}")
+                result = await run_git(
+                    *args, cwd=scratch, env=auth.env, started=auth.started, timeout=PUSH_TIMEOUT_S
                 )
-            if remote_head and not request.force and not await _contains(ws, head, remote_head):
-                raise _moved(request, clone_url, remote_head, head)
-            args = ["push", "--porcelain", clone_url, f"{head}:{ref}"]
-            if request.force:
-                args.insert(1, f"--force-with-lease={ref}:{remote_head or ''}")
-            result = await run_git(*args, cwd=ws, env=env, timeout=PUSH_TIMEOUT_S)
             if result.returncode != 0:
                 output = f"{result.stdout}\n{result.stderr}".strip()
                 raise _push_failure(request, clone_url, remote_head, head, output)
@@ -390,10 +375,10 @@ class GithubActivities:
             previous_remote_head=remote_head,
         )
 
-    async def _remote_head(
-        self, url: str, ref: str, ws: Path, env: Mapping[str, str]
-    ) -> str | None:
-        result = await run_git("ls-remote", url, ref, cwd=ws, env=env, timeout=120)
+    async def _remote_head(self, url: str, ref: str, cwd: Path, auth: TokenHelper) -> str | None:
+        result = await run_git(
+            "ls-remote", url, ref, cwd=cwd, env=auth.env, started=auth.started, timeout=120
+        )
         if result.returncode != 0:
             raise _git_remote_error(f"reading {ref} of {url}", result.stderr or result.stdout)
         for line in result.stdout.splitlines():

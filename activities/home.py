@@ -1,5 +1,7 @@
 """The execution branch's home: where it is pushed after setup and after every merge, so that
-a worker taking over from a lost host gets every finished task back (coordinator/hosts.py)."""
+a worker taking over from a lost host gets every finished task back (coordinator/hosts.py).
+The user's remote is a home only for plans that ask no approval; otherwise the branch stays in
+the coordinator's shared root until the handoff."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.git import GitError, git, run_git
 from activities.heartbeat import heartbeating
 from coordinator.branches import PublishRequest, PublishResult
+from coordinator.execution import PrepareWorkspaceInput
 from coordinator.hosts import HostSettings, shared_home
 from coordinator.plan import is_clone_url
 
@@ -18,12 +21,13 @@ HOME_REF_PREFIX = "refs/coord-home/"
 COMMIT_MISSING = "CommitMissing"
 
 
-async def choose_home(
-    clone: Path, source: str, execution_id: str, branch: str, host: HostSettings
-) -> str:
-    """The repository's remote when it is a URL this worker may push to, else the shared bare
-    repository. Probed by pushing the new branch: no credentials, no remote."""
-    if host.publish_to_remote and is_clone_url(source):
+async def choose_home(clone: Path, request: PrepareWorkspaceInput, host: HostSettings) -> str:
+    """The repository's remote when it is a URL this worker may push to and the plan asks no
+    approval (`remote_home`), else the shared bare repository: the coordinator's own storage,
+    so nothing reaches the user's remote before a human has approved. The remote is probed
+    by pushing the new branch: no credentials, no remote."""
+    source, execution_id, branch = request.repository, request.execution_id, request.branch
+    if host.publish_to_remote and request.remote_home and is_clone_url(source):
         try:
             await publish(clone, branch, source)
             return source

@@ -11,6 +11,7 @@ from temporalio import activity
 
 from activities.claude.tools import permissions_for
 from activities.heartbeat import heartbeating
+from activities.jail import worker_jail
 from coordinator.execution import (
     DEFAULT_SPECIALIST_TIMEOUT_S,
     PlanCheck,
@@ -67,6 +68,12 @@ def _check(request: PlanCheckInput) -> PlanCheck:
         errors.append(
             f"env_from: {', '.join(missing)} not set in the environment of the worker on "
             f"{socket.gethostname()}; set them there (coord worker inherits its shell's)"
+        )
+    if plan.confine == "required" and not (jail := worker_jail()).available:
+        errors.append(
+            f"confine: required, but the worker on {socket.gethostname()} cannot jail "
+            f"commands: {jail.note}; install bubblewrap there, or set `confine: auto` to run "
+            "without the jail"
         )
     return PlanCheck(
         errors=errors,

@@ -9,7 +9,12 @@ Every command (gates, command specialists) goes through `run_shell`:
   command together with everything it started (`make` → `pytest` → workers, `server &`).
   After a normal exit, whatever it left running in its group is stopped as well: a gate must
   not leak a daemon into the next attempt. A process that leaves the group on purpose
-  (`setsid`, a double fork into a new session) escapes this; only a cgroup would catch it.
+  (`setsid`, a double fork into a new session) escapes this, except in the jail, whose PID
+  namespace ends with the command.
+- A plan's command runs in a `Sandbox` (activities/jail.py): in bubblewrap where the worker
+  has it, always with a private HOME and temp folder. Its group is recorded in a *slot*
+  (activities/process_groups.py), and whatever an earlier attempt of the same slot left
+  running is stopped before it starts: a retry never works beside the attempt before it.
 - Its combined stdout and stderr stream to a log file on disk while only the last
   `OUTPUT_TAIL_BYTES` stay in memory: a test suite may print gigabytes.
 - Inside an activity it heartbeats in the background, so a dead worker is noticed within
@@ -37,13 +42,20 @@ from typing import IO, Any
 from temporalio import activity
 
 from activities.heartbeat import heartbeating
-from coordinator.environment import ENV_DIR_VARIABLE, CommandEnvironment
+from activities.jail import Sandbox, make_private_tmp, remove_private_tmp
+from activities.process_groups import (
+    KILL_GRACE_S,
+    forget_group,
+    group_alive,
+    record_group,
+    signal_group,
+    stop_previous,
+)
+from coordinator.environment import ENV_DIR_VARIABLE, CommandEnvironment, is_base_variable
 from coordinator.environment import is_secret_name as is_secret_name  # the rules live there
 from coordinator.work import OUTPUT_TAIL_BYTES
 
 SHELL = "/bin/sh"
-# How long a process group gets between SIGTERM and SIGKILL.
-KILL_GRACE_S = 2.0
 # After the command is gone, how long to wait for the end of its output. Only a process that
 # left the group (and so survived the kill) while holding the pipe makes this wait run out.
 DRAIN_TIMEOUT_S = 5.0
@@ -76,14 +88,16 @@ def command_env(
     *,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment of a plan's command: the worker's without credentials, then the
-    execution's prepared environment first on PATH, the plan's `env`, the variables it passes
-    through by name (`env_from`, read here on the worker), and `extra` (the task's COORD_*).
+    """The environment of a plan's command: only the worker's base variables (PATH, the
+    locale, the user: `coordinator.environment.BASE_VARIABLES`), then the execution's
+    prepared environment first on PATH, the plan's `env`, the variables it passes through by
+    name (`env_from`, read here on the worker), and `extra` (the task's COORD_*). HOME and
+    TMPDIR come from the command's sandbox.
 
     Raises MissingVariableError naming the `env_from` variables this worker lacks.
     """
     source = os.environ if base is None else base
-    env = scrubbed_env(base=source)
+    env = {key: value for key, value in scrubbed_env(base=source).items() if is_base_variable(key)}
     if environment is None:
         env.update(extra or {})
         return env
@@ -206,31 +220,78 @@ async def run_shell(
     heartbeat_details: Sequence[Any] = (),
     shell: str = SHELL,
     heartbeat: bool = True,
+    sandbox: Sandbox | None = None,
+    slot: Path | None = None,
 ) -> ProcessOutcome:
     """Run `command` with `sh -c` in `cwd` and return how it ended.
 
-    `env` is the complete environment (see `scrubbed_env`). `stdin` is written to the
+    `env` is the complete environment (see `command_env`). `stdin` is written to the
     command's standard input, which is closed afterwards; None gives it /dev/null, so nothing
     ever waits on a terminal. The log file is created (with its folders) or overwritten.
     `shell` replaces sh for callers that promise another one (the Claude bash tool runs
     bash). `heartbeat=False` leaves heartbeats to the caller, whose details must not be
     overwritten (the Claude loop heartbeats its transcript position).
 
+    `sandbox` runs it in the jail (when the sandbox has bwrap) with HOME and TMPDIR in a
+    private temp folder (the sandbox's, or one made for this command and removed after);
+    None runs it as it is. `slot` is the folder where the command's process group is
+    recorded: groups recorded there by earlier commands that still run are stopped first.
+
     On timeout the process group is killed (SIGTERM, `KILL_GRACE_S`, SIGKILL) and the outcome
     says `timed_out`. On cancellation it is killed the same way, then CancelledError is
     re-raised. Raises CommandNotStartedError when the shell cannot be started, OSError when
     the log cannot be written.
     """
+    own_tmp = None
+    if sandbox is not None:
+        if sandbox.tmp is None:
+            own_tmp = make_private_tmp()
+            sandbox = sandbox.with_tmp(own_tmp)
+        assert sandbox.tmp is not None
+        env = sandbox.env(env, sandbox.tmp)
+        argv = sandbox.argv([shell, "-c", command], cwd=cwd)
+    else:
+        argv = [shell, "-c", command]
+    try:
+        return await _run(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            timeout=timeout,
+            log_path=log_path,
+            heartbeat_details=heartbeat_details if heartbeat else None,
+            slot=slot,
+        )
+    finally:
+        if own_tmp is not None:
+            await asyncio.shield(asyncio.to_thread(remove_private_tmp, own_tmp))
+
+
+async def _run(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    stdin: str | None,
+    timeout: float,
+    log_path: Path,
+    heartbeat_details: Sequence[Any] | None,
+    slot: Path | None,
+) -> ProcessOutcome:
     loop = asyncio.get_running_loop()
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
+        if slot is not None and (stopped := await stop_previous(slot)):
+            groups = ", ".join(str(pgid) for pgid in stopped)
+            _note(log, f"stopped process group {groups}, left running by an earlier attempt")
         # Our own pipes rather than asyncio's: Process.wait() waits for its pipes to close
         # too, which a background grandchild holding stdout would delay forever.
         out_r, out_w = os.pipe()
         in_r, in_w = os.pipe() if stdin is not None else (None, None)
         try:
-            proc = await _spawn(command, cwd, env, stdin=in_r, stdout=out_w, shell=shell)
+            proc = await _spawn(argv, cwd, env, stdin=in_r, stdout=out_w)
         except BaseException:
             for fd in (out_r, in_w):
                 if fd is not None:
@@ -252,8 +313,11 @@ async def run_shell(
             writer.close()
 
         timed_out = False
+        record = None
         try:
-            async with _heartbeats(heartbeat_details, enabled=heartbeat):
+            if slot is not None:
+                record = record_group(slot, proc.pid)
+            async with _heartbeats(heartbeat_details):
                 try:
                     async with asyncio.timeout(timeout):
                         await proc.wait()
@@ -267,6 +331,8 @@ async def run_shell(
             try:
                 # Also after a normal exit: children it left running in its group go too.
                 await _stop_group(proc)
+                if record is not None:
+                    forget_group(record)
                 await _drain(capture, log)
             finally:  # even when cancelled again meanwhile
                 if not capture.closed.done():
@@ -288,19 +354,17 @@ async def run_shell(
 
 
 async def _spawn(
-    command: str,
+    argv: Sequence[str],
     cwd: Path,
     env: Mapping[str, str],
     *,
     stdin: int | None,
     stdout: int,
-    shell: str = SHELL,
 ) -> asyncio.subprocess.Process:
+    program = argv[0]
     try:
         return await asyncio.create_subprocess_exec(
-            shell,
-            "-c",
-            command,
+            *argv,
             cwd=cwd,
             env=dict(env),
             stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
@@ -309,20 +373,21 @@ async def _spawn(
             start_new_session=True,
         )
     except ValueError as err:  # a NUL byte in the command or the environment
-        raise CommandNotStartedError(f"cannot run {shell}: {err}", permanent=True) from err
+        raise CommandNotStartedError(f"cannot run {program}: {err}", permanent=True) from err
     except OSError as err:
         permanent = err.errno in (errno.ENOENT, errno.ENOTDIR, errno.E2BIG, errno.EACCES)
         reason = err.strerror or str(err)
         if err.errno == errno.E2BIG:  # one variable over 128 KiB, or all over ~2 MiB
             reason = "the environment or the command line is too large"
         raise CommandNotStartedError(
-            f"cannot run {shell} in {cwd}: {reason}", permanent=permanent
+            f"cannot run {program} in {cwd}: {reason}", permanent=permanent
         ) from err
 
 
 @contextlib.asynccontextmanager
-async def _heartbeats(details: Sequence[Any], *, enabled: bool = True) -> AsyncIterator[None]:
-    if not enabled or not activity.in_activity():
+async def _heartbeats(details: Sequence[Any] | None) -> AsyncIterator[None]:
+    """Heartbeats with `details` while the command runs; None: the caller heartbeats."""
+    if details is None or not activity.in_activity():
         yield
         return
     # Beat well within the heartbeat timeout the workflow chose (the SDK throttles anyway).
@@ -355,19 +420,19 @@ async def _stop_group(proc: asyncio.subprocess.Process) -> None:
     cancelled activity never leaves its processes behind.
     """
     pgid = proc.pid  # start_new_session: the shell leads its own group
-    if proc.returncode is not None and not _group_alive(pgid):
+    if proc.returncode is not None and not group_alive(pgid):
         return  # the usual case: the command exited and took its children with it
     cancelled = False
-    _signal_group(pgid, signal.SIGTERM)
+    signal_group(pgid, signal.SIGTERM)
     try:
         deadline = time.monotonic() + KILL_GRACE_S
         while time.monotonic() < deadline:
-            if proc.returncode is not None and not _group_alive(pgid):
+            if proc.returncode is not None and not group_alive(pgid):
                 return
             await asyncio.sleep(_POLL_S)
     except asyncio.CancelledError:
         cancelled = True
-    _signal_group(pgid, signal.SIGKILL)
+    signal_group(pgid, signal.SIGKILL)
     try:
         # SIGKILL cannot be ignored; the shell is reaped in a moment.
         await asyncio.shield(proc.wait())
@@ -375,43 +440,6 @@ async def _stop_group(proc: asyncio.subprocess.Process) -> None:
         cancelled = True
     if cancelled:
         raise asyncio.CancelledError
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs.
-
-    Zombies do not count: an orphan is reaped by PID 1, and in a container whose PID 1 is not
-    an init it never is, although it is long dead.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return True  # no /proc (macOS): trust the signal check
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Fields after the command name (which may hold spaces and parentheses): state, ppid,
-        # pgrp, ...
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
 
 
 # --- the worker's own environment ------------------------------------------------------------

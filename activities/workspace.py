@@ -9,7 +9,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.git import GitError, git, is_git_repo
+from activities.git import GitError, git, is_git_repo, is_repository
 from activities.heartbeat import heartbeating
 from activities.home import choose_home, contains, fetch_from_home
 from coordinator.execution import PrepareWorkspaceInput
@@ -63,7 +63,7 @@ class WorkspaceActivities:
             if dest.exists():
                 shutil.rmtree(dest)  # a clone cut short by a crash
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if is_clone_url(source) or await is_git_repo(Path(source)):
+            if is_clone_url(source) or await is_repository(Path(source)):
                 activity.logger.info("cloning %s into %s", source, dest)
                 await git("clone", "--quiet", "--no-hardlinks", source, str(dest), timeout=1800)
             else:
@@ -93,7 +93,7 @@ class WorkspaceActivities:
         head = await git("rev-parse", "HEAD", cwd=dest)
         host, home = self.host, request.home
         if host is not None and home is None:
-            home = await choose_home(dest, source, request.execution_id, request.branch, host)
+            home = await choose_home(dest, request, host)
         return Workspace(
             path=str(dest),
             branch=request.branch,

@@ -10,8 +10,8 @@ and leaves nothing to abort, and a crash leaves the branch at either the old or 
 
 Every activity can be retried after a crash at any point: the `Coord-Task: <id>` trailer and
 the recorded base ref let a retry find work already done instead of doing it twice. Git plumbing
-(`commit-tree`, `update-ref`) is used for commits so no hook or editor of the user's repository
-runs inside the coordinator.
+(`commit-tree`, `update-ref`) is used for commits so no editor runs; no hook ever does
+(activities/git.py switches them off for every git the coordinator runs).
 """
 
 from __future__ import annotations
@@ -80,8 +80,6 @@ LOCK_WAITS, LOCK_WAIT = 20, 0.5
 # Tool caches that gates create in a worktree as a side effect; never part of a task's commit
 # even when the repository's .gitignore forgets them.
 TOOL_CACHES = ("__pycache__/", "*.py[cod]", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/")
-# The user's hooks (post-checkout, reference-transaction...) never run inside the coordinator.
-NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
 REPLAY_SNAPSHOT = "coord: snapshot of the task before replaying it"
 REPLAY_RECORD = "coord-replay.json"
 UNFINISHED_TRAILER = "Coord-Unfinished"
@@ -579,7 +577,7 @@ async def _g(*args: str, cwd: Path, timeout: float = 300, stdin: str | None = No
     """git, waiting out a lock held by a live git and clearing one left by a dead git."""
     for _ in range(LOCK_WAITS):
         try:
-            return await git(*NO_HOOKS, *args, cwd=cwd, timeout=timeout, stdin=stdin)
+            return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin)
         except GitError as err:
             lock = lock_in_the_way(err)
             if lock is None:
@@ -588,7 +586,7 @@ async def _g(*args: str, cwd: Path, timeout: float = 300, stdin: str | None = No
                 activity.logger.warning("removed a stale git lock %s", lock)
             else:
                 await asyncio.sleep(LOCK_WAIT)
-    return await git(*NO_HOOKS, *args, cwd=cwd, timeout=timeout, stdin=stdin)
+    return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin)
 
 
 async def _uninterrupted(step: Awaitable[T]) -> T:

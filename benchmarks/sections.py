@@ -394,7 +394,9 @@ async def kill_recovery(bench: Bench, marks: Path) -> tuple[float, float | None]
         f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}; date +%s.%N >> {starts}; "
         f'[ "$(wc -l < {starts})" -gt 1 ] || sleep 5'
     )
-    plan = shell_plan("bench-crash", [["slow"]], command, bench.repo)
+    # Without the jail, which would keep the marks (outside the worktree) from the command
+    # and take the specialist down with its worker by itself.
+    plan = {**shell_plan("bench-crash", [["slow"]], command, bench.repo), "confine": "off"}
     eid = bench.execution_id("crash")
     handle = await bench.coord.start(plan, eid)
 

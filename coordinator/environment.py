@@ -7,6 +7,9 @@ the status file. Rules and boundary models only; the activities apply them on th
 - The setup commands prepare one folder per execution, outside every worktree
   (`COORD_ENV_DIR`); its `bin` is first on PATH for setup, gates and specialists, and when
   it holds a Python virtual environment it is the VIRTUAL_ENV as well.
+- Commands start from an environment of their own, not the worker's: the variables in
+  `BASE_VARIABLES` (PATH, the locale, who the user is), then what the plan passes.
+- `confine` says whether they run in the operating system's jail (activities/jail.py).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 # --- secrets ---------------------------------------------------------------------------------
 
@@ -35,6 +39,17 @@ def is_secret_name(name: str) -> bool:
 
 
 # --- variables -------------------------------------------------------------------------------
+
+# What a command gets from the worker's environment without the plan asking: where programs
+# are, the language and time zone, and who the user is. Everything else (proxies, tool
+# settings, credentials) only by name, with env_from. HOME and TMPDIR are the command's own.
+BASE_VARIABLES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME"})
+BASE_PREFIXES = ("LC_",)
+
+
+def is_base_variable(name: str) -> bool:
+    return name in BASE_VARIABLES or name.startswith(BASE_PREFIXES)
+
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The coordinator's own variables (COORD_TASK_ID, COORD_ENV_DIR, ...) and the ones it
@@ -74,8 +89,32 @@ def env_value_warning(value: str) -> str | None:
     return None
 
 
+def _unquoted_off(value: object) -> object:
+    """YAML 1.1 reads an unquoted `off` as false."""
+    return "off" if value is False else value
+
+
+# The plan's `confine`: `auto` jails commands where the worker can (bubblewrap), `required`
+# refuses to run them anywhere else, `off` runs them without the filesystem jail.
+Confine = Annotated[Literal["auto", "required", "off"], BeforeValidator(_unquoted_off)]
+# The worker's setting (temporal-dev.yaml `worker.confine`, COORD_CONFINE): `off` runs every
+# command as if bwrap were missing.
+WorkerConfine = Annotated[Literal["auto", "off"], BeforeValidator(_unquoted_off)]
+CONFINE_VARIABLE = "COORD_CONFINE"
+
+
+def parse_worker_confine(value: str, where: str = CONFINE_VARIABLE) -> WorkerConfine:
+    """The worker's setting from text; ValueError naming `where` for anything else."""
+    text = value.strip().lower()
+    if text == "auto":
+        return "auto"
+    if text == "off":
+        return "off"
+    raise ValueError(f"{where}={value!r}: expected auto or off")
+
+
 class CommandEnvironment(BaseModel):
-    """What every command of an execution gets on top of the worker's scrubbed environment.
+    """What every command of an execution gets on top of the base variables.
 
     Names and paths only: `env_from` values are read on the worker when the command starts.
     """
@@ -84,10 +123,11 @@ class CommandEnvironment(BaseModel):
     env_from: list[str] = Field(default_factory=list)
     # The execution's prepared environment (`COORD_ENV_DIR`), when the plan has setup commands.
     env_dir: str | None = None
+    confine: Confine = "auto"
 
     @property
     def empty(self) -> bool:
-        return not (self.env or self.env_from or self.env_dir)
+        return not (self.env or self.env_from or self.env_dir or self.confine != "auto")
 
 
 # --- context documents -----------------------------------------------------------------------

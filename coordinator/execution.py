@@ -82,6 +82,9 @@ class PrepareWorkspaceInput(BaseModel):
     # finished task) and must contain `resume_head`, the execution's base.
     home: str | None = None
     resume_head: str | None = None
+    # The repository's own remote may be the branch's home (pushed after setup and every
+    # merge): only for plans that ask no approval, so nothing leaves the machine before one.
+    remote_home: bool = False
 
 
 class PrepareEnvironmentInput(BaseModel):

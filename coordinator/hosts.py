@@ -13,8 +13,9 @@ serve each other's executions). `COORD_HOST_ID` / `--host-id` sets it explicitly
 
 The execution branch lives on beyond its host: after setup and after every merge it is pushed
 to its *home*, the repository's remote when it is a URL the worker may push to (and
-`publish_to_remote` is on), else a bare repository `<shared_root>/<execution id>.git`. A
-worker that re-homes an execution clones the repository again and takes the branch from there.
+`publish_to_remote` is on, and the plan asks no approval: nothing reaches the user's remote
+before one), else a bare repository `<shared_root>/<execution id>.git`. A worker that re-homes
+an execution clones the repository again and takes the branch from there.
 """
 
 from __future__ import annotations

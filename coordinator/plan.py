@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from coordinator.environment import Confine
 from coordinator.progress import PlanSource
 
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
@@ -244,6 +245,9 @@ class Plan(StrictModel):
     context: list[NonEmpty] = Field(default_factory=list)
     # A JSON status file in the workspace (true: .coord/execution/<execution id>.json).
     status_file: bool | NonEmpty = False
+    # Setup, gates and specialists in the bubblewrap jail: where the worker has it (auto),
+    # or never start without it (required), or never (off). README: "Security model".
+    confine: Confine = "auto"
     # Set by the plan readers, not written by hand: the plan file this plan was read from
     # (a tasks.md, a tasks.json) and how to tick each task back in it when it passes.
     source: PlanSource | None = None

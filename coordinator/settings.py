@@ -41,6 +41,7 @@ from temporalio.envconfig import ClientConfigProfile
 from temporalio.service import RPCError, TLSConfig
 
 from coordinator.claude import ClaudeSettings
+from coordinator.environment import CONFINE_VARIABLE, WorkerConfine, parse_worker_confine
 from coordinator.hosts import DEFAULT_HOST_GRACE_S
 from coordinator.visibility import SEARCH_ATTRIBUTES, SearchAttributeType
 
@@ -155,6 +156,8 @@ class WorkerSection(_Section):
     shared_root: ResolvedPath | None = None
     host_grace: Annotated[float, Field(gt=0)] = DEFAULT_HOST_GRACE_S
     publish_to_remote: bool = True
+    # Plan commands in the bubblewrap jail when bwrap works here (auto), or never (off).
+    confine: WorkerConfine = "auto"
 
 
 class DevServerConfig(_Section):
@@ -293,6 +296,7 @@ class ClientSettings(BaseModel):
     shared_root: Path | None = None
     host_grace_s: float = DEFAULT_HOST_GRACE_S
     publish_to_remote: bool = True
+    confine: WorkerConfine = "auto"
     # The worker's Claude agent loop: models, prices, limits (temporal-dev.yaml `claude:`).
     claude: ClaudeSettings = Field(default_factory=ClaudeSettings)
 
@@ -343,6 +347,12 @@ def resolve_client_settings(
     if host_id is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", host_id):
         raise ConfigError(f"COORD_HOST_ID={host_id!r}: use 1-100 of A-Z a-z 0-9 _ . -")
     publish = _parse_bool("COORD_PUBLISH_TO_REMOTE", env.get("COORD_PUBLISH_TO_REMOTE"))
+    confine = config.worker.confine
+    if env.get(CONFINE_VARIABLE, "").strip():
+        try:
+            confine = parse_worker_confine(env[CONFINE_VARIABLE])
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
     return ClientSettings(
         address=resolved_address,
         namespace=resolved_namespace,
@@ -367,6 +377,7 @@ def resolve_client_settings(
         host_grace_s=_seconds("COORD_HOST_GRACE", env.get("COORD_HOST_GRACE"))
         or config.worker.host_grace,
         publish_to_remote=config.worker.publish_to_remote if publish is None else publish,
+        confine=confine,
         claude=config.claude,
     )
 

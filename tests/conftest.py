@@ -24,6 +24,7 @@ from coordinator.devserver import temporal_binary, test_server_binary
 from coordinator.settings import connect, resolve_client_settings
 from tests.cli_support import client_env
 from tests.engine_support import running_worker
+from tests.jail_support import MODES, use_mode
 from worker import ensure_search_attributes
 from workflows import search_attributes as sa
 
@@ -144,3 +145,11 @@ async def worker(client: Client, task_queue: str, tmp_path: Path) -> AsyncIterat
     """The real worker, on the task queue the CLI's COORD_TASK_QUEUE names."""
     async with running_worker(client, task_queue, tmp_path):
         yield
+
+
+@pytest.fixture(params=MODES)
+def confine_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Once in the bubblewrap jail, once in the fallback without it (COORD_CONFINE=off)."""
+    mode: str = request.param
+    use_mode(mode, monkeypatch)
+    return mode

@@ -226,6 +226,9 @@ async def test_the_fixer_gets_the_failing_gate_output_and_fixes_the_task(
         tmp_path,
         {
             "fixer": "fixer",
+            # The fix keeps calc.py's size and may land in the second its first version was
+            # imported: a bytecode cache would still hold `a - b`.
+            "env": {"PYTHONDONTWRITEBYTECODE": "1"},
             "tasks": [
                 claude_task(
                     "adder", "Write calc.add(a, b).", gates=[{"name": "adds", "run": check}]
@@ -588,7 +591,8 @@ async def test_bash_cannot_read_the_workers_keys_from_proc(
 ) -> None:
     """A command run by the same user can read its parent's initial environment in
     /proc/<ppid>/environ. The worker re-executes itself without its keys there, and still
-    uses them: the Messages API server only answers the right key."""
+    uses them: the Messages API server only answers the right key. (Without the jail, whose
+    PID namespace hides the worker entirely: tests/test_jail.py.)"""
     make_repo(tmp_path / "repo")
     plan = write_plan(tmp_path, {"tasks": [claude_task("snoop", "Look around.")]})
     token = "ghp_proc_environ_must_not_show_this"
@@ -603,7 +607,12 @@ async def test_bash_cannot_read_the_workers_keys_from_proc(
         look,
         key="snoop",
     )
-    env = {**worker_env(server_address, task_queue, tmp_path), **api.env(), "GITHUB_TOKEN": token}
+    env = {
+        **worker_env(server_address, task_queue, tmp_path),
+        **api.env(),
+        "GITHUB_TOKEN": token,
+        "COORD_CONFINE": "off",
+    }
     with worker_processes(env, tmp_path) as workers:
         worker = workers.start()
         handle = await start(client, task_queue, plan)

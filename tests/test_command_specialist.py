@@ -72,7 +72,8 @@ async def test_task_reaches_the_command_in_env_and_stdin(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
-    script = tmp_path / "recorder.py"
+    # In the worktree: the jail shows a command nothing else of the test's folder.
+    script = worktree / "recorder.py"
     script.write_text(RECORDER)
     prompt = "Create the schema.\nUse 'quotes' and \"double quotes\" and $HOME literally.\n"
     req = request(

@@ -38,6 +38,7 @@ from tests.engine_support import (
     start,
     write_plan,
 )
+from tests.jail_support import require_bwrap, running, sleeper, until_gone, until_running
 from workflows.execution import ExecutionWorkflow
 
 # Seconds. Temporal notices a dead worker's activity after the heartbeat timeout
@@ -120,65 +121,57 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def group_members(pgid: int) -> list[int]:
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(stat.parent.name))
-    return members
-
-
 # --------------------------------------------------------------------------- (1) a crash
 
 
 async def test_worker_killed_while_a_specialist_runs_the_execution_finishes_once(
     client: Client, server_address: str, task_queue: str, tmp_path: Path
 ) -> None:
+    """Without the jail (`confine: off`) a specialist outlives its killed worker; the retry
+    stops it before it starts, so the two never work side by side."""
     make_repo(tmp_path / "repo")
     marks = tmp_path / "marks"
     marks.mkdir()
-    runs, pid_file = marks / "slow.runs", marks / "slow.pid"
-    # Its pid and a line per run go outside the worktree, so they are not part of the task's
-    # commit. The first run is killed in its sleep; the run after the crash need not wait.
+    runs, lock = marks / "slow.runs", marks / "slow.lock"
+    first = sleeper()
+    # A line per run goes outside the worktree, so it is not part of the task's commit. Each
+    # run holds a lock for as long as any of its processes lives: a run that cannot take it
+    # works beside another. The first run sleeps until it is stopped.
     slow = (
-        f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}; echo run >> {runs}; "
-        f'[ "$(wc -l < {runs})" -gt 1 ] || sleep 5; echo slow > slow.txt'
+        f"exec 9>> {lock}; flock -n 9 || echo overlap >> {runs}; echo run >> {runs}; "
+        f'[ "$(grep -c run {runs})" -gt 1 ] || {first}; echo slow > slow.txt'
     )
     plan = write_plan(
         tmp_path,
         {
+            "confine": "off",
             "tasks": [
                 shell_task("before", "echo before > before.txt"),
                 shell_task("slow", slow, depends_on=["before"]),
                 shell_task("after", "echo after > after.txt", depends_on=["slow"]),
-            ]
+            ],
         },
     )
     env = worker_env(server_address, task_queue, tmp_path)
-    specialist_group: int | None = None
     with worker_processes(env, tmp_path) as workers:
         try:
-            first = workers.start()
+            crashed = workers.start()
             handle = await start(client, task_queue, plan)
-            await until(pid_file.exists, QUICK, "the slow specialist started", workers)
-            specialist = int(pid_file.read_text())
-            specialist_group = os.getpgid(specialist)
-            assert specialist_group != first.pid  # its own group: the kill below is the crash
+            specialist = await until_running(first, QUICK)  # its shell and its sleep
+            assert crashed.pid not in {os.getpgid(pid) for pid in specialist}  # its own group
 
-            # The machine dies: the worker and the specialist it runs, with no cleanup.
-            workers.kill(first)
-            os.killpg(specialist_group, signal.SIGKILL)
+            # The machine dies: the worker, with no cleanup. Its specialist lives on.
+            workers.kill(crashed)
             worktree = task_worktree_path(tmp_path / "workspaces", handle.id, "slow")
             assert worktree.is_dir() and not (worktree / "slow.txt").exists()  # mid-flight
+            assert running(first)
 
             workers.start()
             report = await asyncio.wait_for(handle.result(), AFTER_A_CRASH)
         finally:
-            if specialist_group is not None:
+            for pid in running(first):
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(specialist_group, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
 
     assert report.status == "Complete", f"{report.to_markdown()}\n{workers.output()}"
     # Each task exactly once on the branch, in order, nothing lost.
@@ -187,17 +180,61 @@ async def test_worker_killed_while_a_specialist_runs_the_execution_finishes_once
     assert ws is not None
     for name in ("before", "slow", "after"):
         assert git(Path(ws.path), "show", f"{ws.branch}:{name}.txt") == name
-    # The specialist was cut off once and run again by the new worker: an activity retry,
-    # not a failed fix-loop attempt.
+    # The specialist was cut off once and run again by the new worker, after the first run
+    # was stopped: an activity retry, not a failed fix-loop attempt.
     assert runs.read_text().split() == ["run", "run"]
     assert {t.id: (t.status, t.attempts) for t in report.tasks} == {
         "before": ("passed", 1),
         "slow": ("passed", 1),
         "after": ("passed", 1),
     }
-    assert not alive(specialist)
-    assert not group_members(specialist_group)
+    assert not running(first)
     assert all(proc.poll() is not None for proc in workers.procs)
+
+
+async def test_a_killed_workers_jailed_specialist_is_gone_before_its_retry_starts(
+    client: Client, server_address: str, task_queue: str, tmp_path: Path
+) -> None:
+    """In the jail a specialist dies with its worker (`--die-with-parent`): nothing of it
+    runs by the time another worker could retry the task."""
+    require_bwrap()
+    make_repo(tmp_path / "repo")
+    first = sleeper()
+    # The runs are noted in the environment folder (a setup command makes it), the one place
+    # outside its worktree a jailed specialist may write; the lock tells overlapping runs.
+    slow = (
+        'R="$COORD_ENV_DIR/runs"; exec 9>> "$COORD_ENV_DIR/lock"; '
+        'flock -n 9 || echo overlap >> "$R"; echo run >> "$R"; '
+        f'[ "$(grep -c run "$R")" -gt 1 ] || {first}; echo slow > slow.txt'
+    )
+    plan = write_plan(
+        tmp_path,
+        {
+            "confine": "required",
+            "setup": [{"name": "env", "run": "true"}],
+            "tasks": [shell_task("slow", slow)],
+        },
+    )
+    env = worker_env(server_address, task_queue, tmp_path)
+    with worker_processes(env, tmp_path) as workers:
+        try:
+            crashed = workers.start()
+            handle = await start(client, task_queue, plan)
+            await until_running(first, QUICK)
+            workers.kill(crashed)  # the worker alone: the jail is not in its process group
+            await until_gone(first, QUICK)
+
+            workers.start()
+            report = await asyncio.wait_for(handle.result(), AFTER_A_CRASH)
+        finally:
+            for pid in running(first):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+    assert report.status == "Complete", f"{report.to_markdown()}\n{workers.output()}"
+    runs = tmp_path / "workspaces" / handle.id / "env" / "runs"
+    assert runs.read_text().split() == ["run", "run"]  # and no overlap
+    assert [(t.id, t.status, t.attempts) for t in report.tasks] == [("slow", "passed", 1)]
 
 
 # --------------------------------------------------------------------------- (2) a restart

@@ -84,7 +84,8 @@ PYTHON_REPO = {
     "    def test_answer(self) -> None:\n        self.assertEqual(calc.answer(), 42)\n",
     ".gitignore": "__pycache__/\n",
 }
-UNIT_TESTS = {"name": "unit", "run": "python -m unittest -q test_calc"}
+# python3: the worker's `python` may be a shim in its home (pyenv), which the jail hides.
+UNIT_TESTS = {"name": "unit", "run": "python3 -m unittest -q test_calc"}
 ALL_FILES = {"name": "files", "run": "test -f t3.txt"}
 
 
@@ -119,7 +120,9 @@ def test_command_env_composes_the_prepared_environment_and_passes_names_through(
         "x",
     )
     assert "GH_TOKEN" not in env  # scrubbed unless passed by name
-    assert "VIRTUAL_ENV" not in env and env["PYTHONHOME"] == "/p"  # not a venv (yet)
+    # Only the base variables come from the worker: HOME is the command's own (its sandbox).
+    assert "HOME" not in env and "PYTHONHOME" not in env
+    assert "VIRTUAL_ENV" not in env  # not a venv (yet)
     (tmp_path / "pyvenv.cfg").write_text("home = /usr/bin\n")
     env = command_env(environment, base=worker)
     assert env["VIRTUAL_ENV"] == str(tmp_path) and "PYTHONHOME" not in env
@@ -130,8 +133,11 @@ def test_command_env_composes_the_prepared_environment_and_passes_names_through(
 async def test_gates_pass_in_fresh_worktrees_only_thanks_to_setup(
     client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    make_repo(tmp_path / "repo", PYTHON_REPO)
-    wheel = make_wheel(tmp_path / "wheels")
+    repo = make_repo(tmp_path / "repo", PYTHON_REPO)
+    # In the repository: the setup commands' jail shows them nothing else of the test's folder.
+    wheel = make_wheel(repo / "wheels").relative_to(repo)
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "wheel")
     task = shell_task("doc", "echo 'the answer is 42' > ANSWER.md", gates=[UNIT_TESTS])
     without_setup = {"repository": str(tmp_path / "repo"), "tasks": [task], "gates": [UNIT_TESTS]}
     (tmp_path / "a").mkdir()
@@ -175,11 +181,11 @@ async def test_setup_per_worktree_runs_once_per_worktree_and_is_never_committed(
     client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     make_repo(tmp_path / "repo", {"README.md": "# demo\n"})
-    runs = tmp_path / "setup-runs.log"
     # Like `npm ci`: a folder of installed things git would see, and a tracked file touched.
+    # Where it ran goes to the environment folder, which every command may write.
     setup = (
-        f'echo "$COORD_WORKSPACE" >> {runs}; mkdir -p deps/tool && echo ok > deps/tool/x; '
-        "echo touched >> README.md"
+        'echo "$COORD_WORKSPACE" >> "$COORD_ENV_DIR/setup-runs.log"; '
+        "mkdir -p deps/tool && echo ok > deps/tool/x; echo touched >> README.md"
     )
     plan = write_plan(
         tmp_path,
@@ -198,12 +204,12 @@ async def test_setup_per_worktree_runs_once_per_worktree_and_is_never_committed(
             "gates": [{"name": "deps", "run": "test -f deps/tool/x"}],
         },
     )
-    async with running_worker(client, task_queue, tmp_path):
+    async with running_worker(client, task_queue, tmp_path) as workspaces:
         report = await (await start(client, task_queue, plan)).result()
 
     assert report.status == "Complete", report.to_markdown()
     ws = Path(report.workspace.path)  # type: ignore[union-attr]
-    where = runs.read_text().split()
+    where = (workspaces / report.execution_id / "env" / "setup-runs.log").read_text().split()
     assert where[0] == str(ws)  # the clone first, then each task's new worktree once
     assert sorted(Path(p).name for p in where[1:]) == ["a", "b"]
     # What setup made stays out of every commit; what it touched is put back.
@@ -219,16 +225,18 @@ async def test_failing_setup_escalates_after_three_attempts_before_any_specialis
     client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     make_repo(tmp_path / "repo")
-    ready, attempts, ran = tmp_path / "ready", tmp_path / "attempts.log", tmp_path / "ran"
+    # In the environment folder, which every command may write (and the test can reach).
     setup = {
         "name": "toolchain",
-        "run": f"echo attempt >> {attempts}; test -f {ready} || {{ echo 'no toolchain' >&2; "
-        "exit 3; }",
+        "run": 'cd "$COORD_ENV_DIR"; echo attempt >> attempts.log; test -f ready || '
+        "{ echo 'no toolchain' >&2; exit 3; }",
     }
-    tasks = [shell_task("t", f"touch {ran}; echo t > t.txt")]
+    tasks = [shell_task("t", 'touch "$COORD_ENV_DIR/ran"; echo t > t.txt')]
     plan = write_plan(tmp_path, {"setup": [setup], "tasks": tasks})
-    async with running_worker(client, task_queue, tmp_path):
+    async with running_worker(client, task_queue, tmp_path) as workspaces:
         handle = await start(client, task_queue, plan)
+        env_dir = workspaces / handle.id / "env"
+        ready, attempts, ran = env_dir / "ready", env_dir / "attempts.log", env_dir / "ran"
         escalation = await pending_escalation(handle)
         progress = await handle.query(ExecutionWorkflow.progress)
         # Three attempts, then a human: before any specialist spent anything.
@@ -259,16 +267,16 @@ async def test_aborting_a_failing_setup_ends_partial_with_nothing_run(
     client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     make_repo(tmp_path / "repo")
-    ran = tmp_path / "ran"
     plan = write_plan(
         tmp_path,
         {
             "setup": [{"name": "broken", "run": "exit 1"}],
-            "tasks": [shell_task("t", f"touch {ran}")],
+            "tasks": [shell_task("t", 'touch "$COORD_ENV_DIR/ran"')],
         },
     )
-    async with running_worker(client, task_queue, tmp_path):
+    async with running_worker(client, task_queue, tmp_path) as workspaces:
         handle = await start(client, task_queue, plan)
+        ran = workspaces / handle.id / "env" / "ran"
         escalation = await pending_escalation(handle)
         await handle.execute_update(
             "resolve_escalation",
@@ -334,8 +342,7 @@ async def test_env_and_env_from_reach_gates_and_specialists_and_secrets_stay_out
     monkeypatch.setenv("I7_SERVICE_TOKEN", "s3cret-value")
     monkeypatch.setenv("I7_OTHER_TOKEN", "not-for-plans")
     make_repo(tmp_path / "repo")
-    expected = tmp_path / "expected"
-    expected.write_text("s3cret-value")
+    expected = hashlib.sha256(b"s3cret-value").hexdigest()
     command_agent(
         tmp_path / "agents",
         "envy",
@@ -344,9 +351,9 @@ async def test_env_and_env_from_reach_gates_and_specialists_and_secrets_stay_out
     )
     gate = {
         "name": "env",
-        # The expected value from a file: the gate's command line is in history.
-        "run": f'test "$GREETING" = hello && test "$I7_SERVICE_TOKEN" = "$(cat {expected})" '
-        '&& test -z "${I7_OTHER_TOKEN:-}"',
+        # The expected value's digest: the gate's command line is in history.
+        "run": 'test "$GREETING" = hello && test "$(printf %s "$I7_SERVICE_TOKEN" | sha256sum)" '
+        f'= "{expected}  -" && test -z "${{I7_OTHER_TOKEN:-}}"',
     }
     plan = write_plan(
         tmp_path,

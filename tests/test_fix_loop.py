@@ -45,6 +45,8 @@ async def test_a_fixer_that_leaves_conflict_markers_fails_and_the_escalation_say
     plan = write_plan(
         tmp_path,
         {
+            # The fixer notes its feedback outside its worktree, which the jail would refuse.
+            "confine": "off",
             "specialists_dir": "./agents",
             "fixer": "lazy-fixer",
             "tasks": [
@@ -110,6 +112,8 @@ async def test_every_attempt_hears_of_every_earlier_failure(
     plan = write_plan(
         tmp_path,
         {
+            # The fixer notes its feedback outside its worktree, which the jail would refuse.
+            "confine": "off",
             "specialists_dir": "./agents",
             "fixer": "fixer-agent",
             "tasks": [shell_task("t", "echo first try > out.txt", gates=[gate])],

@@ -17,8 +17,10 @@ from temporalio.testing import ActivityEnvironment
 from activities import process
 from activities.gates import GateActivities
 from activities.process import is_secret_name, run_shell, safe_name, scrubbed_env
+from coordinator.environment import CommandEnvironment
 from coordinator.plan import Gate
 from coordinator.work import OUTPUT_TAIL_BYTES, GateRequest, GateResult
+from tests.jail_support import running, sleeper, until_running
 
 
 def alive(pid: int) -> bool:
@@ -113,9 +115,12 @@ async def test_empty_output_needs_exit_zero_and_no_output(
     assert result.expect == "empty_output"
 
 
-async def test_timeout_kills_the_whole_process_group(gates: GateActivities, repo: Path) -> None:
+async def test_timeout_kills_the_whole_process_group(
+    gates: GateActivities, repo: Path, confine_mode: str
+) -> None:
     # A grandchild in the background plus a foreground sleep: both must go at the timeout.
-    run = "sleep 1000 & echo $!. > child.pid; echo waiting; sleep 1000"
+    child, foreground = sleeper(), sleeper()
+    run = f"{child} & echo waiting; {foreground}"
     started = time.monotonic()
     result = await run_gate(gates, request(repo, run, timeout=1))
     elapsed = time.monotonic() - started
@@ -123,19 +128,20 @@ async def test_timeout_kills_the_whole_process_group(gates: GateActivities, repo
     assert (result.passed, result.timed_out, result.exit_code) == (False, True, None)
     assert result.output_tail == "waiting\n"
     assert 1 <= elapsed < 6
-    assert not alive(await read_pid(repo / "child.pid"))
+    assert running(child) == running(foreground) == []
     assert "timed out after 1 s" in Path(result.log_path).read_text()
 
 
 async def test_background_children_do_not_outlive_a_finished_gate(
-    gates: GateActivities, repo: Path
+    gates: GateActivities, repo: Path, confine_mode: str
 ) -> None:
     # The child holds the output pipe open: without stopping the group we would wait for it.
+    child = sleeper()
     started = time.monotonic()
-    result = await run_gate(gates, request(repo, "sleep 1000 & echo $!. > child.pid; echo ok"))
+    result = await run_gate(gates, request(repo, f"{child} & echo ok"))
     assert result.passed
     assert time.monotonic() - started < 5
-    assert not alive(await read_pid(repo / "child.pid"))
+    assert running(child) == []
 
 
 async def test_output_tail_is_bounded_and_the_log_keeps_everything(
@@ -170,20 +176,31 @@ async def test_log_file_layout(gates: GateActivities, repo: Path, tmp_path: Path
     assert Path(result.log_path).exists()
 
 
-async def test_secrets_are_scrubbed_and_request_env_is_passed(
-    gates: GateActivities, repo: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_gate_sees_only_base_variables_and_what_the_plan_passes(
+    gates: GateActivities, repo: Path, monkeypatch: pytest.MonkeyPatch, confine_mode: str
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "hush-1")
     monkeypatch.setenv("GITHUB_TOKEN", "hush-2")
     monkeypatch.setenv("DEPLOY_TOKEN", "hush-3")
-    monkeypatch.setenv("COORD_TEST_PLAIN", "visible")
-    result = await run_gate(gates, request(repo, "env > env.txt", env={"GATE_MODE": "strict"}))
+    monkeypatch.setenv("COORD_TEST_PLAIN", "not-passed")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    environment = CommandEnvironment(env={"PLAN_VAR": "from-plan"})
+    req = request(repo, "env > env.txt", env={"GATE_MODE": "strict"}, environment=environment)
+    result = await run_gate(gates, req)
 
     assert result.passed
-    seen = (repo / "env.txt").read_text()
-    assert "hush-" not in seen
-    assert "COORD_TEST_PLAIN=visible\n" in seen
-    assert "GATE_MODE=strict\n" in seen
+    text = (repo / "env.txt").read_text()
+    assert "hush-" not in text
+    seen = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    assert "COORD_TEST_PLAIN" not in seen  # the worker's own variables stay with it
+    assert (seen["GATE_MODE"], seen["PLAN_VAR"], seen["LANG"]) == ("strict", "from-plan", "C.UTF-8")
+    assert seen["PATH"] == os.environ["PATH"]
+    # A HOME and a temp folder of its own, gone afterwards; never the worker's.
+    assert seen["HOME"] == f"{seen['TMPDIR']}/home" and seen["HOME"] != os.environ.get("HOME")
+    if confine_mode == "jail":
+        assert seen["TMPDIR"] == "/tmp"
+    else:
+        assert not Path(seen["TMPDIR"]).exists()  # removed after the command
 
 
 @pytest.mark.parametrize(
@@ -210,20 +227,22 @@ def test_secret_names(name: str, secret: bool) -> None:
     assert (name in scrubbed_env(base={name: "x"})) is not secret
 
 
-async def test_cancel_kills_the_process_group_and_raises(gates: GateActivities, repo: Path) -> None:
+async def test_cancel_kills_the_process_group_and_raises(
+    gates: GateActivities, repo: Path, confine_mode: str
+) -> None:
     env = ActivityEnvironment()
     beats: list[tuple[Any, ...]] = []
     env.on_heartbeat = lambda *details: beats.append(details)
-    run = "echo $$. > shell.pid; sleep 1000 & echo $!. > child.pid; sleep 1000"
+    child, foreground = sleeper(), sleeper()
+    run = f"{child} & {foreground}"
     task = asyncio.ensure_future(env.run(gates.run_gate, request(repo, run, timeout=60)))
-    shell, child = await read_pid(repo / "shell.pid"), await read_pid(repo / "child.pid")
-    assert alive(shell) and alive(child)
+    await until_running(child)
+    await until_running(foreground)
 
     env.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not alive(shell)
-    assert not alive(child)
+    assert running(child) == running(foreground) == []
     # It heartbeated while the command ran: that is how a Temporal cancel reaches it.
     assert beats and beats[0][0] == "gate check"
 

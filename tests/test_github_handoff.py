@@ -23,6 +23,7 @@ from activities.notify import NotifyActivities
 from coordinator.escalation import Action, ApprovalAnswer, Resolution
 from coordinator.execution import PhaseInput, build_execution_input
 from coordinator.handoff import GithubPhaseInput, TaskRef, status_marker
+from coordinator.pull_request import pull_request_body
 from coordinator.report import ExecutionReport
 from coordinator.validation import validate_plan_file
 from tests.cli_support import coord
@@ -195,7 +196,7 @@ async def test_the_full_handoff_and_running_the_integration_again(
         # The branch, pushed; one pull request whose body is the final report.
         assert github.branch_head(REPO, ws.branch) == ws.head_commit == handoff.pushed_head
         [pr] = github.pulls(REPO)
-        assert pr.body == report.to_markdown(f"{UI}/{eid}")
+        assert pr.body == pull_request_body(report, f"{UI}/{eid}")
         assert (pr.title, pr.pull) == (
             "coord: engine",
             {"head": ws.branch, "base": "main", "draft": True},
@@ -486,7 +487,7 @@ async def test_coord_run_github_hands_off_with_links_to_the_web_ui(
     )
     assert code == 0, err
     [pr] = github.pulls(REPO)
-    assert f"Temporal UI: http://ui.example:8233/namespaces/default/workflows/{eid}" in pr.body
+    assert f"[Temporal UI](http://ui.example:8233/namespaces/default/workflows/{eid})" in pr.body
     assert f"Pull request [#{pr.number}]" in out  # the report printed by --wait
 
 

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         TaskRef,
         WebhookRequest,
     )
+    from coordinator.pull_request import pull_request_body
     from coordinator.report import (
         PHASES,
         ExecutionReport,
@@ -845,7 +846,7 @@ class ExecutionWorkflow:
             draft=gh.draft,
             force_push=gh.force_push,
             title=gh.title or f"coord: {request.plan.name}",
-            body=interim.to_markdown(request.ui_url),
+            body=pull_request_body(interim, request.ui_url),
             finished=[
                 TaskRef(id=t.id, title=t.title, checkbox=gh.checkboxes.get(t.id))
                 for t in self._progress.tasks
@@ -969,7 +970,7 @@ class ExecutionWorkflow:
                         branch=ws.branch,
                         base=ws.base_branch,
                         title=gh.title or f"coord: {self._request.plan.name}",
-                        body=report.to_markdown(self._request.ui_url),
+                        body=pull_request_body(report, self._request.ui_url),
                         draft=gh.draft,
                     )
                 ),

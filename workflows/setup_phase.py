@@ -45,6 +45,7 @@ class SetupPhaseWorkflow(PhaseWorkflow):
                 repository=request.repository,
                 base_branch=plan.base_branch,
                 branch=plan.branch or default_branch(request.execution_id),
+                remote_home=not (plan.approval.before_start or plan.approval_before_handoff),
             ),
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(seconds=30),
@@ -84,7 +85,9 @@ class SetupPhaseWorkflow(PhaseWorkflow):
             )
             env_dir = prepared.env_dir
             result.context_paths = prepared.context_paths
-        environment = CommandEnvironment(env=plan.env, env_from=plan.env_from, env_dir=env_dir)
+        environment = CommandEnvironment(
+            env=plan.env, env_from=plan.env_from, env_dir=env_dir, confine=plan.confine
+        )
         result.environment = None if environment.empty else environment
         for command in plan.setup:
             action = await self._run_setup_command(request, result, command)

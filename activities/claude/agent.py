@@ -46,6 +46,14 @@ from activities.claude.tools import (
     tool_definitions,
 )
 from activities.claude.transcript import Resumed, Transcript
+from activities.command_specialist import SPECIALIST_SLOT
+from activities.jail import (
+    JailUnavailableError,
+    Sandbox,
+    make_private_tmp,
+    remove_private_tmp,
+    sandbox_for,
+)
 from activities.process import MissingVariableError, command_env, safe_name
 from coordinator.claude import (
     DEFAULT_MAX_TURNS,
@@ -165,33 +173,33 @@ class ClaudeSpecialistActivities:
             context_chars=self.settings.context_chars,
             tools_note=_tools_note(perms),
         )
+        bash_env, sandbox = self._bash_environment(request, cwd, where)
+        # One private /tmp and HOME for the attempt's bash commands, as in a developer's shell.
+        tmp = make_private_tmp()
         try:
-            # The plan's prepared environment, env and env_from, without the worker's secrets.
-            bash_env = command_env(request.environment)
-        except MissingVariableError as err:
-            raise ApplicationError(
-                f"{where}: {err}", type="MissingVariable", non_retryable=True
-            ) from err
-        bash_env = {k: v for k, v in bash_env.items() if k not in self.settings.secret_env}
-        loop = _AgentLoop(
-            system=system,
-            bash_env=bash_env,
-            request=request,
-            spec=spec,
-            model=model,
-            perms=perms,
-            settings=self.settings,
-            transcript=transcript,
-            log_dir=self.attempt_dir(request) / f"attempt-{request.attempt}.bash",
-            client=anthropic.AsyncAnthropic(
-                api_key=api_key,
-                max_retries=0,  # Temporal owns retries (three attempts, retry-after honoured)
-                timeout=self.settings.request_timeout,
-            ),
-            where=where,
-        )
-        async with _heartbeating(loop.heartbeat_details):
-            outcome = await loop.run()
+            loop = _AgentLoop(
+                system=system,
+                bash_env=bash_env,
+                sandbox=sandbox.with_tmp(tmp),
+                slot=self.attempt_dir(request) / SPECIALIST_SLOT,
+                request=request,
+                spec=spec,
+                model=model,
+                perms=perms,
+                settings=self.settings,
+                transcript=transcript,
+                log_dir=self.attempt_dir(request) / f"attempt-{request.attempt}.bash",
+                client=anthropic.AsyncAnthropic(
+                    api_key=api_key,
+                    max_retries=0,  # Temporal owns retries (three attempts, retry-after honoured)
+                    timeout=self.settings.request_timeout,
+                ),
+                where=where,
+            )
+            async with _heartbeating(loop.heartbeat_details):
+                outcome = await loop.run()
+        finally:
+            await asyncio.shield(asyncio.to_thread(remove_private_tmp, tmp))
         return _result(
             request,
             spec,
@@ -201,6 +209,28 @@ class ClaudeSpecialistActivities:
             time.monotonic() - started,
             cost=self.settings.cost(model, outcome.usage),
         )
+
+    def _bash_environment(
+        self, request: SpecialistRequest, cwd: Path, where: str
+    ) -> tuple[dict[str, str], Sandbox]:
+        """What the bash tool's commands run with: the plan's prepared environment, env and
+        env_from without the worker's secrets, in the plan's jail."""
+        try:
+            bash_env = command_env(request.environment)
+        except MissingVariableError as err:
+            raise ApplicationError(
+                f"{where}: {err}", type="MissingVariable", non_retryable=True
+            ) from err
+        bash_env = {k: v for k, v in bash_env.items() if k not in self.settings.secret_env}
+        try:
+            sandbox = sandbox_for(
+                cwd, request.environment, bash_env, readable=request.context_paths
+            )
+        except JailUnavailableError as err:
+            raise ApplicationError(
+                f"{where}: {err}", type="JailUnavailable", non_retryable=True
+            ) from err
+        return bash_env, sandbox
 
 
 def _load_definition(request: SpecialistRequest, where: str) -> Specialist:
@@ -227,6 +257,8 @@ class _AgentLoop:
         *,
         system: str,
         bash_env: dict[str, str],
+        sandbox: Sandbox,
+        slot: Path,
         request: SpecialistRequest,
         spec: Specialist,
         model: str,
@@ -258,6 +290,8 @@ class _AgentLoop:
                 output_limit=settings.tool_output_chars,
                 log_dir=log_dir,
                 secret_names=secret_names,
+                sandbox=sandbox,
+                slot=slot,
             )
         definitions = tool_definitions(perms)
         if any(d.get("name") == "search" for d in definitions):

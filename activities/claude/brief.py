@@ -11,6 +11,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+from activities.git import SAFE_CONFIG, git_env
 from coordinator.work import SpecialistRequest
 
 LAYOUT_PATHS = 200  # paths listed in the layout summary; the rest are counted
@@ -84,8 +85,9 @@ def repository_layout(worktree: Path) -> str:
     """Tracked files: the first LAYOUT_PATHS paths and a count per top-level folder."""
     try:
         listed = subprocess.run(
-            ["git", "ls-files"],
+            ["git", *SAFE_CONFIG, "ls-files"],
             cwd=worktree,
+            env=git_env(),
             capture_output=True,
             text=True,
             timeout=30,

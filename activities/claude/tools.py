@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from activities.jail import Sandbox
 from activities.process import (
     SHELL,
     CommandNotStartedError,
@@ -744,7 +745,8 @@ class BashTool:
     the worktree, so `cd` and variables do not carry over to the next command; `restart`
     therefore has nothing to reset. The environment is the caller's, scrubbed again of
     credentials (`is_secret_name` and `secret_names`); each command gets its own process
-    group, killed at `timeout_s` together with anything it started. The model sees stdout
+    group, killed at `timeout_s` together with anything it started, and runs in `sandbox`
+    (the jail of activities/jail.py) with its group recorded in `slot`. The model sees stdout
     and stderr combined, cut to head and tail around `output_limit` characters, with the exit
     code when it is not 0; the full output of each command is in its own log file in
     `log_dir`. Values of the worker's secrets that still show up in an output are replaced by
@@ -762,8 +764,12 @@ class BashTool:
         output_limit: int = 30_000,
         log_dir: Path,
         secret_names: Sequence[str] = (),
+        sandbox: Sandbox | None = None,
+        slot: Path | None = None,
     ) -> None:
         self.root = root.resolve()
+        self.sandbox = sandbox
+        self.slot = slot
         self.timeout_s = timeout_s
         self.output_limit = output_limit
         self.log_dir = log_dir
@@ -805,6 +811,8 @@ class BashTool:
                 log_path=log_path,
                 shell=self.shell,
                 heartbeat=False,  # the agent loop heartbeats with its own details
+                sandbox=self.sandbox,
+                slot=self.slot,
             )
             output = await asyncio.to_thread(_read_output, log_path, self.output_limit)
         except CommandNotStartedError as err:

@@ -1,0 +1,314 @@
+"""The jail a plan's commands run in: bubblewrap (`bwrap`), where the worker has it.
+
+Setup commands, gates, command specialists and a Claude specialist's bash run inside a
+sandbox in which
+
+- the filesystem is read-only, and most of it is not there at all: the system folders
+  (`SYSTEM_PATHS`), the worker's Python, the folders on the command's PATH (those outside
+  the worker's home) and the context documents are mounted read-only; the command's working
+  directory (the task's worktree, or the clone for setup and execution-level gates), the
+  execution's environment folder and a private temp folder (`/tmp`, also HOME) are the only
+  writable places;
+- git metadata is read-only: the clone's `.git` folder (with the objects, refs, config and
+  hooks that every worktree shares) and a worktree's `.git` file. `git status`, `diff` and
+  `log` work; `git add` and `commit` do not (the coordinator stages and commits a task's
+  work itself, outside the jail). A specialist that could write there could point the
+  coordinator's own git commands at a configuration of its choosing;
+- it has its own PID namespace (`--unshare-pid`): the worker and its /proc are out of sight,
+  and when the command's shell exits everything it started goes with it;
+- it has no capabilities (`--cap-drop ALL`: root inside cannot remount anything writable);
+- it dies with its worker (`--die-with-parent`): a killed worker never leaves a specialist
+  working beside the retry of its task.
+
+The network is not confined: agents call their APIs and setup commands install packages.
+
+Without bwrap (not installed, or unable to make a sandbox here, or `COORD_CONFINE=off` on
+the worker), commands run unjailed with the same private HOME and temp folder, the same
+environment and the same process-group rules (`activities.process_groups`); the worker says
+so once when it starts. A plan with `confine: required` refuses to run there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from coordinator.environment import (
+    CONFINE_VARIABLE,
+    CommandEnvironment,
+    WorkerConfine,
+    parse_worker_confine,
+)
+
+# Mounted read-only at the same place; symbolic links among them (/bin -> usr/bin on a
+# merged-/usr system) are recreated as links.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+# Inside the jail: the private temp folder, and HOME within it.
+JAIL_TMP = "/tmp"
+HOME_NAME = "home"
+_PROBE_TIMEOUT_S = 20
+
+
+class JailUnavailableError(RuntimeError):
+    """The plan requires the jail (`confine: required`) and this worker cannot provide it."""
+
+
+@dataclass(frozen=True)
+class Jail:
+    """What this worker can do: `bwrap` is the program to jail commands with, or None, and
+    `note` says which bwrap it is or why there is none."""
+
+    bwrap: str | None
+    note: str
+
+    @property
+    def available(self) -> bool:
+        return self.bwrap is not None
+
+    def describe(self) -> str:
+        """One line for the worker's log."""
+        if self.bwrap is not None:
+            return f"commands run in a bubblewrap jail ({self.note})"
+        return (
+            f"commands run WITHOUT the filesystem jail: {self.note}; they still get their "
+            "own process group, a private HOME and temp folder and a scrubbed environment, "
+            "and plans with `confine: required` will not start on this worker"
+        )
+
+
+# --- which jail this worker has ---------------------------------------------------------------
+
+_configured: WorkerConfine | None = None
+_detected: dict[WorkerConfine, Jail] = {}
+
+
+def configure(setting: WorkerConfine) -> Jail:
+    """The worker's setting (temporal-dev.yaml `worker.confine`, COORD_CONFINE), for every
+    command this process runs from now on; returns the jail it gives."""
+    global _configured
+    _configured = setting
+    return worker_jail()
+
+
+def worker_jail() -> Jail:
+    """The jail of this worker: as configured, else as COORD_CONFINE says (default auto).
+    Looked for once per setting."""
+    setting = _configured or parse_worker_confine(os.environ.get(CONFINE_VARIABLE) or "auto")
+    if setting not in _detected:
+        _detected[setting] = _detect(setting)
+    return _detected[setting]
+
+
+def _detect(setting: WorkerConfine) -> Jail:
+    if setting == "off":
+        return Jail(None, f"turned off on this worker ({CONFINE_VARIABLE}=off)")
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return Jail(None, "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)")
+    with private_tmp() as tmp:
+        probe = Sandbox(bwrap=bwrap, tmp=tmp)
+        argv = probe.argv(["/bin/sh", "-c", "exit 0"], cwd=Path("/"))
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return Jail(None, f"{bwrap} cannot be run: {err}")
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return Jail(None, f"{bwrap} cannot make a sandbox on this machine: {reason}")
+    version = subprocess.run(
+        [bwrap, "--version"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout.strip()
+    return Jail(bwrap, f"{version or 'bwrap'} at {bwrap}")
+
+
+# --- one command's sandbox --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Where one command may read and write. `bwrap` None: no filesystem jail (the private
+    HOME and temp folder still apply). `tmp` is the private temp folder on the worker; None
+    lets `activities.process.run_shell` make one for the command and remove it after."""
+
+    bwrap: str | None
+    writable: tuple[Path, ...] = ()
+    readable: tuple[Path, ...] = ()
+    # Read-only although inside a writable folder: git metadata.
+    protected: tuple[Path, ...] = ()
+    tmp: Path | None = None
+
+    def with_tmp(self, tmp: Path) -> Sandbox:
+        return Sandbox(self.bwrap, self.writable, self.readable, self.protected, tmp)
+
+    def env(self, env: Mapping[str, str], tmp: Path) -> dict[str, str]:
+        """HOME and TMPDIR in the private temp folder, unless the plan set them."""
+        inside = Path(JAIL_TMP) if self.bwrap is not None else tmp
+        result = dict(env)
+        result.setdefault("HOME", str(inside / HOME_NAME))
+        result.setdefault("TMPDIR", str(inside))
+        return result
+
+    def argv(self, command: Sequence[str], *, cwd: Path) -> list[str]:
+        """The command line that runs `command` in `cwd` inside the jail."""
+        if self.bwrap is None or self.tmp is None:
+            return list(command)
+        args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        args += ["--cap-drop", "ALL"]
+        # No --new-session: the jail stays in the process group the worker made for it, so
+        # a timeout's SIGTERM reaches the command. It has no controlling terminal either way.
+        args += _system_mounts()
+        args += ["--dev", "/dev", "--proc", "/proc", "--bind", str(self.tmp), JAIL_TMP]
+        # What is visible anyway (system folders) or writable anyway is not mounted again:
+        # read-only inside a writable folder, it would stop the writes there.
+        readable = _outside(_outside(self.readable, SYSTEM_PATHS), self.writable)
+        mounts = [(p, "--ro-bind") for p in dict.fromkeys(readable)]
+        mounts += [(p, "--bind") for p in dict.fromkeys(self.writable)]
+        # Parents before their children, so a folder mounted inside another stays visible.
+        for path, how in sorted(mounts, key=lambda m: len(m[0].parts)):
+            if path.exists():
+                args += [how, str(path), str(path)]
+        for path in self.protected:
+            if path.exists():
+                args += ["--ro-bind", str(path), str(path)]
+        # The folders bwrap made to mount on are read-only too: nothing else is writable.
+        args += ["--remount-ro", "/"]
+        return [*args, "--chdir", str(cwd), "--", *command]
+
+
+def _system_mounts() -> list[str]:
+    args = []
+    for name in SYSTEM_PATHS:
+        path = Path(name)
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), name]
+        elif path.is_dir():
+            args += ["--ro-bind", name, name]
+    resolv = Path("/etc/resolv.conf").resolve()  # often a link into /run
+    if resolv.is_file() and not _under(resolv, SYSTEM_PATHS):
+        args += ["--ro-bind", str(resolv), str(resolv)]
+    return args
+
+
+def _under(path: Path, folders: Sequence[str | Path]) -> bool:
+    return any(path == Path(f) or path.is_relative_to(f) for f in folders)
+
+
+def _outside(paths: Sequence[Path], folders: Sequence[str | Path]) -> list[Path]:
+    return [p for p in paths if not _under(p, folders)]
+
+
+def sandbox_for(
+    cwd: Path,
+    environment: CommandEnvironment | None,
+    env: Mapping[str, str],
+    *,
+    readable: Sequence[str | Path] = (),
+    jail: Jail | None = None,
+) -> Sandbox:
+    """The sandbox of a plan's command run in `cwd` with environment `env`.
+
+    Raises JailUnavailableError when the plan requires the jail and this worker has none.
+    """
+    jail = jail or worker_jail()
+    confine = environment.confine if environment is not None else "auto"
+    if confine == "required" and not jail.available:
+        raise JailUnavailableError(
+            f"the plan says `confine: required`, but {jail.note}; install bubblewrap on this "
+            "worker, or set `confine: auto` in the plan to run without the jail"
+        )
+    if confine == "off" or jail.bwrap is None:
+        return Sandbox(bwrap=None)
+    writable = [cwd]
+    if environment is not None and environment.env_dir:
+        writable.append(Path(environment.env_dir))
+    git_readable, protected = git_metadata(cwd)
+    seen = [*git_readable, *_python_prefixes(), *_path_folders(env.get("PATH", ""))]
+    seen += [Path(p) for p in readable]
+    return Sandbox(
+        bwrap=jail.bwrap,
+        writable=tuple(_absolute(p) for p in writable),
+        readable=tuple(dict.fromkeys(_absolute(p) for p in seen)),
+        protected=tuple(protected),
+    )
+
+
+def git_metadata(cwd: Path) -> tuple[list[Path], list[Path]]:
+    """(folders to mount read-only, paths in `cwd` to keep read-only) for git to work.
+
+    In a clone, its `.git` folder stays read-only. In a linked worktree, `.git` is a file
+    naming the worktree's folder inside the clone's `.git/worktrees/`; the clone's `.git`
+    (shared objects, refs, config, and that folder) is mounted read-only, and so is the
+    `.git` file, which would otherwise let the command send the coordinator's git elsewhere.
+    """
+    dot_git = cwd / ".git"
+    if dot_git.is_dir():
+        return [], [dot_git]
+    if not dot_git.is_file():
+        return [], []
+    try:
+        text = dot_git.read_text(errors="replace").strip()
+    except OSError:
+        return [], [dot_git]
+    if not text.startswith("gitdir:"):
+        return [], [dot_git]
+    admin = Path(text.removeprefix("gitdir:").strip())
+    admin = admin if admin.is_absolute() else cwd / admin
+    common = admin
+    with contextlib.suppress(OSError):
+        named = Path((admin / "commondir").read_text().strip())
+        common = named if named.is_absolute() else admin / named
+    return [Path(os.path.normpath(common))], [dot_git]
+
+
+def _python_prefixes() -> list[Path]:
+    """The worker's Python (its virtual environment and the installation under it): a plan
+    command may run `python` as the worker does."""
+    return [Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}]
+
+
+def _path_folders(path: str) -> list[Path]:
+    """The folders on the command's PATH, so its programs are there in the jail; not those
+    in the worker's home (a shim there needs the rest of the home, credentials included)."""
+    home = Path.home()
+    folders = []
+    for entry in path.split(os.pathsep):
+        folder = Path(entry)
+        if not folder.is_absolute() or not folder.is_dir() or _under(folder, [home]):
+            continue
+        # A virtual environment's bin/ needs the environment around it.
+        folders.append(folder.parent if (folder.parent / "pyvenv.cfg").is_file() else folder)
+    return folders
+
+
+def _absolute(path: Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def make_private_tmp() -> Path:
+    """A fresh temp folder on the worker, with a `home` in it."""
+    folder = Path(tempfile.mkdtemp(prefix="coord-tmp-"))
+    (folder / HOME_NAME).mkdir()
+    return folder
+
+
+def remove_private_tmp(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_tmp() -> Iterator[Path]:
+    """A fresh temp folder with a `home` in it, removed afterwards."""
+    folder = make_private_tmp()
+    try:
+        yield folder
+    finally:
+        remove_private_tmp(folder)
