@@ -46,6 +46,7 @@ from activities.git import (
     run_git,
 )
 from activities.heartbeat import heartbeating
+from activities.plan_ticks import Ticked, tick_tree
 from coordinator.branches import (
     MAX_DIFF_FILES,
     MAX_STAT_BYTES,
@@ -451,11 +452,18 @@ async def _merge(clone: Path, request: MergeRequest) -> MergeResult:
     landed = await _find_task_commit(clone, base, exec_head, request.task_id)
     if landed is not None:
         return MergeResult(merged=True, head=exec_head, already_merged=True, commit=landed)
-    if await _rev(clone, f"{tip}^{{tree}}") == await _rev(clone, f"{base}^{{tree}}"):
-        return MergeResult(merged=True, head=exec_head)  # nothing to land
     message = task_commit_message(request.task_id, request.title)
-    if exec_head == base and await _is_commit(clone, tip, parent=base, message=message):
-        new = tip  # nothing landed since the task started: fast-forward to its own commit
+    if await _rev(clone, f"{tip}^{{tree}}") == await _rev(clone, f"{base}^{{tree}}"):
+        # Nothing to land, but a tick of the plan file still is.
+        ticked = await _ticked(clone, await _rev(clone, f"{exec_head}^{{tree}}"), request)
+        if not ticked.ticked:
+            return MergeResult(merged=True, head=exec_head, tick_note=ticked.note or None)
+        new = await _commit_tree(clone, ticked.tree, exec_head, message)
+    elif exec_head == base and await _is_commit(clone, tip, parent=base, message=message):
+        # Nothing landed since the task started: fast-forward to its own commit (a copy of
+        # it with the plan file ticked).
+        ticked = await _ticked(clone, await _rev(clone, f"{tip}^{{tree}}"), request)
+        new = await _commit_tree(clone, ticked.tree, base, message) if ticked.ticked else tip
     else:
         merged = await _merge_tree(clone, request.execution_branch, request.task_branch)
         if merged.conflicts:
@@ -474,11 +482,21 @@ async def _merge(clone: Path, request: MergeRequest) -> MergeResult:
                 conflict=describe(facts),
                 conflict_files=merged.conflict_files,
             )
-        new = await _g(
-            "commit-tree", merged.tree, "-p", exec_head, "-F", "-", cwd=clone, stdin=message
-        )
+        ticked = await _ticked(clone, merged.tree, request)
+        new = await _commit_tree(clone, ticked.tree, exec_head, message)
     await _uninterrupted(_advance(clone, request.execution_branch, exec_head, new))
-    return MergeResult(merged=True, head=new, commit=new)
+    return MergeResult(merged=True, head=new, commit=new, tick_note=ticked.note or None)
+
+
+async def _commit_tree(clone: Path, tree: str, parent: str, message: str) -> str:
+    return await _g("commit-tree", tree, "-p", parent, "-F", "-", cwd=clone, stdin=message)
+
+
+async def _ticked(clone: Path, tree: str, request: MergeRequest) -> Ticked:
+    """`tree` with the task ticked in its plan file (when the request carries a tick)."""
+    if request.tick is None:
+        return Ticked(tree, False, "")
+    return await tick_tree(clone, tree, request.tick)
 
 
 async def _find_task_commit(clone: Path, base: str, head: str, task_id: str) -> str | None:

@@ -28,6 +28,7 @@ from cli.common import (
 )
 from cli.exit_codes import ExitCode
 from cli.follow import finish, follow, report_handle
+from cli.plans import TagOption, validate_input
 from coordinator.checkboxes import item_texts
 from coordinator.execution import (
     ExecutionInput,
@@ -39,8 +40,8 @@ from coordinator.settings import connect, execution_ui_url
 from coordinator.validation import (
     ValidationResult,
     format_problems,
+    format_summary,
     validate_breakdown,
-    validate_plan_file,
 )
 from workflows import search_attributes as sa
 from workflows.execution import ExecutionWorkflow
@@ -49,10 +50,13 @@ from workflows.execution import ExecutionWorkflow
 def run_command(
     plan: Path | None = typer.Argument(
         None,
-        help="The plan file (YAML, JSON or a Markdown breakdown .md), or a folder holding "
-        "plan.yaml (or breakdown.md) and context documents (goal.md, requirements.md, "
-        "research.md, plan.md).",
+        help="The plan: a YAML or JSON plan, a Markdown plan (a breakdown, a spec-kit, Kiro or "
+        "heading-style tasks.md), a Taskmaster tasks.json; or a folder holding one and the "
+        "documents specialists read (specs/003-feature/: tasks.md with spec.md, plan.md, "
+        "research.md, data-model.md, contracts/, quickstart.md; .taskmaster/; a folder with "
+        "plan.yaml or breakdown.md and goal.md, requirements.md, research.md, plan.md).",
     ),
+    tag: str | None = TagOption,
     from_issue: str | None = typer.Option(
         None,
         "--from-issue",
@@ -95,8 +99,11 @@ def run_command(
         checked, plan_file = _plan_from_issue(from_issue, repo)
     else:
         assert plan is not None
-        result = validate_plan_file(plan, repository_override=repo)
+        result = validate_input(plan, repo=repo, tag=tag)
         checked, plan_file = _valid(result), Path(result.plan_file or plan)  # a folder's file
+        if result.nothing_to_do:
+            typer.echo(format_summary(result))
+            raise typer.Exit(int(ExitCode.COMPLETE))
     if github is not None:
         checked.handoff.github = _github_handoff(checked, github)
     request = build_execution_input(
@@ -111,6 +118,8 @@ def _valid(result: ValidationResult) -> Plan:
         raise typer.Exit(int(ExitCode.INVALID))
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
+    for note in result.notes:
+        typer.echo(note, err=True)
     return result.plan
 
 
@@ -144,6 +153,7 @@ def _plan_from_issue(ref: str, repo: Path | None) -> tuple[Plan, Path]:
         repository_override=repo,
     )
     plan = _valid(result)
+    plan.source = None  # its items are ticked in the issue, by the GitHub handoff
     texts = item_texts(issue.body)
     current = plan.handoff.github
     handoff = current.model_dump() if current is not None else {}

@@ -7,23 +7,27 @@ from pathlib import Path
 import typer
 
 from cli.exit_codes import ExitCode
-from coordinator.validation import format_problems, format_summary, validate_plan_file
+from cli.plans import TagOption, validate_input
+from coordinator.validation import format_problems, format_summary
 
 
 def validate_command(
     plan: Path = typer.Argument(
         ...,
-        help="The plan file (YAML, JSON or a Markdown breakdown .md), or a folder holding "
-        "one (see `coord run`).",
+        help="The plan: a YAML or JSON plan, a Markdown plan (a breakdown, a spec-kit, Kiro or "
+        "heading-style tasks.md), a Taskmaster tasks.json, or a folder holding one (see "
+        "`coord run`).",
     ),
     repo: Path | None = typer.Option(
         None, "--repo", help="Use this repository instead of the plan's."
     ),
+    tag: str | None = TagOption,
     json_output: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Check a plan: every problem at once, each with its file and line; then the schedule."""
-    override = repo.expanduser().absolute() if repo is not None else None
-    result = validate_plan_file(plan, repository_override=override)
+    """Check a plan: every problem at once, each with its file and line; then how it was
+    read, its dependencies and where each came from, and the schedule. A plan whose tasks
+    are all done is valid: there is nothing left to do."""
+    result = validate_input(plan, repo=repo, tag=tag)
     if json_output:
         typer.echo(result.model_dump_json(indent=2))
     else:

@@ -13,6 +13,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from coordinator.progress import PlanTickRequest
+
 TASK_BRANCH_PREFIX = "coord-task/"
 TASK_TRAILER = "Coord-Task"
 # The commit a task branch was cut from, kept as a ref next to the branch: it survives
@@ -96,6 +98,8 @@ class MergeRequest(BaseModel):
     # The execution's base: a task branch missing (its host was lost) may still have landed
     # since then, which the merge then reports instead of failing.
     since: str | None = None
+    # The task's line in the plan file it came from, ticked in the same commit.
+    tick: PlanTickRequest | None = None
 
 
 class MergeResult(BaseModel):
@@ -105,6 +109,8 @@ class MergeResult(BaseModel):
     conflict_files: list[str] = Field(default_factory=list)
     already_merged: bool = False
     commit: str | None = None  # the task's commit on the execution branch
+    # With a `tick`: "ticked in tasks.md", or why the plan file was left as it was.
+    tick_note: str | None = None
 
 
 class PublishRequest(BaseModel):

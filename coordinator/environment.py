@@ -132,11 +132,6 @@ class CommandEnvironment(BaseModel):
 
 # --- context documents -----------------------------------------------------------------------
 
-# `coord run FOLDER`: the plan file, in this order of preference, and the documents picked up
-# as context by their names.
-PLAN_FILE_NAMES = ("plan.yaml", "plan.yml", "plan.json", "breakdown.md")
-CONTEXT_BY_CONVENTION = ("goal.md", "requirements.md", "research.md", "plan.md")
-
 
 def find_context(entry: str, plan_dir: Path, repository: Path | None) -> list[Path]:
     """Where a `context` entry may be, in the order tried: beside the plan, then in the

@@ -171,6 +171,15 @@ def new_execution_id(plan_name: str) -> str:
     return f"{plan_name}-{secrets.token_hex(3)}"
 
 
+def plan_path_in(plan_file: Path, repository: Path) -> str | None:
+    """The plan file's path relative to the repository's top, when it lives there."""
+    try:
+        relative = plan_file.absolute().relative_to(repository.absolute())
+    except ValueError:
+        return None
+    return relative.as_posix()
+
+
 def build_execution_input(
     plan: Plan,
     plan_file: Path,
@@ -186,6 +195,9 @@ def build_execution_input(
         repository = plan.repository
     else:
         repository = str(local_path(plan.repository, plan_dir))
+    if plan.source is not None and not is_clone_url(repository):
+        # Ticking finished tasks back needs the plan file's place in the repository.
+        plan.source.path = plan_path_in(plan_file, Path(repository))
     return ExecutionInput(
         execution_id=execution_id or new_execution_id(plan.name),
         plan=plan,

@@ -3,7 +3,8 @@
 Validation reports problems against paths like ``("tasks", 3, "depends_on", 0)``; the line map
 turns them into ``plan.yaml:12``. Nothing here raises for bad input: every problem comes back
 as a `LoadIssue` so the caller can report it with the rest. YAML and JSON are read here;
-Markdown breakdowns by `coordinator.breakdown`, into the same data.
+the other plan formats (Markdown breakdowns, spec-kit, Kiro, Taskmaster) by
+`coordinator.readers`, into the same `LoadedPlan`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 
-if TYPE_CHECKING:
-    from coordinator.breakdown import ParsedBreakdown
+from coordinator.progress import PlanSource
 
 PathKey = tuple[str | int, ...]
 LineMap = Mapping[PathKey, int]
-PlanFormat = Literal["yaml", "json", "markdown"]
+PlanFormat = Literal["yaml", "json"]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -38,6 +38,16 @@ class LoadIssue:
     severity: Literal["error", "warning"] = "error"
 
 
+@dataclass(frozen=True)
+class Edge:
+    """One dependency of the plan and where it came from: `task` waits for `depends_on`
+    because of `why` ("phase order", "same file src/app.js", "depends on (line 12)")."""
+
+    task: str
+    depends_on: str
+    why: str
+
+
 @dataclass
 class LoadedPlan:
     """The parsed document. `data` is None when the file could not be read at all."""
@@ -48,8 +58,15 @@ class LoadedPlan:
     issues: list[LoadIssue] = field(default_factory=list)
     # Said after "the plan has no tasks" (a breakdown knows why there are none).
     no_tasks_hint: str = ""
-    # A Markdown plan's parse: task ids to checkbox lines, ticked tasks, its title.
-    breakdown: ParsedBreakdown | None = None
+    # Which reader read it (None: YAML or JSON plan data), and what it inferred.
+    reader: str | None = None
+    edges: list[Edge] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # Tasks were found and all are done: nothing to run, which is not an error.
+    nothing_to_do: bool = False
+    plan_source: PlanSource | None = None
+    # Ids of tasks whose specialist is a marker (`@name`): unknown names fall back.
+    soft_specialists: frozenset[str] = frozenset()
 
 
 def format_path(path: PathKey) -> str:
@@ -72,50 +89,33 @@ def line_for(lines: LineMap, path: PathKey) -> int | None:
     return None
 
 
-def detect_format(path: Path) -> PlanFormat | None:
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return "yaml"
-    if suffix == ".json":
-        return "json"
-    if suffix in (".md", ".markdown"):
-        return "markdown"
-    return None
-
-
-def load_plan_file(path: Path) -> LoadedPlan:
-    """Read `path` (YAML, JSON or a Markdown breakdown by extension; anything else is tried
-    as YAML)."""
+def read_plan_bytes(path: Path) -> str | LoadedPlan:
+    """The file's text, or a LoadedPlan saying why it cannot be read."""
     source = str(path)
     try:
         raw = path.read_bytes()
     except IsADirectoryError:
-        return _fatal(source, f"cannot read the plan: {path} is a directory, not a file")
+        return fatal(source, f"cannot read the plan: {path} is a directory, not a file")
     except FileNotFoundError:
-        return _fatal(source, f"cannot read the plan: {path} does not exist")
+        return fatal(source, f"cannot read the plan: {path} does not exist")
     except OSError as exc:
-        return _fatal(source, f"cannot read the plan: {exc.strerror or exc}")
+        return fatal(source, f"cannot read the plan: {exc.strerror or exc}")
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return _fatal(
+        return fatal(
             source, f"cannot read the plan: not UTF-8 text (bad byte at offset {exc.start})"
         )
-    return load_plan_text(text, source=source, fmt=detect_format(path))
 
 
 def load_plan_text(text: str, *, source: str, fmt: PlanFormat | None = None) -> LoadedPlan:
+    """YAML (the default) or JSON plan data."""
     if fmt == "json":
         return _load_json(text, source)
-    if fmt == "markdown":
-        # Imported here: the breakdown parser reads its YAML block with this module.
-        from coordinator.breakdown import parse_breakdown
-
-        return parse_breakdown(text, source).to_loaded()
     return _load_yaml(text, source)
 
 
-def _fatal(
+def fatal(
     source: str, message: str, line: int | None = None, column: int | None = None
 ) -> LoadedPlan:
     return LoadedPlan(source, None, issues=[LoadIssue(message, (), line, column)])
@@ -130,16 +130,16 @@ def _load_yaml(text: str, source: str) -> LoadedPlan:
         finally:
             loader.dispose()
     except (yaml.reader.ReaderError, yaml.MarkedYAMLError) as exc:
-        return _fatal(source, *_located_yaml_error(exc, text))
+        return fatal(source, *_located_yaml_error(exc, text))
     except yaml.YAMLError as exc:
-        return _fatal(source, " ".join(str(exc).split()))
+        return fatal(source, " ".join(str(exc).split()))
     except RecursionError:
-        return _fatal(source, "the plan is nested too deeply")
+        return fatal(source, "the plan is nested too deeply")
     except (ValueError, TypeError, OverflowError) as exc:
         # PyYAML's constructors can raise these for odd scalars (e.g. a date like 2024-13-45).
-        return _fatal(source, f"cannot parse the plan: {exc}")
+        return fatal(source, f"cannot parse the plan: {exc}")
     if node is None or data is None:
-        return _fatal(source, "the plan is empty")
+        return fatal(source, "the plan is empty")
     if not isinstance(data, dict):
         return _not_a_mapping(source, data, node.start_mark.line + 1)
     lines, issues = _walk(node)
@@ -148,7 +148,7 @@ def _load_yaml(text: str, source: str) -> LoadedPlan:
 
 def _load_json(text: str, source: str) -> LoadedPlan:
     if not text.strip():
-        return _fatal(source, "the plan is empty")
+        return fatal(source, "the plan is empty")
     duplicates: list[str] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -162,14 +162,14 @@ def _load_json(text: str, source: str) -> LoadedPlan:
     try:
         data = json.loads(text, object_pairs_hook=pairs_hook)
     except json.JSONDecodeError as exc:
-        return _fatal(source, f"invalid JSON: {exc.msg}", exc.lineno, exc.colno)
+        return fatal(source, f"invalid JSON: {exc.msg}", exc.lineno, exc.colno)
     except RecursionError:
-        return _fatal(source, "the plan is nested too deeply")
+        return fatal(source, "the plan is nested too deeply")
     # JSON is (nearly) YAML, so the YAML composer gives us line numbers and duplicate keys.
     # JSON strings cannot hold raw tabs, so turning every tab into a space keeps the same
     # content and lines while sidestepping PyYAML's refusal of tab indentation.
     if data is None:
-        return _fatal(source, "the plan is empty")
+        return fatal(source, "the plan is empty")
     if not isinstance(data, dict):
         return _not_a_mapping(source, data, 1)
     try:
@@ -190,7 +190,7 @@ def _not_a_mapping(source: str, data: object, line: int) -> LoadedPlan:
         kind = "text"
     else:
         kind = f"a single {type(data).__name__} value"
-    return _fatal(
+    return fatal(
         source,
         f"the plan must be a mapping of settings (name:, repository:, tasks:), not {kind}",
         line,

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from coordinator.environment import Confine
+from coordinator.progress import PlanSource
 
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 
@@ -247,6 +248,9 @@ class Plan(StrictModel):
     # Setup, gates and specialists in the bubblewrap jail: where the worker has it (auto),
     # or never start without it (required), or never (off). README: "Security model".
     confine: Confine = "auto"
+    # Set by the plan readers, not written by hand: the plan file this plan was read from
+    # (a tasks.md, a tasks.json) and how to tick each task back in it when it passes.
+    source: PlanSource | None = None
 
     def task(self, task_id: str) -> Task:
         for task in self.tasks:

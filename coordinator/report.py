@@ -96,6 +96,9 @@ class TaskState(BaseModel):
     finished_at: datetime | None = None
     tokens: int = 0
     cost_usd: float | None = None
+    # A plan read from a file in the repository: whether the task's commit ticked it there
+    # ("ticked in specs/003/tasks.md"), or why not.
+    plan_tick: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -244,6 +247,26 @@ _REPORT_STATUS: dict[ExecutionStatus, ReportStatus] = {
 }
 
 
+def _plan_file_lines(tasks: list[TaskState]) -> list[str]:
+    """What the plan file the tasks came from says now: the ticked ones, and the ones left
+    open (skipped, failed, not run) with why."""
+    if not any(t.plan_tick for t in tasks):
+        return []
+    ticked = [t.id for t in tasks if t.plan_tick and t.plan_tick.startswith("ticked")]
+    lines = ["", "### Plan file", ""]
+    if ticked:
+        where = next(t.plan_tick for t in tasks if t.plan_tick and t.plan_tick.startswith("ticked"))
+        place = where.removeprefix("ticked ")
+        lines.append(f"- {place[:1].upper()}{place[1:]}: ticked {', '.join(ticked)}")
+    for t in tasks:
+        if t.status != "passed":
+            why = f": {t.last_error}" if t.last_error else ""
+            lines.append(f"- {t.id} left open ({t.status}{why})")
+        elif t.plan_tick and not t.plan_tick.startswith("ticked"):
+            lines.append(f"- {t.id} passed, {t.plan_tick}")
+    return lines
+
+
 class ExecutionReport(BaseModel):
     """The seeds' "return protocol": what was done, what is left, what a human must do."""
 
@@ -337,6 +360,7 @@ class ExecutionReport(BaseModel):
                 f"| {t.id} | {_cell(t.title)} | {t.specialist or '-'} | {t.status} "
                 f"| {t.attempts} | {gates} | {t.tokens or '-'} | {cost} | {duration} |"
             )
+        lines += _plan_file_lines(self.tasks)
         if self.spend:
             lines += [
                 "",

@@ -27,6 +27,11 @@ BUILTIN_DIR = Path(__file__).resolve().parent.parent / "specialists"
 # hyphens, we also let dots, underscores and capitals through so existing libraries still load.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
+# Tools that change files (Bash can, whatever it is scoped to).
+_WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"})
+# Who takes a task no specialist matches by its words.
+DEFAULT_SPECIALIST = "implementer"
+
 # Claude Code keys that carry no meaning here but are too common to warn about.
 _QUIET_KEYS = frozenset({"color"})
 _KNOWN_KEYS = frozenset(
@@ -55,6 +60,15 @@ class Specialist(BaseModel):
     prompt: str = ""
     source: str
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def read_only(self) -> bool:
+        """A Claude specialist whose tools cannot change a file (a reviewer's Read, Grep,
+        Glob): it is never given a task by routing, since every task lands as a commit."""
+        if self.backend != "claude" or not self.tools:
+            return False
+        names = {tool.split("(", 1)[0].strip() for tool in self.tools}
+        return not names & _WRITE_TOOLS
 
 
 class SpecialistError(ValueError):
@@ -350,6 +364,8 @@ NAME_WEIGHT = 3
 DESCRIPTION_WEIGHT = 1
 # One name word, or two description words; a single shared description word is chance.
 ROUTE_MIN_SCORE = 2
+# A prompt longer than this routes a task only together with its title.
+PROMPT_ROUTE_WORDS = 80
 
 
 @dataclass(frozen=True)
@@ -457,11 +473,23 @@ class SpecialistRegistry:
         return sorted(scores, key=RouteScore.key)
 
     def route(self, title: str, prompt: str = "") -> Specialist | None:
-        """The specialist for a task that names none, or None when nothing fits well enough."""
-        ranked = self.explain_route(title, prompt)
+        """The specialist for a task that names none, or None when nothing fits well enough.
+        Read-only specialists never get a task this way."""
+        ranked = [
+            r for r in self.explain_route(title, prompt) if not self._by_name[r.name].read_only
+        ]
         if not ranked or ranked[0].total < ROUTE_MIN_SCORE:
             return None
+        if not ranked[0].title_score and len(prompt.split()) > PROMPT_ROUTE_WORDS:
+            # A long prompt (a plan's step-by-step body) mentions tests, fixes and reviews
+            # in passing: without a word in the title, it says nothing about who should work.
+            return None
         return self._by_name[ranked[0].name]
+
+    def default_specialist(self) -> Specialist | None:
+        """Who takes the tasks no specialist matches: the implementer, when it can write."""
+        spec = self._by_name.get(DEFAULT_SPECIALIST)
+        return spec if spec is not None and not spec.read_only else None
 
 
 # --- loading ---------------------------------------------------------------------------------

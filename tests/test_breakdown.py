@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.validate import validate_command
-from coordinator.breakdown import ParsedBreakdown, TaskLine, parse_breakdown
 from coordinator.execution import build_execution_input
 from coordinator.loader import load_plan_text
+from coordinator.readers import ParsedPlan, TaskLine, parse_breakdown
 from coordinator.specialists import Specialist, SpecialistRegistry
 from coordinator.validation import (
     ValidationResult,
@@ -42,11 +42,11 @@ def md(text: str) -> str:
     return textwrap.dedent(text).lstrip("\n")
 
 
-def parse(text: str, **kwargs: Any) -> ParsedBreakdown:
+def parse(text: str, **kwargs: Any) -> ParsedPlan:
     return parse_breakdown(md(text), "plan.md", **kwargs)
 
 
-def rows(parsed: ParsedBreakdown) -> list[tuple[Any, ...]]:
+def rows(parsed: ParsedPlan) -> list[tuple[Any, ...]]:
     """(checkbox line, id, specialist, layer, depends_on) per task of the plan."""
     return [
         (
@@ -60,7 +60,7 @@ def rows(parsed: ParsedBreakdown) -> list[tuple[Any, ...]]:
     ]
 
 
-def issues(parsed: ParsedBreakdown) -> list[tuple[str, int | None, str]]:
+def issues(parsed: ParsedPlan) -> list[tuple[str, int | None, str]]:
     return [(i.severity, i.line, i.message) for i in parsed.issues]
 
 
@@ -108,6 +108,7 @@ def test_layered_tasks_of_the_execution_orchestrator() -> None:
         line=19,
         ticked=True,
         group="L0",
+        status="done",
     )
     assert issues(parsed) == [("warning", 19, "1 ticked `- [x]` task left out as done: t1")]
 
@@ -696,7 +697,9 @@ def test_every_problem_at_once_located_by_markdown_line(tmp_path: Path) -> None:
     assert result.plan is None
     assert located(result) == [
         # The YAML block did not parse, so the plan has no repository either.
-        f"error: {path}:3: repository: field required",
+        f"error: {path}:3: repository: field required: the plan names no repository to work "
+        "on; give one with `--repo PATH`, a `repository:` setting, or put the plan in a git "
+        "repository (`coord run` then uses that one)",
         f"error: {path}:6:1: YAML block: invalid YAML: while parsing a flow node, expected "
         "the node content, but found '<stream end>'",
         f"error: {path}:11: `files:` lists nothing: write the values after the colon, or as "
@@ -704,8 +707,6 @@ def test_every_problem_at_once_located_by_markdown_line(tmp_path: Path) -> None:
         f"error: {path}:12: tasks[1].title: must not be empty",
         f"error: {path}:13: tasks[2].id: duplicate task id 't1' (first used by tasks[0], line 10)",
         f"error: {path}:14: tasks[2].depends_on[0]: unknown task 't9'",
-        f"error: {path}:15: '[~]' is not a checkbox: write '- [ ]' for a task to do, "
-        "'- [x]' for one that is done",
         f"error: {path}:17: unmatched backtick in '`unterminated': put each gate command in `...`",
         f"error: {path}:18: `specialist:` must name one specialist (letters, digits, '-', '_', "
         "'.'), got 'two names'",
@@ -730,10 +731,10 @@ def test_no_tasks_says_why(tmp_path: Path) -> None:
         f"{tmp_path / 'plan.md'}:1: tasks: the plan has no tasks (write each task as a "
         "checkbox item: `- [ ] T1: Title`)"
     ]
-    assert problems(f"# Done\n{settings_block}- [x] T1: A\n- [x] T2: B\n") == [
-        f"{tmp_path / 'plan.md'}:1: tasks: the plan has no tasks (all 2 are ticked `- [x]`: "
-        "nothing is left to do)"
-    ]
+    # All ticked: nothing left to do, which is not a problem.
+    assert problems(f"# Done\n{settings_block}- [x] T1: A\n- [-] T2: B\n") == []
+    done = validate_plan_file(tmp_path / "plan.md", registry=registry())
+    assert done.ok and done.nothing_to_do and done.plan is not None and done.plan.tasks == []
     assert problems(f"# Aside\n{settings_block}- [ ] Aside\n## L0: Empty\n") == [
         f"{tmp_path / 'plan.md'}:1: tasks: the plan has no tasks (no checkbox item is under "
         "a heading that holds tasks: see the warnings)",
@@ -803,7 +804,11 @@ def test_a_breakdown_without_repository_runs_on_the_repo_option(tmp_path: Path) 
     plan_file = tmp_path / "breakdown.md"
     plan_file.write_text("# Agent output\n## L0: Base\n- [ ] T1: One (implementer)\n")
     without = validate_plan_file(plan_file)
-    assert [str(p) for p in without.errors] == [f"{plan_file}:1: repository: field required"]
+    assert [str(p) for p in without.errors] == [
+        f"{plan_file}:1: repository: field required: the plan names no repository to work on; "
+        "give one with `--repo PATH`, a `repository:` setting, or put the plan in a git "
+        "repository (`coord run` then uses that one)"
+    ]
     result = validate_plan_file(plan_file, repository_override=tmp_path)
     assert result.errors == [], located(result)
     assert result.plan is not None and result.plan.repository == str(tmp_path)
@@ -829,7 +834,10 @@ def test_coord_validate_a_markdown_plan(tmp_path: Path, cli: typer.Typer) -> Non
     )
     result = CliRunner().invoke(cli, ["validate", str(good)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("plan 'good' is valid: 2 tasks, at most 4 at a time\n")
+    assert result.stdout.startswith(
+        "read as a Markdown breakdown (layers, streams or a task list)\n"
+        "plan 'good' is valid: 2 tasks, at most 4 at a time\n"
+    )
     assert "  L0: t1\n  L1: t2\n" in result.stdout
 
     bad = tmp_path / "bad.md"
@@ -848,7 +856,13 @@ def test_the_hello_service_breakdown_is_the_yaml_plan() -> None:
     md_result = validate_plan_file(EXAMPLES / "hello-service" / "breakdown.md")
     assert md_result.problems == [], located(md_result)
     assert yaml_result.plan is not None and md_result.plan is not None
-    assert md_result.plan.model_dump() == yaml_result.plan.model_dump()
+    # The same plan; the Markdown one also knows its file, to tick finished tasks back.
+    assert md_result.plan.model_dump(exclude={"source"}) == yaml_result.plan.model_dump(
+        exclude={"source"}
+    )
+    assert md_result.plan.source is not None and set(md_result.plan.source.tasks) == {
+        task.id for task in md_result.plan.tasks
+    }
     assert md_result.summary == yaml_result.summary
 
 
@@ -987,7 +1001,9 @@ def test_a_yaml_plan_and_its_markdown_rendering_are_the_same_plan(plan: dict[str
     parsed, from_md = validate_breakdown(text, source="plan.md", base_dir=base_dir, registry=reg)
     assert parsed.issues == [], text
     assert from_yaml.plan is not None and from_md.plan is not None, located(from_md)
-    assert from_md.plan.model_dump() == from_yaml.plan.model_dump(), text
+    assert from_md.plan.model_dump(exclude={"source"}) == from_yaml.plan.model_dump(
+        exclude={"source"}
+    ), text
     # The same problems (file ownership, routing), each at a line of its own file.
     assert [(p.severity, p.path, p.message) for p in from_md.problems] == [
         (p.severity, p.path, p.message) for p in from_yaml.problems
@@ -997,8 +1013,8 @@ def test_a_yaml_plan_and_its_markdown_rendering_are_the_same_plan(plan: dict[str
         assert parsed.lines[("tasks", k)] == parsed.checkbox_lines[plan["tasks"][k]["id"]]
 
 
-def test_the_readme_example_is_what_the_readme_says(tmp_path: Path) -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+def test_the_documented_example_is_what_the_docs_say(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "docs" / "plans.md").read_text()
     start = readme.index("````markdown\n") + len("````markdown\n")
     example = readme[start : readme.index("````\n", start)]
     (tmp_path / "repo").mkdir()

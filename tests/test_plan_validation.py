@@ -238,7 +238,8 @@ def test_unreadable_inputs_are_one_clear_problem(tmp_path: Path) -> None:
     assert [(p.file, p.message) for p in folder.problems] == [
         (
             str(tmp_path),
-            "no plan in this folder: expected one of plan.yaml, plan.yml, plan.json, breakdown.md",
+            "no plan in this folder: expected one of plan.yaml, plan.yml, plan.json, breakdown.md, "
+            "tasks.md, tasks.json, tasks/tasks.json",
         )
     ]
     garbage = tmp_path / "garbage.yaml"
@@ -1007,7 +1008,7 @@ def test_cli_bad_inputs_are_one_line(tmp_path: Path, cli: typer.Typer) -> None:
         tmp_path / "missing.yaml": f"cannot read the plan: {tmp_path / 'missing.yaml'} does not "
         "exist",
         tmp_path: "no plan in this folder: expected one of plan.yaml, plan.yml, plan.json, "
-        "breakdown.md",
+        "breakdown.md, tasks.md, tasks.json, tasks/tasks.json",
         garbage: "cannot read the plan: not UTF-8 text (bad byte at offset 128)",
     }
     for path, message in cases.items():

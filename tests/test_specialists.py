@@ -477,7 +477,9 @@ def routed(registry: SpecialistRegistry, title: str, prompt: str = "") -> str | 
         ("Write tests for the faces handler", "test-developer"),
         ("Implement the /v1/faces handler", "implementer"),
         ("Implementing pagination", "implementer"),
-        ("Review the changes", "code-reviewer"),
+        # A plan's task may change files: the read-only reviewer is never routed one (its
+        # work is the review phase); such a task goes to the default specialist.
+        ("Review the changes", None),
         ("Paint the fence purple", None),
         ("Fix the failing login test", "fixer"),
         # The word that comes first says what to do.

@@ -623,7 +623,11 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
                 error, tail = markers_left(committed.unresolved, committed.conflicting_with), ""
                 self._failed(state, failures, error)
                 continue
-            merged = await self.merge_into_branch(request, worktree.branch, task.id, task.title)
+            source = request.plan.source
+            tick = source.request_for(task.id) if source is not None else None
+            merged = await self.merge_into_branch(
+                request, worktree.branch, task.id, task.title, tick=tick
+            )
             if not merged.merged:
                 conflict = merged.conflict or ""
                 error = "merge conflict: " + conflict.strip().partition("\n")[0]
@@ -633,6 +637,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
             # Merged is done, whatever happens next (the worktree is also swept at the end).
             state.status = "passed"
             state.commit = merged.commit
+            state.plan_tick = merged.tick_note
             state.last_error = ""
             state.finished_at = workflow.now()
             self._failures.pop(task.id, None)

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         SpecialistRef,
         WorktreeSetupRequest,
     )
+    from coordinator.progress import PlanTickRequest
     from coordinator.report import GateSummary, Spend, TaskState
     from coordinator.work import GateResult, SpecialistRequest, SpecialistResult
     from workflows import steps
@@ -324,9 +325,15 @@ class PhaseWorkflow:
             return False
 
     async def merge_into_branch(
-        self, request: PhaseInput, branch: str, item_id: str, title: str
+        self,
+        request: PhaseInput,
+        branch: str,
+        item_id: str,
+        title: str,
+        tick: PlanTickRequest | None = None,
     ) -> MergeResult:
-        """Land a task's (or a fix's) one commit on the execution branch, one at a time."""
+        """Land a task's (or a fix's) one commit on the execution branch, one at a time;
+        with `tick`, the same commit ticks the task in its plan file."""
         ws = request.workspace
         async with self.branch_lock:
             merged = await steps.merge(
@@ -337,6 +344,7 @@ class PhaseWorkflow:
                     task_branch=branch,
                     task_id=item_id,
                     title=title,
+                    tick=tick,
                 ),
             )
         if merged.merged:
