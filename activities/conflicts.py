@@ -24,6 +24,7 @@ from coordinator.branches import TASK_TRAILER
 from coordinator.conflicts import (
     SIDES_FILES,
     ConflictFacts,
+    added_marker_lines,
     left_markers,
     marked_regions,
     marker_lines,
@@ -126,9 +127,12 @@ def forget_conflicts(admin: Path) -> None:
     (admin / CONFLICT_RECORD).unlink(missing_ok=True)
 
 
-async def markers_left(wt: Path, admin: Path) -> tuple[dict[str, list[int]], list[str]]:
+async def markers_left(
+    wt: Path, admin: Path, *, everything: bool = False
+) -> tuple[dict[str, list[int]], list[str]]:
     """(file -> its conflict-marker lines, the others the conflict was with) for recorded
-    conflicted files that still hold markers; ({}, []) when all are resolved."""
+    conflicted files that still hold markers; ({}, []) when all are resolved (`everything`:
+    the others whatever the files hold)."""
     record = _read_record(admin)
     left = {}
     for file, allowed in sorted(record.files.items()):
@@ -136,7 +140,22 @@ async def markers_left(wt: Path, admin: Path) -> tuple[dict[str, list[int]], lis
         lines = left_markers(text, allowed) if text is not None else []
         if lines:
             left[file] = lines
-    return left, record.others if left else []
+    return left, record.others if left or everything else []
+
+
+async def markers_added(wt: Path, admin: Path, base: str) -> dict[str, list[int]]:
+    """After a conflict, the files whose staged change against `base` adds lines git writes
+    around a clash (`<<<<<<< `, `>>>>>>> `): a conflicted file moved or copied elsewhere
+    keeps its markers under a name the record does not know. {} when there was no conflict.
+    Runs after `git add -A` (the index is what would be committed)."""
+    if not _read_record(admin).files:
+        return {}
+    result = await run_git(
+        *("-c", "core.quotePath=false", "diff", "--cached", "--no-color", "--no-ext-diff"),
+        *("--no-renames", "-U0", base, "--"),
+        cwd=wt,
+    )
+    return added_marker_lines(result.stdout) if result.returncode == 0 else {}
 
 
 def _text(wt: Path, file: str) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -322,7 +323,51 @@ async def write_status_file(request: StatusFileRequest) -> None:
     reader sees the previous file or the new one, never a part of either."""
     path = Path(request.path)
     text = request.progress.model_dump_json(indent=2) + "\n"
-    await asyncio.to_thread(_write_atomically, path, text)
+    root = Path(request.root) if request.root else None
+    if root is not None and path.is_relative_to(root):
+        await asyncio.to_thread(_write_below, root, path.relative_to(root), text)
+    else:  # an absolute path the plan's author chose, outside the clone
+        await asyncio.to_thread(_write_atomically, path, text)
+
+
+def _write_below(root: Path, relative: Path, text: str) -> None:
+    """Write inside the clone without following a link anywhere under it: code a specialist
+    wrote can plant `.coord/execution -> /somewhere` in the clone, and the worker must not
+    write there. Every folder is opened relative to its parent with O_NOFOLLOW."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    fd = os.open(root, flags)
+    try:
+        for part in relative.parts[:-1]:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, dir_fd=fd)
+            try:
+                inner = os.open(part, flags, dir_fd=fd)
+            except OSError as err:  # ELOOP / ENOTDIR: a link or a file where a folder goes
+                raise ApplicationError(
+                    f"status file {root / relative}: {part} is not a plain folder (a link "
+                    "planted in the clone is never followed); the status file is not written",
+                    type="StatusFileRefused",
+                    non_retryable=True,
+                ) from err
+            os.close(fd)
+            fd = inner
+        name = relative.name
+        partial = f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        out = os.open(
+            partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd
+        )
+        try:
+            with os.fdopen(out, "w") as stream:
+                stream.write(text)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(partial, name, src_dir_fd=fd, dst_dir_fd=fd)  # replaces a link itself
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(partial, dir_fd=fd)
+            raise
+    finally:
+        os.close(fd)
 
 
 def _write_atomically(path: Path, text: str) -> None:

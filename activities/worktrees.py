@@ -33,6 +33,7 @@ from activities.conflicts import (
     Merged,
     conflict_facts,
     forget_conflicts,
+    markers_added,
     markers_left,
     record_conflict,
 )
@@ -380,10 +381,14 @@ async def _commit(wt: Path, request: CommitRequest) -> CommitResult:
         )
     base = await _base(wt, branch, None)
     head = await _rev(wt, "HEAD")
-    left, others = await markers_left(wt, await _admin_dir(wt))
+    admin = await _admin_dir(wt)
+    left, others = await markers_left(wt, admin)
     if left:  # nothing with conflict markers is committed, let alone merged
         return CommitResult(commit=None, unresolved=left, conflicting_with=others)
     await _g("add", "-A", cwd=wt, timeout=LONG)
+    if moved := await markers_added(wt, admin, base):  # markers under another name
+        _, others = await markers_left(wt, admin, everything=True)
+        return CommitResult(commit=None, unresolved=moved, conflicting_with=others)
     tree = await _g("write-tree", cwd=wt)
     if tree == await _rev(wt, f"{base}^{{tree}}"):
         if head != base:  # the task undid its earlier commit: zero commits, not an empty one

@@ -35,6 +35,7 @@ from coordinator.execution import (
     build_execution_input,
     execution_id_problem,
 )
+from coordinator.issue_plans import untrusted_settings
 from coordinator.plan import GithubHandoff, Plan
 from coordinator.settings import connect, execution_ui_url
 from coordinator.validation import (
@@ -153,6 +154,14 @@ def _plan_from_issue(ref: str, repo: Path | None) -> tuple[Plan, Path]:
         repository_override=repo,
     )
     plan = _valid(result)
+    if refused := untrusted_settings(plan, issue_repository=defaults.get("repository")):
+        fail(
+            f"--from-issue {name}#{number}: the issue's YAML block sets what only a plan file "
+            "on this machine may set (whoever can edit the issue would choose it):\n  "
+            + "\n  ".join(refused)
+            + "\nRemove these from the issue, or save the breakdown as a file and run that.",
+            ExitCode.INVALID,
+        )
     plan.source = None  # its items are ticked in the issue, by the GitHub handoff
     texts = item_texts(issue.body)
     current = plan.handoff.github

@@ -22,6 +22,8 @@ OTHERS_SHOWN = 10  # other tasks named; "and N more" after that
 # Git's conflict markers at its default size (`conflict-marker-size`): `<<<<<<< ours`,
 # `||||||| base` (diff3 style), `=======` alone on its line, `>>>>>>> theirs`.
 _MARKER = re.compile(r"^(?:(?:<{7}|\|{7}|>{7})(?:[ \t].*)?|={7}[ \t]*)\r?$")
+_OPEN_CLOSE = re.compile(r"^(?:<{7}|>{7})(?:[ \t].*)?\r?$")
+_HUNK = re.compile(r"^@@ -\S+ \+(\d+)")
 
 
 class ConflictFacts(BaseModel):
@@ -42,6 +44,24 @@ class ConflictFacts(BaseModel):
 def marker_lines(text: str) -> list[int]:
     """The (1-based) numbers of the lines that are conflict markers as git writes them."""
     return [n for n, line in enumerate(text.split("\n"), 1) if _MARKER.match(line)]
+
+
+def added_marker_lines(diff: str) -> dict[str, list[int]]:
+    """file -> the new-side line numbers of the `<<<<<<< `/`>>>>>>> ` lines a unified diff
+    (`-U0`) adds. `=======` alone is left out: it is also a heading underline."""
+    found: dict[str, list[int]] = {}
+    file, line = "", 0
+    for row in diff.split("\n"):
+        if row.startswith("+++ "):
+            file = row[4:].removeprefix("b/")
+        elif row.startswith("@@"):
+            hunk = _HUNK.match(row)
+            line = int(hunk.group(1)) if hunk else 0
+        elif row.startswith("+"):
+            if _OPEN_CLOSE.match(row[1:]) and file != "/dev/null":
+                found.setdefault(file, []).append(line)
+            line += 1
+    return found
 
 
 def left_markers(text: str, allowed: int) -> list[int]:

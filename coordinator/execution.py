@@ -135,6 +135,8 @@ class WorktreeSetupResult(BaseModel):
 class StatusFileRequest(BaseModel):
     path: str  # absolute, on the worker
     progress: Progress
+    # The clone: below it, no link is followed (code a specialist wrote can plant one).
+    root: str | None = None
 
 
 class SetupResult(BaseModel):

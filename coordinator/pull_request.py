@@ -9,8 +9,10 @@ the worker's loopback. `coord report ID` keeps all of that for the operator.
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
+import socket
 from urllib.parse import urlsplit
 
 from coordinator.escalation import Approval, Escalation
@@ -22,10 +24,8 @@ _LOOPBACK_HOSTS = ("localhost", "::1", "0.0.0.0")
 # An absolute path (two parts at least) where a message names one: after a space, a quote,
 # a bracket or `=`; never inside a URL or a relative path.
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~/:-])(?:~)?/[\w.@+%-]+(?:/[\w.@+%-]*)+")
-_LOOPBACK_URL = re.compile(
-    r"\b[a-z][a-z0-9+.-]*://(?:localhost|127(?:\.\d{1,3}){3}|\[::1\]|0\.0\.0\.0)\b[^\s)>\]]*",
-    re.IGNORECASE,
-)
+# A URL in free text: its host may be an IPv6 address in brackets.
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://(?:\[[0-9a-f:.]*\]|[^\s/?#)>\]]*)[^\s)>\]]*", re.I)
 
 
 def pull_request_body(report: ExecutionReport, ui_url: str | None = None) -> str:
@@ -69,9 +69,31 @@ def pull_request_body(report: ExecutionReport, ui_url: str | None = None) -> str
 
 
 def reachable(url: str) -> bool:
-    """Whether a link can mean something to someone on another machine (not loopback)."""
-    host = (urlsplit(url).hostname or "").lower()
-    return bool(host) and host not in _LOOPBACK_HOSTS and not host.startswith("127.")
+    """Whether a link can mean something to someone on another machine: it names a host,
+    and not this machine (localhost, a loopback, unspecified or link-local address, in any
+    spelling: 127.1, 0, [::ffff:127.0.0.1])."""
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:  # a malformed [IPv6] host
+        return False
+    return bool(host) and host not in _LOOPBACK_HOSTS and not _local_address(host)
+
+
+def _local_address(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # the shorthands a browser and the C library accept: 127.1, 0, 2130706433
+            address = ipaddress.ip_address(socket.inet_aton(host))
+        except OSError:
+            return False  # a name
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified or address.is_link_local
+
+
+def _local_links(text: str) -> str:
+    return _URL.sub(lambda m: m.group(0) if reachable(m.group(0)) else LOCAL_LINK, text)
 
 
 def _tally(report: ExecutionReport) -> str:
@@ -178,7 +200,7 @@ class _Cleaner:
 
     def text(self, text: str) -> str:
         """Free text (a reviewer's findings): known places and loopback links only."""
-        return _LOOPBACK_URL.sub(LOCAL_LINK, self.known(text))
+        return _local_links(self.known(text))
 
     def message(self, text: str) -> str:
         """The coordinator's messages: also every absolute path, down to its last part."""

@@ -543,6 +543,11 @@ async def test_coord_run_from_issue_runs_the_issues_breakdown_and_ticks_its_item
     assert code == 2 and f"{REPO}#{broken}:6:" in err and "t9" in err, err
     code, _, err = await coord("run", "--from-issue", f"{REPO}#99", env=env)
     assert code == 2 and "404" in err, err
+    greedy = github.add_issue(
+        REPO, "Greedy", BREAKDOWN_ISSUE.replace("reviewer: null", "env_from: [GITHUB_TOKEN]")
+    )
+    code, _, err = await coord("run", "--from-issue", f"{REPO}#{greedy}", env=env)
+    assert code == 2 and "env_from: ['GITHUB_TOKEN']" in err and "plan file" in err, err
     tokenless = {k: v for k, v in env.items() if k != "GITHUB_TOKEN"}
     code, _, err = await coord("run", "--from-issue", f"{REPO}#{number}", env=tokenless)
     assert code == 2 and "401 Bad credentials" in err and "GITHUB_TOKEN" in err, err

@@ -143,3 +143,23 @@ def test_a_ui_others_can_reach_is_linked() -> None:
         False,
         False,
     ]
+
+
+def test_every_spelling_of_this_machine_is_a_local_link() -> None:
+    local = [
+        "http://127.1:8233",
+        "http://0:8233",
+        "http://[::ffff:127.0.0.1]:8233",
+        "http://[::1]:8233/namespaces/x",
+        "http://2130706433/",
+        "http://169.254.1.1/",
+        "http://[bad",
+        "file:///srv/coord/log.txt",
+    ]
+    assert [reachable(u) for u in local] == [False] * len(local)
+    assert reachable("http://10.0.0.7:8233") and reachable("https://ci.example/run/1")
+    findings = "See " + ", ".join(local[:4]) + " and https://ci.example/run/1."
+    body = pull_request_body(report().model_copy(update={"review": findings}))
+    for link in local[:4]:
+        assert link not in body, link
+    assert "https://ci.example/run/1" in body

@@ -323,6 +323,24 @@ async def test_a_commit_is_refused_while_conflict_markers_are_left(ex: Execution
     assert ex.subjects() == ["t1: do t1", "t2: do t2"]
 
 
+async def test_conflict_markers_moved_to_another_file_are_refused_too(ex: Execution) -> None:
+    fix = await conflicted(ex)
+    before = git(fix.path, "rev-parse", "HEAD")
+    root = Path(fix.path)
+    text = (root / "shared.txt").read_text()
+    (root / "shared.txt").rename(root / "moved.txt")  # the record knows shared.txt only
+
+    refused = await ex.commit(fix, "t2", attempt=2)
+
+    assert refused.commit is None and refused.unresolved == {"moved.txt": [2, 6]}
+    assert refused.conflicting_with == ["task t1"]
+    assert git(fix.path, "rev-parse", "HEAD") == before
+    write(fix, {"copy.txt": text, "moved.txt": "one\nTWO from t1, two from t2\nthree\n"})
+    assert (await ex.commit(fix, "t2", attempt=2)).unresolved == {"copy.txt": [2, 6]}
+    (root / "copy.txt").unlink()
+    assert (await ex.commit(fix, "t2", attempt=2)).commit is not None
+
+
 async def test_lines_like_markers_that_were_there_before_are_no_conflict(ex: Execution) -> None:
     heading = "Title\n=======\n\n"  # reStructuredText: a marker-like line on both sides
     await ex.land("doc", {"doc.rst": heading + "old\n"})

@@ -727,7 +727,9 @@ class ExecutionWorkflow:
             path = str(PurePosixPath(ws.path) / self._status_path)  # absolute stays absolute
             try:
                 await steps.write_status(
-                    StatusFileRequest(path=path, progress=self._progress.model_copy(deep=True))
+                    StatusFileRequest(
+                        path=path, root=ws.path, progress=self._progress.model_copy(deep=True)
+                    )
                 )
             except ActivityError as err:
                 # The status file is for tools watching; the execution goes on without it.
