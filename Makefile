@@ -18,13 +18,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) jail
 
-# bubblewrap, the jail plan commands run in (README: "Security model"): installed when missing
-# and possible (Debian/Ubuntu as root); without it the worker runs commands unjailed and says so.
+# bubblewrap, the jail plan commands run in, and slirp4netns, its network without the host's
+# loopback (README: "Security model"): installed when missing and possible (Debian/Ubuntu as
+# root); without them the worker runs commands unjailed, or jailed on the host's network, and says so.
 jail:
 	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
 	  { apt-get install -y -qq bubblewrap || \
 	    { apt-get update -qq && apt-get install -y -qq bubblewrap; }; } >/dev/null 2>&1; } || \
 	  echo "warning: bwrap (package bubblewrap) is not installed and could not be: plan commands will run without the filesystem jail"
+	@command -v slirp4netns >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -qq slirp4netns || \
+	    { apt-get update -qq && apt-get install -y -qq slirp4netns; }; } >/dev/null 2>&1; } || \
+	  echo "warning: slirp4netns (package slirp4netns) is not installed and could not be: jailed commands will share the host's network, loopback services (Temporal) included"
 
 demo: $(STAMP) jail
 	$(COORD) server --detach

@@ -189,7 +189,7 @@ def build_worker(
 
 
 def announce_jail(jail: Jail) -> None:
-    if jail.available:
+    if jail.isolates_network:
         log.info("%s", jail.describe())
     else:
         log.warning("%s", jail.describe())

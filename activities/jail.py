@@ -20,7 +20,13 @@ sandbox in which
 - it dies with its worker (`--die-with-parent`): a killed worker never leaves a specialist
   working beside the retry of its task.
 
-The network is not confined: agents call their APIs and setup commands install packages.
+- it has its own network namespace (`--unshare-net`), connected to the outside by
+  slirp4netns (activities/jail_network.py) with `--disable-host-loopback`: agents call their
+  APIs and setup commands install packages, but nothing listening on the host's loopback
+  (the Temporal server on 127.0.0.1:7233, which has no authentication) can be reached. Where
+  slirp4netns is missing, jailed commands share the host's network (cutting them off the
+  network would break agents) and the worker says so once when it starts;
+- it has its own IPC and UTS namespaces (`--unshare-ipc`, `--unshare-uts`).
 
 Without bwrap (not installed, or unable to make a sandbox here, or `COORD_CONFINE=off` on
 the worker), commands run unjailed with the same private HOME and temp folder, the same
@@ -37,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from coordinator.environment import (
@@ -54,6 +60,11 @@ SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 JAIL_TMP = "/tmp"
 HOME_NAME = "home"
 _PROBE_TIMEOUT_S = 20
+# slirp4netns's DNS forwarder inside the jail's network (with `--configure`).
+SLIRP_DNS = "10.0.2.3"
+# In the private temp folder: /etc/resolv.conf for a jail with its own network, when the
+# host's names a resolver on its loopback (systemd-resolved's 127.0.0.53), out of reach there.
+RESOLV_NAME = ".coord-resolv.conf"
 
 
 class JailUnavailableError(RuntimeError):
@@ -63,19 +74,41 @@ class JailUnavailableError(RuntimeError):
 @dataclass(frozen=True)
 class Jail:
     """What this worker can do: `bwrap` is the program to jail commands with, or None, and
-    `note` says which bwrap it is or why there is none."""
+    `note` says which bwrap it is or why there is none. `slirp4netns` gives jailed commands
+    a network of their own, or None (then `network_note` says why): they share the host's."""
 
     bwrap: str | None
     note: str
+    slirp4netns: str | None = None
+    network_note: str = ""
 
     @property
     def available(self) -> bool:
         return self.bwrap is not None
 
+    @property
+    def isolates_network(self) -> bool:
+        return self.bwrap is not None and self.slirp4netns is not None
+
+    def network_warning(self) -> str:
+        """What a jailed command can reach on the host's network; empty when isolated."""
+        if self.bwrap is None or self.slirp4netns is not None:
+            return ""
+        return (
+            f"jailed commands share the host's network and can reach services on its "
+            f"loopback, the Temporal server included, because {self.network_note}"
+        )
+
     def describe(self) -> str:
         """One line for the worker's log."""
+        if self.bwrap is not None and self.slirp4netns is not None:
+            return (
+                f"commands run in a bubblewrap jail ({self.note}) with a network of their "
+                f"own ({self.network_note}): outbound connections work, the host's loopback "
+                "services (Temporal) are out of reach"
+            )
         if self.bwrap is not None:
-            return f"commands run in a bubblewrap jail ({self.note})"
+            return f"commands run in a bubblewrap jail ({self.note}); {self.network_warning()}"
         return (
             f"commands run WITHOUT the filesystem jail: {self.note}; they still get their "
             "own process group, a private HOME and temp folder and a scrubbed environment, "
@@ -127,7 +160,35 @@ def _detect(setting: WorkerConfine) -> Jail:
     version = subprocess.run(
         [bwrap, "--version"], capture_output=True, text=True, timeout=10, check=False
     ).stdout.strip()
-    return Jail(bwrap, f"{version or 'bwrap'} at {bwrap}")
+    slirp, network_note = _detect_network(bwrap)
+    return Jail(bwrap, f"{version or 'bwrap'} at {bwrap}", slirp, network_note)
+
+
+def _detect_network(bwrap: str) -> tuple[str | None, str]:
+    """(slirp4netns, note): the program that connects a jail's own network namespace to the
+    outside, or None and why not."""
+    slirp = shutil.which("slirp4netns")
+    if slirp is None:
+        return None, "slirp4netns is missing (Debian/Ubuntu: apt-get install slirp4netns)"
+    with private_tmp() as tmp:
+        argv = Sandbox(bwrap=bwrap, tmp=tmp).argv(["/bin/sh", "-c", "exit 0"], cwd=Path("/"))
+        argv.insert(1, "--unshare-net")
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S, check=False
+            )
+            version = subprocess.run(
+                [slirp, "--version"], capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return None, f"slirp4netns or bwrap --unshare-net cannot be run: {err}"
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return None, f"bwrap cannot make a network namespace on this machine: {reason}"
+    if version.returncode != 0:
+        return None, f"{slirp} --version failed with exit code {version.returncode}"
+    first = (version.stdout.strip().splitlines() or ["slirp4netns"])[0]
+    return slirp, f"{first} at {slirp}"
 
 
 # --- one command's sandbox --------------------------------------------------------------------
@@ -145,9 +206,16 @@ class Sandbox:
     # Read-only although inside a writable folder: git metadata.
     protected: tuple[Path, ...] = ()
     tmp: Path | None = None
+    # Gives the jail a network namespace of its own (activities/jail_network.py).
+    slirp4netns: str | None = None
 
     def with_tmp(self, tmp: Path) -> Sandbox:
-        return Sandbox(self.bwrap, self.writable, self.readable, self.protected, tmp)
+        return replace(self, tmp=tmp)
+
+    @property
+    def isolates_network(self) -> bool:
+        """The command gets its own network (then `argv` needs `net`)."""
+        return self.bwrap is not None and self.tmp is not None and self.slirp4netns is not None
 
     def env(self, env: Mapping[str, str], tmp: Path) -> dict[str, str]:
         """HOME and TMPDIR in the private temp folder, unless the plan set them."""
@@ -157,15 +225,26 @@ class Sandbox:
         result.setdefault("TMPDIR", str(inside))
         return result
 
-    def argv(self, command: Sequence[str], *, cwd: Path) -> list[str]:
-        """The command line that runs `command` in `cwd` inside the jail."""
+    def argv(
+        self, command: Sequence[str], *, cwd: Path, net: tuple[int, int] | None = None
+    ) -> list[str]:
+        """The command line that runs `command` in `cwd` inside the jail.
+
+        `net` is (info fd, block fd), the jail's ends of the pipes of a `JailNetwork`: the
+        jail gets a network namespace of its own, and the command waits for its network.
+        """
         if self.bwrap is None or self.tmp is None:
             return list(command)
         args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
-        args += ["--cap-drop", "ALL"]
+        args += ["--unshare-uts", "--cap-drop", "ALL"]
+        if net is not None:
+            info_fd, block_fd = net
+            args += ["--unshare-net", "--info-fd", str(info_fd), "--block-fd", str(block_fd)]
         # No --new-session: the jail stays in the process group the worker made for it, so
         # a timeout's SIGTERM reaches the command. It has no controlling terminal either way.
         args += _system_mounts()
+        if net is not None:
+            args += _jail_resolv_conf(self.tmp)
         args += ["--dev", "/dev", "--proc", "/proc", "--bind", str(self.tmp), JAIL_TMP]
         # What is visible anyway (system folders) or writable anyway is not mounted again:
         # read-only inside a writable folder, it would stop the writes there.
@@ -196,6 +275,29 @@ def _system_mounts() -> list[str]:
     if resolv.is_file() and not _under(resolv, SYSTEM_PATHS):
         args += ["--ro-bind", str(resolv), str(resolv)]
     return args
+
+
+def _jail_resolv_conf(tmp: Path, link: Path = Path("/etc/resolv.conf")) -> list[str]:
+    """Mounts for DNS in a jail with its own network: a resolver on the host's loopback
+    (systemd-resolved's 127.0.0.53) is out of reach there, so slirp4netns's forwarder, which
+    asks the host's resolvers, replaces it."""
+    try:
+        lines = link.read_text().splitlines()
+    except OSError:
+        return []
+    loopback = ("127.", "::1")
+    changed = [
+        f"nameserver {SLIRP_DNS}"
+        if line.split()[:1] == ["nameserver"] and line.split()[1:2][0].startswith(loopback)
+        else line
+        for line in lines
+        if line.split()[:1] != ["nameserver"] or len(line.split()) > 1
+    ]
+    if changed == lines:
+        return []
+    generated = tmp / RESOLV_NAME
+    generated.write_text("\n".join(dict.fromkeys(changed)) + "\n")
+    return ["--ro-bind", str(generated), str(link.resolve())]
 
 
 def _under(path: Path, folders: Sequence[str | Path]) -> bool:
@@ -238,6 +340,7 @@ def sandbox_for(
         writable=tuple(_absolute(p) for p in writable),
         readable=tuple(dict.fromkeys(_absolute(p) for p in seen)),
         protected=tuple(protected),
+        slirp4netns=jail.slirp4netns,
     )
 
 

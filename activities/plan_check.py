@@ -75,6 +75,12 @@ def _check(request: PlanCheckInput) -> PlanCheck:
             f"commands: {jail.note}; install bubblewrap there, or set `confine: auto` to run "
             "without the jail"
         )
+    elif plan.confine == "required" and (note := worker_jail().network_warning()):
+        # The filesystem jail is there; the network one is not.
+        warnings.append(
+            f"confine: required: the worker on {socket.gethostname()} jails the filesystem, "
+            f"but {note}; install slirp4netns there"
+        )
     return PlanCheck(
         errors=errors,
         warnings=warnings,

@@ -15,6 +15,8 @@ Every command (gates, command specialists) goes through `run_shell`:
   has it, always with a private HOME and temp folder. Its group is recorded in a *slot*
   (activities/process_groups.py), and whatever an earlier attempt of the same slot left
   running is stopped before it starts: a retry never works beside the attempt before it.
+  Where the worker has slirp4netns, the jail has a network of its own, without the host's
+  loopback (activities/jail_network.py).
 - Its combined stdout and stderr stream to a log file on disk while only the last
   `OUTPUT_TAIL_BYTES` stay in memory: a test suite may print gigabytes.
 - Inside an activity it heartbeats in the background, so a dead worker is noticed within
@@ -43,6 +45,7 @@ from temporalio import activity
 
 from activities.heartbeat import heartbeating
 from activities.jail import Sandbox, make_private_tmp, remove_private_tmp
+from activities.jail_network import JailNetwork
 from activities.process_groups import (
     KILL_GRACE_S,
     forget_group,
@@ -243,16 +246,21 @@ async def run_shell(
     the log cannot be written.
     """
     own_tmp = None
-    if sandbox is not None:
-        if sandbox.tmp is None:
-            own_tmp = make_private_tmp()
-            sandbox = sandbox.with_tmp(own_tmp)
-        assert sandbox.tmp is not None
-        env = sandbox.env(env, sandbox.tmp)
-        argv = sandbox.argv([shell, "-c", command], cwd=cwd)
-    else:
-        argv = [shell, "-c", command]
+    network = None
     try:
+        if sandbox is not None:
+            if sandbox.tmp is None:
+                own_tmp = make_private_tmp()
+                sandbox = sandbox.with_tmp(own_tmp)
+            assert sandbox.tmp is not None
+            env = sandbox.env(env, sandbox.tmp)
+            if sandbox.isolates_network:
+                assert sandbox.slirp4netns is not None
+                network = JailNetwork(sandbox.slirp4netns)
+            net = network.jail_fds if network is not None else None
+            argv = sandbox.argv([shell, "-c", command], cwd=cwd, net=net)
+        else:
+            argv = [shell, "-c", command]
         return await _run(
             argv,
             cwd=cwd,
@@ -262,8 +270,11 @@ async def run_shell(
             log_path=log_path,
             heartbeat_details=heartbeat_details if heartbeat else None,
             slot=slot,
+            network=network,
         )
     finally:
+        if network is not None:
+            await network.stop()  # closes its pipes should the jail never have started
         if own_tmp is not None:
             await asyncio.shield(asyncio.to_thread(remove_private_tmp, own_tmp))
 
@@ -278,6 +289,7 @@ async def _run(
     log_path: Path,
     heartbeat_details: Sequence[Any] | None,
     slot: Path | None,
+    network: JailNetwork | None = None,
 ) -> ProcessOutcome:
     loop = asyncio.get_running_loop()
     started = time.monotonic()
@@ -290,8 +302,9 @@ async def _run(
         # too, which a background grandchild holding stdout would delay forever.
         out_r, out_w = os.pipe()
         in_r, in_w = os.pipe() if stdin is not None else (None, None)
+        pass_fds = network.jail_fds if network is not None else ()
         try:
-            proc = await _spawn(argv, cwd, env, stdin=in_r, stdout=out_w)
+            proc = await _spawn(argv, cwd, env, stdin=in_r, stdout=out_w, pass_fds=pass_fds)
         except BaseException:
             for fd in (out_r, in_w):
                 if fd is not None:
@@ -301,6 +314,8 @@ async def _run(
             for fd in (out_w, in_r):
                 if fd is not None:
                     os.close(fd)  # the child has its copies
+            if network is not None:
+                network.started()
 
         capture = _Capture(log)
         reader, _ = await loop.connect_read_pipe(lambda: capture, os.fdopen(out_r, "rb", 0))
@@ -320,6 +335,8 @@ async def _run(
             async with _heartbeats(heartbeat_details):
                 try:
                     async with asyncio.timeout(timeout):
+                        if network is not None and (problem := await network.connect()):
+                            _note(log, f"the command has no network: {problem}")
                         await proc.wait()
                 except TimeoutError:
                     timed_out = True
@@ -331,6 +348,8 @@ async def _run(
             try:
                 # Also after a normal exit: children it left running in its group go too.
                 await _stop_group(proc)
+                if network is not None:
+                    await network.stop()  # its slirp4netns: never beyond the jail
                 if record is not None:
                     forget_group(record)
                 await _drain(capture, log)
@@ -360,6 +379,7 @@ async def _spawn(
     *,
     stdin: int | None,
     stdout: int,
+    pass_fds: Sequence[int] = (),
 ) -> asyncio.subprocess.Process:
     program = argv[0]
     try:
@@ -371,6 +391,7 @@ async def _spawn(
             stdout=stdout,
             stderr=stdout,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
     except ValueError as err:  # a NUL byte in the command or the environment
         raise CommandNotStartedError(f"cannot run {program}: {err}", permanent=True) from err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from pathlib import Path
@@ -67,3 +68,25 @@ async def until_gone(token: str, timeout: float = 30.0) -> None:
     while found := running(token):
         assert time.monotonic() < deadline, f"{found} with {token!r} still run after {timeout} s"
         await asyncio.sleep(0.05)
+
+
+def require_own_network() -> None:
+    """The jail has a network of its own (bubblewrap and slirp4netns)."""
+    require_bwrap()
+    jail = worker_jail()
+    assert jail.isolates_network, (
+        f"these tests need slirp4netns: {jail.network_note} (`make install` installs it as root)"
+    )
+
+
+def children_named(name: str) -> list[int]:
+    """This process's living children whose program is `name`."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            comm = stat.split("(", 1)[1].rsplit(")", 1)[0]
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if comm == name and int(ppid) == os.getpid() and state not in ("Z", "X"):
+                found.append(int(entry.name))
+    return found

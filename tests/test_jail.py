@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import socket
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.claude.tools import BashTool
 from activities.command_specialist import CommandSpecialistActivities
-from activities.jail import make_private_tmp, remove_private_tmp, sandbox_for
+from activities.jail import (
+    RESOLV_NAME,
+    Jail,
+    _jail_resolv_conf,
+    make_private_tmp,
+    remove_private_tmp,
+    sandbox_for,
+)
 from activities.plan_check import check_plan
 from activities.process import command_env
 from coordinator.environment import CommandEnvironment
@@ -30,7 +38,14 @@ from coordinator.settings import ConfigError, resolve_client_settings
 from coordinator.validation import validate_plan_file
 from coordinator.work import SpecialistRequest, SpecialistResult
 from tests.engine_support import git, make_repo, running_worker, shell_task, start, write_plan
-from tests.jail_support import require_bwrap, running, sleeper, until_running
+from tests.jail_support import (
+    children_named,
+    require_bwrap,
+    require_own_network,
+    running,
+    sleeper,
+    until_running,
+)
 
 
 @dataclass(frozen=True)
@@ -218,6 +233,149 @@ async def test_a_claude_specialists_bash_runs_in_the_same_jail(
     # One private /tmp and HOME for the attempt: kept from one command to the next.
     assert again.content.startswith("tmp\nhome\n")
     assert "ANTHROPIC" not in again.content
+
+
+# --- the network ------------------------------------------------------------------------------
+
+
+def connects(address: str, port: int, label: str) -> str:
+    """A command line printing `CONNECTED <label>` or `REFUSED <label>`."""
+    attempt = f"import socket; socket.create_connection(('{address}', {port}), 3)"
+    return (
+        f'python3 -c "{attempt}" 2>/dev/null && echo "CONNECTED {label}" || echo "REFUSED {label}"'
+    )
+
+
+def host_address() -> str | None:
+    """An IPv4 address of this host other than its loopback, if it has one."""
+    words = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    return next((w for w in words if "." in w and not w.startswith("127.")), None)
+
+
+def listener(address: str) -> socket.socket:
+    """A TCP listener on `address` (a free port): a connection completes in its backlog,
+    with nobody accepting, so nothing here depends on timing."""
+    server = socket.create_server((address, 0))
+    server.listen(8)
+    return server
+
+
+async def test_a_jailed_command_has_a_network_but_not_the_hosts_loopback(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """The Temporal server listens on the host's 127.0.0.1 without authentication: a
+    specialist that reached it could start an execution of its own, unjailed, with the
+    worker's credentials. In the jail, 127.0.0.1 is the jail's own loopback, and slirp4netns
+    (`--disable-host-loopback`) does not lead to the host's through its gateway either."""
+    require_own_network()
+    local = listener("127.0.0.1")
+    address = host_address()
+    outside = listener("0.0.0.0") if address is not None else None
+    try:
+        port = local.getsockname()[1]
+        checks = [
+            connects("127.0.0.1", port, "host loopback"),
+            connects("10.0.2.2", port, "host loopback via the gateway"),
+            "grep -q '^tap0' /proc/net/route && echo 'ROUTE tap0'",
+            'awk \'$2 == "00000000" {print "DEFAULT via " $1}\' /proc/net/route',
+        ]
+        if outside is not None and address is not None:
+            checks.append(connects(address, outside.getsockname()[1], "host address"))
+        result = await run_specialist(tmp_path, specialist(layout, "; ".join(checks)))
+        # Outside the jail, the same listener is there.
+        socket.create_connection(("127.0.0.1", port), 3).close()
+    finally:
+        local.close()
+        if outside is not None:
+            outside.close()
+
+    log = Path(result.log_path).read_text()
+    assert "REFUSED host loopback\n" in log, log
+    assert "REFUSED host loopback via the gateway" in log, log
+    assert "ROUTE tap0" in log and "DEFAULT via tap0" in log, log
+    if address is not None:
+        assert "CONNECTED host address" in log, log
+    assert "CONNECTED host loopback" not in log
+    assert "[coord]" not in log  # no note that the network is missing
+    assert children_named("slirp4netns") == []  # it ended with the jail
+
+
+async def test_the_network_of_a_jail_ends_with_it_when_its_command_is_stopped(
+    layout: Layout, tmp_path: Path
+) -> None:
+    require_own_network()
+    token = sleeper()
+    request = specialist(layout, f"{token}", timeout_s=600)
+    run = asyncio.ensure_future(run_specialist(tmp_path, request))
+    await until_running(token)
+    assert len(children_named("slirp4netns")) == 1  # the jail is connected while it runs
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert running(token) == []
+    assert children_named("slirp4netns") == []
+
+
+def test_without_slirp4netns_the_jail_shares_the_network_and_the_worker_says_so(
+    layout: Layout,
+) -> None:
+    jail = Jail(
+        "/usr/bin/bwrap",
+        "bubblewrap 0.8.0 at /usr/bin/bwrap",
+        None,
+        "slirp4netns is missing (Debian/Ubuntu: apt-get install slirp4netns)",
+    )
+    assert jail.available and not jail.isolates_network
+    assert jail.describe() == (
+        "commands run in a bubblewrap jail (bubblewrap 0.8.0 at /usr/bin/bwrap); jailed "
+        "commands share the host's network and can reach services on its loopback, the "
+        "Temporal server included, because slirp4netns is missing (Debian/Ubuntu: apt-get "
+        "install slirp4netns)"
+    )
+    environment = CommandEnvironment(env_dir=str(layout.env_dir), confine="required")
+    sandbox = sandbox_for(layout.worktree, environment, {}, jail=jail)  # still jailed
+    argv = sandbox.with_tmp(Path("/nonexistent")).argv(["true"], cwd=layout.worktree)
+    assert argv[0] == "/usr/bin/bwrap" and "--unshare-net" not in argv
+    assert "--unshare-uts" in argv and "--unshare-ipc" in argv
+
+
+async def test_the_plan_check_warns_a_plan_requiring_the_jail_where_the_network_is_shared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jail = Jail("/usr/bin/bwrap", "bubblewrap", None, "slirp4netns is missing")
+    monkeypatch.setattr("activities.plan_check.worker_jail", lambda: jail)
+    repo = make_repo(tmp_path / "repo")
+    task = {"id": "t", "title": "T", "specialist": "shell", "prompt": "true"}
+    plan = Plan.model_validate(
+        {
+            "name": "p",
+            "repository": str(repo),
+            "reviewer": None,
+            "confine": "required",
+            "tasks": [task],
+        }
+    )
+    request = PlanCheckInput(plan=plan, plan_dir=str(tmp_path), workspace=str(repo))
+    check = await ActivityEnvironment().run(check_plan, request)
+    assert check.errors == []
+    (warning,) = [w for w in check.warnings if "confine" in w]
+    assert "jails the filesystem, but jailed commands share the host's network" in warning
+    assert "the Temporal server included, because slirp4netns is missing" in warning
+
+
+def test_a_resolver_on_the_hosts_loopback_is_replaced_by_slirp4netnss_in_the_jail(
+    tmp_path: Path,
+) -> None:
+    host = tmp_path / "resolv.conf"
+    host.write_text("# stub\nnameserver 127.0.0.53\nnameserver ::1\noptions edns0\n")
+    assert _jail_resolv_conf(tmp_path, host) == [
+        "--ro-bind",
+        str(tmp_path / RESOLV_NAME),
+        str(host),
+    ]
+    assert (tmp_path / RESOLV_NAME).read_text() == ("# stub\nnameserver 10.0.2.3\noptions edns0\n")
+    host.write_text("nameserver 192.0.2.53\n")  # reachable from the jail as it is
+    assert _jail_resolv_conf(tmp_path, host) == []
 
 
 # --- no attempt beside its retry --------------------------------------------------------------
