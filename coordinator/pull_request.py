@@ -16,7 +16,13 @@ import socket
 from urllib.parse import urlsplit
 
 from coordinator.escalation import Approval, Escalation
-from coordinator.report import ExecutionReport, GateSummary, Workspace, handoff_lines
+from coordinator.report import (
+    ExecutionReport,
+    GateSummary,
+    Workspace,
+    handoff_lines,
+    task_row,
+)
 
 LOCAL_PATH = "(local path)"
 LOCAL_LINK = "(link on the worker's machine)"
@@ -118,13 +124,7 @@ def _tasks(report: ExecutionReport) -> list[str]:
         "| task | title | specialist | status | attempts | gates | tokens | cost |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for t in report.tasks:
-        gates = f"{sum(g.passed for g in t.gates)}/{len(t.gates)}" if t.gates else "-"
-        cost = f"${t.cost_usd:.2f}" if t.cost_usd is not None else "-"
-        lines.append(
-            f"| {t.id} | {_cell(t.title)} | {t.specialist or '-'} | {t.status} "
-            f"| {t.attempts} | {gates} | {t.tokens or '-'} | {cost} |"
-        )
+    lines += [task_row(t) for t in report.tasks]
     spend = [s for s in report.spend if s.tokens or s.cost_usd]
     if spend:
         lines += [

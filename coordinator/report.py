@@ -353,13 +353,8 @@ class ExecutionReport(BaseModel):
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for t in self.tasks:
-            gates = f"{sum(g.passed for g in t.gates)}/{len(t.gates)}" if t.gates else "-"
             duration = f"{t.duration_s:.0f}s" if t.duration_s is not None else "-"
-            cost = f"${t.cost_usd:.2f}" if t.cost_usd is not None else "-"
-            lines.append(
-                f"| {t.id} | {_cell(t.title)} | {t.specialist or '-'} | {t.status} "
-                f"| {t.attempts} | {gates} | {t.tokens or '-'} | {cost} | {duration} |"
-            )
+            lines.append(f"{task_row(t)} {duration} |")
         lines += _plan_file_lines(self.tasks)
         if self.spend:
             lines += [
@@ -464,3 +459,13 @@ def _totals(totals: dict[str, tuple[int, int]]) -> str:
     if not totals:
         return "none run"
     return ", ".join(f"{level} {passed}/{total}" for level, (passed, total) in totals.items())
+
+
+def task_row(t: TaskState) -> str:
+    """A task's row of the report's table (and the pull request's), up to its cost."""
+    gates = f"{sum(g.passed for g in t.gates)}/{len(t.gates)}" if t.gates else "-"
+    cost = f"${t.cost_usd:.2f}" if t.cost_usd is not None else "-"
+    return (
+        f"| {t.id} | {_cell(t.title)} | {t.specialist or '-'} | {t.status} "
+        f"| {t.attempts} | {gates} | {t.tokens or '-'} | {cost} |"
+    )

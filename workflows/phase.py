@@ -270,9 +270,6 @@ class PhaseWorkflow:
         if limit is not None:
             self._reserved = max(0.0, self._reserved - limit)
 
-    def count_spend(self, result: SpecialistResult) -> None:
-        self.phase_spent += result.cost_usd or 0.0
-
     async def record_spend(self, scope: str, spend: AttemptSpend | None) -> None:
         """Spending outside a task (a fixer's round, the reviewer) goes to the execution."""
         if spend is None:
