@@ -50,13 +50,14 @@ def _check(request: PlanCheckInput) -> PlanCheck:
     warnings = [str(p) for p in result.warnings]
     for name in sorted(wanted):
         if (spec := registry.get(name)) is not None:
-            if spec.backend == "claude":
+            backend = spec.backend_for(plan.agents_backend)
+            if backend == "claude":
                 warnings += _tool_warnings(spec.name, spec.source, spec.tools)
-            elif spec.backend == "claude-code":
+            elif backend == "claude-code":
                 warnings += claude_code.tool_warnings(spec.name, spec.source, spec.tools)
             refs[name] = SpecialistRef(
                 name=spec.name,
-                backend=spec.backend,
+                backend=backend,
                 command=spec.command,
                 timeout_s=spec.timeout or DEFAULT_SPECIALIST_TIMEOUT_S,
                 max_turns=spec.max_turns,

@@ -63,6 +63,7 @@ class Specialist(BaseModel):
     tools: list[str] = Field(default_factory=list)
     model: str | None = None
     backend: SpecialistBackend = "claude"
+    backend_named: bool = False  # the file says `backend:` (else a plan may choose one)
     # A shell command line run in the task's worktree (backend "command" only).
     command: str | None = None
     max_turns: int | None = Field(default=None, gt=0)
@@ -70,6 +71,13 @@ class Specialist(BaseModel):
     prompt: str = ""
     source: str
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    def backend_for(self, agents_backend: str | None) -> SpecialistBackend:
+        """The backend it runs on in a plan whose `agents_backend` is given: that one for
+        an agent file that names none; coord's built-ins keep their own."""
+        if self.backend_named or agents_backend is None or self.source.startswith("builtin:"):
+            return self.backend
+        return "claude-code" if agents_backend == "claude-code" else "claude"
 
     @property
     def read_only(self) -> bool:
@@ -196,6 +204,7 @@ def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
         tools=tools,
         model=model,
         backend=backend,
+        backend_named="backend" in data,
         command=command,
         max_turns=max_turns,
         timeout=timeout,

@@ -166,7 +166,8 @@ def check(
     callers = [
         f"{name} (task {task_id})"
         for task_id, name in routes.items()
-        if (spec := registry.get(name)) is not None and spec.backend == "claude-code"
+        if (spec := registry.get(name)) is not None
+        and spec.backend_for(plan.agents_backend if plan is not None else None) == "claude-code"
     ]
     return result.model_copy(update={"claude_code_callers": callers})
 

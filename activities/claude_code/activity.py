@@ -64,9 +64,10 @@ class ClaudeCodeActivities:
             except (MissingVariableError, JailUnavailableError) as err:
                 kind = "MissingVariable" if isinstance(err, MissingVariableError) else "Jail"
                 raise _fatal(f"{where}: {err}", kind) from err
+            run_spec = await asyncio.to_thread(self._run_spec, request, spec, model)
             run = SessionRun(
                 prepared,
-                await asyncio.to_thread(self._run_spec, request, spec, model),
+                run_spec,
                 transcript=Transcript(folder / TRANSCRIPT_NAME),
                 state_path=folder / STATE_NAME,
                 settings=self.settings,
@@ -79,7 +80,9 @@ class ClaudeCodeActivities:
             raise error
         transcript = str(folder / TRANSCRIPT_NAME)
         duration = time.monotonic() - started
-        return outcome.attempt_result(request, spec.name, model, end, transcript, duration)
+        return outcome.attempt_result(
+            request, spec.name, model, end, transcript, duration, max_turns=run_spec.max_turns
+        )
 
     def _run_spec(self, request: SpecialistRequest, spec: Specialist, model: str) -> RunSpec:
         """Reads the context documents, lists the repository and the plan's agents."""

@@ -74,6 +74,8 @@ def attempt_result(
     end: RunEnd,
     transcript: str,
     duration_s: float,
+    *,
+    max_turns: int,
 ) -> SpecialistResult:
     """A run that ended (not by an API failure) as the attempt's result."""
     result = end.result or {}
@@ -86,7 +88,7 @@ def attempt_result(
         limit = request.max_cost_usd or 0.0
         reason, summary = "budget", f"budget reached: ${end.cost_usd or 0:.2f} of ${limit:.2f}"
     elif subtype == "error_max_turns":
-        reason, summary = "max_turns", f"stopped after {end.turns} turns without finishing"
+        reason, summary = "max_turns", f"stopped after {max_turns} turns without finishing"
     elif subtype == "success" and not result.get("is_error"):
         reason, summary = "end_turn", _clip(text or "done (no summary given)")
     else:
