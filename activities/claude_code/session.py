@@ -170,6 +170,20 @@ class SessionRun:
             stderr=self._stderr,
         )
 
+    def _recount(self, session: str) -> None:
+        """What the runs before spent, from Claude Code's own session file: the streamed
+        messages carry the usage of their start only (one output token)."""
+        usage = session_usage(self.launch.config_dir, session)
+        if usage is None:
+            return
+        cost = self.settings.cost(self.spec.model, usage)
+        self.saved = SavedState(
+            session_id=session,
+            usage=usage,
+            cost_usd=cost if cost is not None else self.saved.cost_usd,
+            turns=self.saved.turns,
+        )
+
     def _stderr(self, line: str) -> None:
         self.stderr = [*self.stderr[-(STDERR_LINES - 1) :], line.rstrip()]
 
@@ -178,6 +192,7 @@ class SessionRun:
 
         resume = self.state.session_id
         if resume:
+            self._recount(resume)
             self.transcript.write("resume", session_id=resume, attempt=activity.info().attempt)
             prompt = RESUME_MESSAGE
         else:
@@ -282,6 +297,25 @@ class SessionRun:
             turns=turns,
         )
         return end
+
+
+def session_usage(config_dir: Path, session: str) -> Usage | None:
+    """The usage of every model call a session recorded (once per message), or None when
+    its file is not there."""
+    files = list((config_dir / "projects").glob(f"*/{session}.jsonl"))
+    if not files:
+        return None
+    counted: dict[str, Usage] = {}
+    for line in files[0].read_text(encoding="utf-8", errors="replace").splitlines():
+        with suppress(ValueError):
+            entry = json.loads(line)
+            message = entry.get("message") if isinstance(entry, dict) else None
+            if entry.get("type") != "assistant" or not isinstance(message, dict):
+                continue
+            if message.get("model") == "<synthetic>" or not isinstance(message.get("usage"), dict):
+                continue
+            counted[str(message.get("id"))] = _usage(message["usage"])
+    return sum(counted.values(), Usage())
 
 
 def _usage(raw: dict[str, Any]) -> Usage:
