@@ -36,7 +36,7 @@ def validate_command(
             typer.echo(format_summary(result))
         if result.problems:
             typer.echo(format_problems(result), err=True)
-        if problem := missing_requirements(result.claude_code_callers):
+        if problem := missing_requirements(result.claude_code_callers, worker=False):
             typer.echo(f"warning: {problem}", err=True)  # the worker checks again, before any work
     if not result.ok:
         raise typer.Exit(int(ExitCode.INVALID))

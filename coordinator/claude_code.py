@@ -76,10 +76,11 @@ def read_verdict(text: str) -> tuple[Verdict | None, list[str]]:
 
 
 def requirements_problem(
-    callers: list[str], *, sdk_installed: bool, key_set: bool, install_hint: str, host: str
+    callers: list[str], *, sdk_installed: bool, key_set: bool, install_hint: str, place: str
 ) -> str | None:
     """One line saying what a worker must install or set before Claude Code specialists can
-    run on it, or None when it has both. `callers` are "name (task x)" strings."""
+    run there, or None when it has both. `callers` are "name (task x)" strings; `place` is
+    "the worker on HOST" or "this machine (HOST)"."""
     if not callers:
         return None
     missing = []
@@ -90,6 +91,6 @@ def requirements_problem(
     if not missing:
         return None
     return (
-        f"Claude Code specialists {', '.join(callers)} cannot run on the worker on {host}; "
+        f"Claude Code specialists {', '.join(callers)} cannot run on {place}; "
         f"it needs {'; and '.join(missing)}"
     )

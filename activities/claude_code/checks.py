@@ -10,14 +10,16 @@ from activities.claude_code.sdk import INSTALL_HINT, sdk_installed
 from coordinator.claude_code import requirements_problem, scoped_tools, unknown_tools
 
 
-def missing_requirements(callers: list[str]) -> str | None:
-    """One line naming what to install or set here, or None when nothing is missing."""
+def missing_requirements(callers: list[str], *, worker: bool = True) -> str | None:
+    """One line naming what to install or set here, or None when nothing is missing.
+    `worker` False: said by `coord validate`, about the machine it runs on."""
+    host = socket.gethostname()
     return requirements_problem(
         callers,
         sdk_installed=sdk_installed(),
         key_set=bool(os.environ.get("ANTHROPIC_API_KEY")),
         install_hint=INSTALL_HINT,
-        host=socket.gethostname(),
+        place=f"the worker on {host}" if worker else f"this machine ({host})",
     )
 
 
