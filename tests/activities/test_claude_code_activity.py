@@ -16,7 +16,7 @@ from activities.claude_code.sdk import INSTALL_HINT
 from coordinator.claude_code import read_verdict, requirements_problem
 from coordinator.work import SpecialistRequest
 from tests.activities.claude_code_support import agent_file, tool_names
-from tests.anthropic_server import MessagesAPI, reply
+from tests.anthropic_server import MessagesAPI, reply, tool_use
 from tests.conftest import EXAMPLES, ROOT
 from tests.engine_support import make_repo
 
@@ -82,6 +82,29 @@ async def test_a_reviewers_verdict_is_read_from_its_last_message(
     assert result.agent is not None and result.agent.finish is not None
     assert result.agent.finish.verdict == "changes_requested"
     assert result.agent.finish.findings == ["app.py:3: the name is misspelled"]
+
+
+async def test_heartbeats_carry_the_session_the_last_tool_call_and_the_spend(
+    tmp_path: Path, api: MessagesAPI
+) -> None:
+    lead = agent_file(tmp_path / "agents", "lead", tools="Bash", body="You run things.")
+    repo = make_repo(tmp_path / "repo")
+    api.script(
+        reply(tool_use("Bash", {"command": "echo hi > hi.txt"})),
+        reply("Ran it."),
+        key="delegate",
+    )
+    beats: list[dict[str, object]] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.extend(d for d in details if isinstance(d, dict))
+    activities = ClaudeCodeActivities(tmp_path / "artifacts")
+    result = await env.run(activities.run, request_for(lead, repo))
+
+    assert result.ok and (repo / "hi.txt").read_text() == "hi\n"
+    sessions = {b["session_id"] for b in beats if b.get("session_id")}
+    assert len(sessions) == 1
+    assert any(b.get("last_tool") == 'Bash {"command": "echo hi > hi.txt"}' for b in beats)
+    assert any(int(str(b.get("tokens_in") or 0)) > 0 for b in beats)  # what the workflow counts
 
 
 def test_verdicts_and_findings() -> None:
