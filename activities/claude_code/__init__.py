@@ -11,5 +11,6 @@ without it starts and says what to install when a plan needs it.
 - `launch.py`: the per-execution config folder, the environment and the jail of the process;
 - `session.py`: one Claude Code run, streamed: transcript, heartbeats, session id, spend;
 - `outcome.py`: a run's end as an attempt's result, or as the error the engine acts on;
-- `activity.py`: the activity the workflows call (`run_claude_code_specialist`).
+- `activity.py`: the activity the workflows call (`run_claude_code_specialist`);
+- `checks.py`: what a worker or `coord validate` says is missing, and tool warnings.
 """

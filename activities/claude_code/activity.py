@@ -73,7 +73,7 @@ class ClaudeCodeActivities:
                 settings=self.settings,
             )
             run.resume_from(list(activity.info().heartbeat_details))
-            end = await _run(run, where)
+            end = await _run(run, where, request.timeout_s)
         finally:
             await asyncio.shield(asyncio.to_thread(remove_private_tmp, tmp))
         if error := outcome.api_error(end, where, model):
@@ -98,11 +98,11 @@ class ClaudeCodeActivities:
         )
 
 
-async def _run(run: SessionRun, where: str) -> RunEnd:
+async def _run(run: SessionRun, where: str, timeout_s: float) -> RunEnd:
     from claude_agent_sdk import ClaudeSDKError, CLINotFoundError
 
     try:
-        return await run.run()
+        return await run.run(timeout_s)
     except CLINotFoundError as err:
         raise _fatal(
             f"{where}: cannot start Claude Code: {err}; {INSTALL_HINT}", "ClaudeCodeMissing"

@@ -82,7 +82,9 @@ def attempt_result(
     subtype = str(result.get("subtype") or "")
     text = str(result.get("result") or end.last_text or "")
     reason: StopReason
-    if end.token_budget_hit:
+    if end.timed_out:
+        reason, summary = "error", f"timed out after {request.timeout_s} s"
+    elif end.token_budget_hit:
         reason, summary = "budget", end.token_budget_hit
     elif subtype == "error_max_budget_usd":
         limit = request.max_cost_usd or 0.0
@@ -114,7 +116,7 @@ def attempt_result(
         ok=ok,
         summary=summary,
         exit_code=None,
-        timed_out=False,
+        timed_out=end.timed_out,
         duration_s=duration_s,
         output_tail=tail[-OUTPUT_TAIL_BYTES:],
         log_path=transcript,

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from temporalio import activity
 
@@ -78,6 +78,7 @@ class RunEnd:
     resumed: bool
     turns_before: int = 0  # what the runs before this one (a resumed session) took
     token_budget_hit: str = ""
+    timed_out: bool = False  # the specialist's `timeout` ended it
     stderr: list[str] = field(default_factory=list)
 
 
@@ -187,7 +188,7 @@ class SessionRun:
     def _stderr(self, line: str) -> None:
         self.stderr = [*self.stderr[-(STDERR_LINES - 1) :], line.rstrip()]
 
-    async def run(self) -> RunEnd:
+    async def run(self, timeout_s: float) -> RunEnd:
         from claude_agent_sdk import ClaudeSDKError, query
 
         resume = self.state.session_id
@@ -209,15 +210,28 @@ class SessionRun:
         result: dict[str, Any] | None = None
         budget_hit = ""
         try:
-            async with _heartbeating(self.heartbeat_details):
-                async for message in query(prompt=prompt, options=self.options(resume)):
+            async with (
+                _heartbeating(self.heartbeat_details),
+                asyncio.timeout(timeout_s),
+                aclosing(self._messages(query, prompt, resume)) as messages,
+            ):
+                # Leaving early (the token budget, the timeout) closes it: Claude Code stops.
+                async for message in messages:
                     result = self._take(message) or result
                     if result is None and (budget_hit := self._over_tokens()):
                         break
+        except TimeoutError:
+            end = self._end(None, "", resumed=resume is not None)
+            end.timed_out = True
+            return end
         except ClaudeSDKError:
             if result is None:
                 raise  # the caller maps it (the process died, or never started)
         return self._end(result, budget_hit, resumed=resume is not None)
+
+    def _messages(self, query: Any, prompt: str, resume: str | None) -> AsyncGenerator[Any, None]:
+        """The SDK's stream (an async generator, though typed as an iterator)."""
+        return cast(AsyncGenerator[Any, None], query(prompt=prompt, options=self.options(resume)))
 
     def _take(self, message: Any) -> dict[str, Any] | None:
         kind = type(message).__name__

@@ -16,7 +16,7 @@ from activities.claude_code.sdk import INSTALL_HINT
 from coordinator.claude_code import read_verdict, requirements_problem
 from coordinator.work import SpecialistRequest
 from tests.activities.claude_code_support import agent_file, tool_names
-from tests.anthropic_server import MessagesAPI, reply, tool_use
+from tests.anthropic_server import MessagesAPI, Turn, reply, tool_use
 from tests.conftest import EXAMPLES, ROOT
 from tests.engine_support import make_repo
 
@@ -105,6 +105,18 @@ async def test_heartbeats_carry_the_session_the_last_tool_call_and_the_spend(
     assert len(sessions) == 1
     assert any(b.get("last_tool") == 'Bash {"command": "echo hi > hi.txt"}' for b in beats)
     assert any(int(str(b.get("tokens_in") or 0)) > 0 for b in beats)  # what the workflow counts
+
+
+async def test_the_specialists_timeout_stops_claude_code_as_a_failed_attempt(
+    tmp_path: Path, api: MessagesAPI
+) -> None:
+    lead = agent_file(tmp_path / "agents", "lead", tools="Bash", body="You run things.")
+    repo = make_repo(tmp_path / "repo")
+    api.script(Turn(reply("Too late."), delay=20), key="delegate")
+    activities = ClaudeCodeActivities(tmp_path / "artifacts")
+    result = await ActivityEnvironment().run(activities.run, request_for(lead, repo, timeout_s=3))
+    assert not result.ok and result.timed_out
+    assert result.summary == "timed out after 3 s"
 
 
 def test_verdicts_and_findings() -> None:
