@@ -189,13 +189,17 @@ async def test_a_budget_stop_asks_and_a_raised_budget_completes(
     )
     million = {"input_tokens": 1_000_000, "output_tokens": 10}
 
-    def costly(request: RecordedRequest) -> Reply:
-        # After the budget is raised the task goes on in a new session, told so.
-        if "The budget was raised" in user_text(request):
-            return reply("one.txt is written.")
-        return reply(tool_use("Write", {"file_path": "one.txt", "content": "one\n"}), usage=million)
+    write_one = tool_use("Write", {"file_path": "one.txt", "content": "one\n"})
 
-    api.script(costly, key="costly")
+    def costly(request: RecordedRequest) -> Reply:
+        # The first call costs $3 and stops the attempt (Claude Code may stop before or after
+        # running its Write); after the budget is raised the task goes on in a new session,
+        # told so, and writes (again) what it had to.
+        if "The budget was raised" not in user_text(request):
+            return reply(write_one, usage=million)
+        return reply(write_one) if request.turn == 0 else reply("one.txt is written.")
+
+    api.script(costly, costly, key="costly")
     api.script(
         reply(tool_use("Write", {"file_path": "two.txt", "content": "two\n"})),
         reply("two.txt is written."),
