@@ -34,8 +34,22 @@ from coordinator.claude_code import SUBAGENT_TOOLS, tool_names
 from coordinator.specialists import BUILTIN_DIR, Specialist, load_registry
 from coordinator.work import SpecialistRequest
 
-# Worker variables Claude Code may need besides the key: where the API is, and its retries.
-PASSED_THROUGH = ("ANTHROPIC_BASE_URL", "CLAUDE_CODE_MAX_RETRIES", "API_TIMEOUT_MS")
+# Worker variables Claude Code may need besides the key: where the API is, its retries, and
+# how to get there (proxies, the certificates of a TLS-inspecting one).
+PASSED_THROUGH = (
+    "ANTHROPIC_BASE_URL",
+    "CLAUDE_CODE_MAX_RETRIES",
+    "API_TIMEOUT_MS",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
 QUIET = {
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     "DISABLE_TELEMETRY": "1",
