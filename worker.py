@@ -30,6 +30,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.claude.agent import ClaudeSpecialistActivities
+from activities.claude_code.activity import ClaudeCodeActivities
 from activities.command_specialist import CommandSpecialistActivities
 from activities.environment import EnvironmentActivities, write_status_file
 from activities.gates import GateActivities
@@ -89,6 +90,7 @@ def activities(
         GateActivities(artifacts_root).run_gate,
         CommandSpecialistActivities(artifacts_root).run,
         ClaudeSpecialistActivities(artifacts_root, claude).run,
+        ClaudeCodeActivities(artifacts_root, claude).run,
         worktrees.create_task_worktree,
         worktrees.commit_task,
         worktrees.merge_task,

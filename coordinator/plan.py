@@ -227,6 +227,9 @@ class Plan(StrictModel):
     # in USD before it pauses with an escalation.
     model: NonEmpty | None = None
     max_turns: Annotated[int, Field(gt=0, le=1000)] | None = None
+    # The backend of agent files that name none (Claude Code's own `.claude/agents/*.md`):
+    # `claude-code` runs them unchanged in Claude Code; coord's built-ins keep their own.
+    agents_backend: Literal["claude", "claude-code"] | None = None
     budget: Annotated[float, Field(gt=0, description="USD")] | None = None
     gates: list[Gate] = Field(default_factory=list)
     layer_gates: list[Gate] = Field(default_factory=list)
