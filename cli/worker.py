@@ -79,10 +79,31 @@ def worker(
     # Specialists must not find the worker's keys in /proc/<worker>/environ.
     hide_secrets_from_children(["-m", "cli.main", *sys.argv[1:]])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    forward_sdk_logs()
     # The worker imports every workflow and activity (and their SDKs): only it pays for them.
     from worker import run_worker
 
-    run_async(run_worker(settings))
+    run_async(run_worker(settings), sdk_logs=True)
+
+
+def forward_sdk_logs() -> None:
+    """The SDK's Rust core logs through Python's logging, formatted like every other line:
+    written to the terminal by itself it would carry colour codes into `.coord/worker.log`."""
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        Runtime,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
+
+    logging_config = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+    )
+    Runtime.set_default(
+        Runtime(telemetry=TelemetryConfig(logging=logging_config)), error_if_already_set=False
+    )
 
 
 @worker_app.command("stop")
