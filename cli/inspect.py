@@ -7,7 +7,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from temporalio.client import WorkflowExecutionStatus
 
 from cli.common import (
