@@ -83,7 +83,7 @@ def run_command(
     """Start an execution of PLAN (or of a GitHub issue's breakdown); print its id and Web UI
     link.
 
-    Exit codes: 0 Complete, 1 Partial/Blocked/Failed/Cancelled, 2 invalid plan or arguments,
+    Exit codes: 0 Complete, 1 Partial/Failed/Cancelled, 2 invalid plan or arguments,
     3 waiting on a human, 4 Temporal unreachable.
     """
     if execution_id is not None and (problem := execution_id_problem(execution_id)):

@@ -71,9 +71,12 @@ def continue_hint(progress: Progress) -> str:
     ws = progress.workspace
     if ws is None:
         return "run the plan again: `coord run PLAN`"
+    # The branch lives in the execution's clone (and its home): fetched into the repository,
+    # a person finishes it there, or a new execution starts from it.
     return (
-        f"continue on branch `{ws.branch}`: by hand (`git switch {ws.branch}`), or "
-        f"`coord run PLAN` with `base_branch: {ws.branch}` and the tasks left"
+        f"fetch the branch into your repository (`git fetch {ws.path} "
+        f"{ws.branch}:{ws.branch}`), then finish it by hand, or `coord run PLAN` with "
+        f"`base_branch: {ws.branch}` and the tasks left"
     )
 
 
@@ -126,8 +129,8 @@ def _task_todo(progress: Progress, task: TaskState, why: str) -> str:
             )
             what = f"was skipped by {who} at escalation {last.id} ({last.reason})"
         else:
-            error = _first_line(task.last_error)
-            what = "was skipped" + (f": {error}" if error else " (the plan's on_skip)")
+            error = _first_line(task.last_error).removeprefix("skipped: ")
+            what = f"was skipped ({error})" if error else "was skipped (the plan's on_skip)"
     elif task.status == "failed":
         error = _first_line(task.last_error) or "see its gates"
         what = f"failed after {task.attempts} attempt(s): {error}"

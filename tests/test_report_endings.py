@@ -56,10 +56,7 @@ def progress(
         execution_id="demo-1a2b3c",
         plan_name="demo",
         status=status,
-        phases=[
-            PhaseState(name=name, status=phases.get(name, "pending"))
-            for name in PHASES
-        ],
+        phases=[PhaseState(name=name, status=phases.get(name, "pending")) for name in PHASES],
         tasks=tasks,
         workspace=Workspace(
             path="/w/demo-1a2b3c/repo",
