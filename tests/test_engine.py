@@ -240,7 +240,9 @@ async def test_abort_ends_partial_with_finished_work_on_the_branch(
 
     assert report.status == "Partial"
     assert branch_log(report) == ["first: Task first"]
-    assert {t.id: t.status for t in report.tasks}["never"] == "pending"
+    # Never started, and never will: the report says so (not "pending").
+    assert {t.id: t.status for t in report.tasks}["never"] == "not_run"
+    assert {p.name: p.status for p in report.phases}["review"] == "not_run"
     # No task worktree is left behind.
     assert worktrees(report) == []
 
