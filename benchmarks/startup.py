@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from benchmarks.sections import Bench
 
 COMMANDS = ("status", "list", "resolve", "watch", "report")
-SAMPLES = 7  # per command: the median of fresh processes
+SAMPLES = 7  # per command: the median of fresh processes (3 with --quick)
 TARGET_S = 0.5
 
 
@@ -49,19 +49,20 @@ async def startup_section(bench: Bench) -> None:
     from benchmarks.sections import median, seconds, spread
 
     env = bench.coord.env
-    bare = await samples([sys.executable, "-c", "pass"], env, SAMPLES)
+    count = 3 if bench.options.quick else SAMPLES
+    bare = await samples([sys.executable, "-c", "pass"], env, count)
     base = median(bare)
     bench.add("cli", "`python -c pass` (the floor every command starts from)", spread(bare))
     coord = [sys.executable, "-m", "cli.main"]
     for command in COMMANDS:
-        times = await samples([*coord, command, "--help"], env, SAMPLES)
+        times = await samples([*coord, command, "--help"], env, count)
         bench.add(
             "cli",
             f"`coord {command} --help`: start-up, and its ratio to `python -c pass`",
             f"{spread(times)}: {median(times) / base:.1f}x",
             f"< {seconds(TARGET_S)}",
         )
-    listing = await samples([*coord, "list", "--limit", "20"], env, SAMPLES)
+    listing = await samples([*coord, "list", "--limit", "20"], env, count)
     bench.add(
         "cli",
         "`coord list --limit 20` against the server (start-up, connect, one query)",
