@@ -181,3 +181,33 @@ async def test_losing_the_server_during_watch_and_run_wait_is_one_line_and_exit_
         assert len(lines) == 1, (what, err)
         assert lines[0].startswith("error: lost the Temporal server"), (what, err)
         assert "Traceback" not in err and "WARN" not in err and "\x1b" not in err, (what, err)
+
+
+async def test_the_worker_log_has_no_colour_codes_when_the_server_goes_away(
+    own_server: DevServerConfig, tmp_path: Path
+) -> None:
+    """What `coord worker --detach` writes to `.coord/worker.log`: the SDK's own warnings
+    (retries against a vanished server) as ordinary log lines, no terminal colour codes."""
+    env = client_env(own_server.server.address, own_server.server.namespace, "log-q", tmp_path)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = await asyncio.create_subprocess_exec(
+            *COORD, "worker", env=env, stdout=out, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            for _ in range(300):
+                if "worker connected" in log.read_text():
+                    break
+                await asyncio.sleep(0.1)
+            devserver.stop(own_server, grace=5.0)
+            for _ in range(300):
+                if "retried" in log.read_text():
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            worker.terminate()
+            await asyncio.wait_for(worker.wait(), 60)
+    text = log.read_text()
+    assert "worker connected" in text
+    assert "WARNING [sdk_core" in text and "retried" in text, text[-2000:]
+    assert "\x1b" not in text
