@@ -63,5 +63,5 @@ def test_cli_start_up_section(tmp_path: Path) -> None:
     for command, row in zip(
         ("status", "list", "resolve", "watch", "report"), rows[1:6], strict=True
     ):
-        assert f"`coord {command} --help`" in row and "x |" in row and "< 500 ms" in row
+        assert f"`coord {command} --help`" in row and "x), CPU " in row and "< 500 ms" in row
     assert "`coord list --limit 20` against the server" in rows[6]
