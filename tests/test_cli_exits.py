@@ -13,13 +13,17 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from cli.exit_codes import ExitCode
+from cli.render import progress_view
 from coordinator import devserver
+from coordinator.report import PHASES, PhaseState, Progress, TaskState
 from coordinator.settings import DevServerConfig, load_config
 from tests.cli_support import COORD, client_env, coord
 from tests.conftest import free_port
@@ -211,3 +215,31 @@ async def test_the_worker_log_has_no_colour_codes_when_the_server_goes_away(
     assert "worker connected" in text
     assert "WARNING [sdk_core" in text and "retried" in text, text[-2000:]
     assert "\x1b" not in text
+
+
+def test_status_shows_each_running_tasks_time_so_far() -> None:
+    now = datetime.now(UTC)
+    progress = Progress(
+        execution_id="timed",
+        plan_name="timed",
+        phases=[PhaseState(name=name) for name in PHASES],
+        tasks=[
+            TaskState(
+                id="slow", title="slow", status="running", started_at=now - timedelta(minutes=2)
+            ),
+            TaskState(
+                id="done",
+                title="done",
+                status="passed",
+                started_at=now - timedelta(seconds=75),
+                finished_at=now - timedelta(seconds=30),
+            ),
+            TaskState(id="next", title="next", status="pending"),
+        ],
+    )
+    console = Console(width=160, record=True, color_system=None)
+    console.print(progress_view(progress))
+    text = console.export_text()
+    assert "1 of 3 tasks passed" in text
+    assert "2m00s so far" in text or "2m01s so far" in text
+    assert "45s" in text
