@@ -173,3 +173,16 @@ def settled_todo(progress: Progress, human_todo: list[str]) -> list[str]:
             what = _PHASE_TODO[phase.name].format(where=where)
             todo.append(f"The {phase.name} phase did not run ({why}): {what}.")
     return todo
+
+
+def answer_text(e: Escalation) -> str:
+    """How an escalation was answered, and by whom (or its state, when nobody answered)."""
+    if e.answer is None:
+        return e.state
+    by = (
+        " by the plan's on_escalation_timeout"
+        if e.state == "timed_out"
+        else (f" by {e.answer.by}" if e.answer.by else "")
+    )
+    guidance = f" ({e.answer.guidance})" if e.answer.guidance else ""
+    return f"{e.answer.action.value}{by}{guidance}"

@@ -411,7 +411,7 @@ class ExecutionReport(BaseModel):
         if self.escalations:
             lines += ["", "### Escalations", ""]
             for e in self.escalations:
-                answer = answer_text(e)
+                answer = outcome.answer_text(e)
                 lines.append(
                     f"- `{e.id}` ({e.phase}{', task ' + e.task_id if e.task_id else ''}): "
                     f"{e.reason} → {answer}"
@@ -449,19 +449,6 @@ class ExecutionReport(BaseModel):
         if ui_url:
             lines += ["", f"Temporal UI: {ui_url}"]
         return "\n".join(lines) + "\n"
-
-
-def answer_text(e: Escalation) -> str:
-    """How an escalation was answered, and by whom (or its state, when nobody answered)."""
-    if e.answer is None:
-        return e.state
-    by = (
-        " by the plan's on_escalation_timeout"
-        if e.state == "timed_out"
-        else (f" by {e.answer.by}" if e.answer.by else "")
-    )
-    guidance = f" ({e.answer.guidance})" if e.answer.guidance else ""
-    return f"{e.answer.action.value}{by}{guidance}"
 
 
 def handoff_lines(h: HandoffState) -> list[str]:
