@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) jail
 
 # bubblewrap, the jail plan commands run in, and slirp4netns, its network without the host's
-# loopback (README: "Security model"): installed when missing and possible (Debian/Ubuntu as
+# loopback (docs/security.md): installed when missing and possible (Debian/Ubuntu as
 # root); without them the worker runs commands unjailed, or jailed on the host's network, and says so.
 jail:
 	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \

@@ -238,7 +238,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
         names = ", ".join(missing)
         raise ConfigError(
             f"search attributes {names} are not registered in namespace {namespace} and "
-            f"could not be registered ({err.message}); see the README, 'Another Temporal server'"
+            f"could not be registered ({err.message}); see docs/configuration.md"
         ) from err
     log.info("registered search attributes %s in namespace %s", ", ".join(missing), namespace)
 

@@ -249,7 +249,7 @@ class Plan(StrictModel):
     # A JSON status file in the workspace (true: .coord/execution/<execution id>.json).
     status_file: bool | NonEmpty = False
     # Setup, gates and specialists in the bubblewrap jail: where the worker has it (auto),
-    # or never start without it (required), or never (off). README: "Security model".
+    # or never start without it (required), or never (off). docs/security.md.
     confine: Confine = "auto"
     # Set by the plan readers, not written by hand: the plan file this plan was read from
     # (a tasks.md, a tasks.json) and how to tick each task back in it when it passes.
