@@ -9,7 +9,6 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.claude.tools import permissions_for
 from activities.heartbeat import heartbeating
 from activities.jail import worker_jail
 from coordinator.execution import (
@@ -20,6 +19,7 @@ from coordinator.execution import (
 )
 from coordinator.plan import Plan, local_path
 from coordinator.specialists import load_registry
+from coordinator.tool_rules import permissions_for
 from coordinator.validation import validate_plan
 
 
