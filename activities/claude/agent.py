@@ -46,15 +46,14 @@ from activities.claude.tools import (
     tool_definitions,
 )
 from activities.claude.transcript import Resumed, Transcript
+from activities.command_runner import environment_for, jail_for
 from activities.command_specialist import SPECIALIST_SLOT
 from activities.jail import (
-    JailUnavailableError,
     Sandbox,
     make_private_tmp,
     remove_private_tmp,
-    sandbox_for,
 )
-from activities.process import MissingVariableError, command_env, safe_name
+from activities.process import safe_name
 from coordinator.claude import (
     DEFAULT_MAX_TURNS,
     AgentAttempt,
@@ -215,22 +214,9 @@ class ClaudeSpecialistActivities:
     ) -> tuple[dict[str, str], Sandbox]:
         """What the bash tool's commands run with: the plan's prepared environment, env and
         env_from without the worker's secrets, in the plan's jail."""
-        try:
-            bash_env = command_env(request.environment)
-        except MissingVariableError as err:
-            raise ApplicationError(
-                f"{where}: {err}", type="MissingVariable", non_retryable=True
-            ) from err
+        bash_env = environment_for(where, request.environment)
         bash_env = {k: v for k, v in bash_env.items() if k not in self.settings.secret_env}
-        try:
-            sandbox = sandbox_for(
-                cwd, request.environment, bash_env, readable=request.context_paths
-            )
-        except JailUnavailableError as err:
-            raise ApplicationError(
-                f"{where}: {err}", type="JailUnavailable", non_retryable=True
-            ) from err
-        return bash_env, sandbox
+        return bash_env, jail_for(where, cwd, request.environment, bash_env, request.context_paths)
 
 
 def _load_definition(request: SpecialistRequest, where: str) -> Specialist:
