@@ -268,21 +268,7 @@ class EditorTool:
                 f"Invalid `view_range`: its first element `{start}` should be within the range "
                 f"of lines of the file: [1, {total}]"
             )
-        notes: list[str] = []
-        wanted_end = total if end is None else min(end, total)
-        if last < wanted_end:
-            more_end = min(total, last + max(1, last - start + 1))
-            why = (
-                f"the file is large ({size:,} bytes)"
-                if size > self.max_file_bytes
-                else f"a view shows at most {budget:,} characters"
-            )
-            notes.append(
-                f"[showing lines {start}-{last} of {total}; {why}: use view_range, e.g. "
-                f"[{last + 1}, {more_end}], to see more]"
-            )
-        elif ranged and end is not None and end > total:
-            notes.append(f"[the file has {total} lines]")
+        notes = self._view_notes(size, start, end, last, total, ranged=ranged)
         if undecodable:
             notes.append("[the file is not valid UTF-8: undecodable bytes are shown as \ufffd]")
         content = f"Here's the result of running `cat -n` on {shown}:\n" + "\n".join(lines)
@@ -291,6 +277,26 @@ class EditorTool:
         return ToolResult(content=content)
 
     # --- changes ---
+
+    def _view_notes(
+        self, size: int, start: int, end: int | None, last: int, total: int, *, ranged: bool
+    ) -> list[str]:
+        """What a view says under the lines: how to see more, or how long the file is."""
+        wanted_end = total if end is None else min(end, total)
+        if last < wanted_end:
+            more_end = min(total, last + max(1, last - start + 1))
+            why = (
+                f"the file is large ({size:,} bytes)"
+                if size > self.max_file_bytes
+                else f"a view shows at most {self.max_view_chars:,} characters"
+            )
+            return [
+                f"[showing lines {start}-{last} of {total}; {why}: use view_range, e.g. "
+                f"[{last + 1}, {more_end}], to see more]"
+            ]
+        if ranged and end is not None and end > total:
+            return [f"[the file has {total} lines]"]
+        return []
 
     def _create(self, data: Mapping[str, Any], shown: str) -> ToolResult:
         file_text = required_str(data, "file_text", "for command `create` (the file's content)")
