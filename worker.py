@@ -11,6 +11,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -42,16 +43,11 @@ from activities.plan_check import check_plan
 from activities.process import hide_secrets_from_children
 from activities.workspace import WorkspaceActivities
 from activities.worktrees import WorktreeActivities
+from cli.temporal_client import TemporalUnreachableError, connect, resolve_client_settings
 from coordinator.claude import ClaudeSettings
 from coordinator.environment import WorkerConfine
 from coordinator.hosts import DEFAULT_HOST_GRACE_S, HostSettings, default_host_id, host_queue
-from coordinator.settings import (
-    ClientSettings,
-    ConfigError,
-    TemporalUnreachableError,
-    connect,
-    resolve_client_settings,
-)
+from coordinator.settings import ClientSettings, ConfigError
 from workflows import search_attributes as sa
 from workflows.execution import ExecutionWorkflow
 from workflows.implementation_phase import ImplementationPhaseWorkflow
@@ -160,8 +156,10 @@ def build_worker(
     branches are published beside the workspaces. `confine` is the jail setting of this
     process (None: COORD_CONFINE, else auto); the worker says once which jail it has."""
     announce_jail(configure(confine) if confine is not None else worker_jail())
+    root = workspace_root.expanduser().resolve()
+    host_id = host_id or default_host_id(root, socket.gethostname())
     host = HostSettings(
-        host_queue=host_queue(task_queue, host_id or default_host_id(workspace_root)),
+        host_queue=host_queue(task_queue, host_id),
         shared_root=shared_root or workspace_root.parent / "shared",
         grace_s=host_grace_s,
         publish_to_remote=publish_to_remote,

@@ -14,16 +14,8 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.jail import JailUnavailableError, sandbox_for
-from activities.process import (
-    CommandNotStartedError,
-    MissingVariableError,
-    ProcessOutcome,
-    command_env,
-    retry_suffix,
-    run_shell,
-    safe_name,
-)
+from activities.command_runner import CommandSpec, command_context, run_command
+from activities.process import ProcessOutcome, retry_suffix, safe_name
 from coordinator.work import SUMMARY_CHARS, SpecialistRequest, SpecialistResult
 
 # In a task's artifacts: the process groups of its specialist's commands (process_groups.py).
@@ -96,43 +88,24 @@ class CommandSpecialistActivities:
                 type="SpecialistMisconfigured",
                 non_retryable=True,
             )
-        cwd = Path(request.cwd)
-        if not cwd.is_dir():
-            raise ApplicationError(
-                f"{where}: worktree {cwd} does not exist on this worker",
-                type="WorkspaceMissing",
-                non_retryable=True,
-            )
-        try:
-            env = command_env(request.environment, task_env(request))
-        except MissingVariableError as err:
-            # Another worker may have it: retryable.
-            raise ApplicationError(f"{where}: {err}", type="MissingVariable") from err
-        try:
-            sandbox = sandbox_for(cwd, request.environment, env, readable=request.context_paths)
-        except JailUnavailableError as err:
-            raise ApplicationError(
-                f"{where}: {err}", type="JailUnavailable", non_retryable=True
-            ) from err
-        log_path = self.log_path(request)
+        spec = CommandSpec(
+            what=where,
+            command=request.command,
+            cwd=Path(request.cwd),
+            place="worktree",
+            environment=request.environment,
+            extra_env=task_env(request),
+            stdin=request.task_prompt,
+            readable=request.context_paths,
+            timeout=request.timeout_s,
+            log_path=self.log_path(request),
+            # Every specialist of the task, attempt after attempt, one at a time.
+            slot=self.task_dir(request) / SPECIALIST_SLOT,
+            not_started="SpecialistNotStarted",
+        )
+        context = command_context(spec)
         activity.logger.info("%s attempt %d: %s", where, request.attempt, request.command)
-        try:
-            outcome = await run_shell(
-                request.command,
-                cwd=cwd,
-                env=env,
-                stdin=request.task_prompt,
-                timeout=request.timeout_s,
-                log_path=log_path,
-                heartbeat_details=(where, str(log_path)),
-                sandbox=sandbox,
-                # Every specialist of the task, attempt after attempt, one at a time.
-                slot=self.task_dir(request) / SPECIALIST_SLOT,
-            )
-        except CommandNotStartedError as err:
-            raise ApplicationError(
-                f"{where}: {err}", type="SpecialistNotStarted", non_retryable=err.permanent
-            ) from err
+        outcome = await run_command(spec, context)
         return SpecialistResult(
             task_id=request.task_id,
             specialist=request.specialist,

@@ -21,17 +21,10 @@ from pathlib import Path, PurePosixPath
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.command_runner import CommandSpec, command_context, require_folder, run_command
 from activities.git import GitError, git, repo_lock
 from activities.heartbeat import heartbeating
-from activities.jail import JailUnavailableError, sandbox_for
-from activities.process import (
-    CommandNotStartedError,
-    MissingVariableError,
-    command_env,
-    retry_suffix,
-    run_shell,
-    safe_name,
-)
+from activities.process import retry_suffix, safe_name
 from coordinator.branches import artifacts_dir
 from coordinator.environment import CommandEnvironment, context_copy_names, context_problem
 from coordinator.execution import (
@@ -139,12 +132,7 @@ class EnvironmentActivities:
         """Every setup command again in a task's new worktree (`setup_per_worktree`); nothing
         when this worktree was set up before, so later attempts keep their environment."""
         wt = Path(request.worktree)
-        if not wt.is_dir():
-            raise ApplicationError(
-                f"setup for {request.scope}: worktree {wt} does not exist on this worker",
-                type="WorkspaceMissing",
-                non_retryable=True,
-            )
+        require_folder(f"setup for {request.scope}", wt, "worktree")
         marker = Path(await _git_out(wt, "rev-parse", "--absolute-git-dir")) / SETUP_MARKER
         if marker.exists():
             return WorktreeSetupResult(ran=False)
@@ -177,41 +165,23 @@ async def _run_setup(
     scope: str,
 ) -> SetupCommandResult:
     what = f"setup command {command.name!r}"
-    if not cwd.is_dir():
-        raise ApplicationError(
-            f"{what}: {cwd} does not exist on this worker",
-            type="WorkspaceMissing",
-            non_retryable=True,
-        )
-    try:
-        env = command_env(environment, {"COORD_WORKSPACE": str(cwd)})
-    except MissingVariableError as err:
-        raise ApplicationError(f"{what}: {err}", type="MissingVariable") from err
-    try:
-        sandbox = sandbox_for(cwd, environment, env)
-    except JailUnavailableError as err:
-        raise ApplicationError(
-            f"{what}: {err}", type="JailUnavailable", non_retryable=True
-        ) from err
+    spec = CommandSpec(
+        what=what,
+        command=command.run,
+        cwd=cwd,
+        place="folder",
+        environment=environment,
+        extra_env={"COORD_WORKSPACE": str(cwd)},
+        timeout=command.timeout,
+        log_path=log_path,
+        # The runs of this command in this place, one at a time.
+        slot=log_path.parent / ".processes" / f"{safe_name(command.name)}-{safe_name(scope)}",
+        not_started="SetupNotStarted",
+    )
+    context = command_context(spec)
     was_clean = not await _tracked_changes(cwd)
     activity.logger.info("%s (%s): %s", what, scope, command.run)
-    try:
-        outcome = await run_shell(
-            command.run,
-            cwd=cwd,
-            env=env,
-            stdin=None,
-            timeout=command.timeout,
-            log_path=log_path,
-            heartbeat_details=(what, str(log_path)),
-            sandbox=sandbox,
-            # The runs of this command in this place, one at a time.
-            slot=log_path.parent / ".processes" / f"{safe_name(command.name)}-{safe_name(scope)}",
-        )
-    except CommandNotStartedError as err:
-        raise ApplicationError(
-            f"{what}: {err}", type="SetupNotStarted", non_retryable=err.permanent
-        ) from err
+    outcome = await run_command(spec, context)
     restored = await _put_back_tracked_files(cwd, log_path) if was_clean else []
     if outcome.timed_out or outcome.exit_code != 0:
         why = (

@@ -5,17 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.jail import JailUnavailableError, sandbox_for
-from activities.process import (
-    CommandNotStartedError,
-    MissingVariableError,
-    command_env,
-    retry_suffix,
-    run_shell,
-    safe_name,
-)
+from activities.command_runner import CommandSpec, command_context, run_command
+from activities.process import retry_suffix, safe_name
 from coordinator.work import GateRequest, GateResult
 
 
@@ -40,45 +32,24 @@ class GateActivities:
         """A failing gate is a result (`passed` False), never an exception: the workflow
         decides what follows. Exceptions are for a gate that could not run at all."""
         gate = request.gate
-        cwd = Path(request.cwd)
-        if not cwd.is_dir():
-            raise ApplicationError(
-                f"gate {gate.name!r}: working directory {cwd} does not exist on this worker",
-                type="WorkspaceMissing",
-                non_retryable=True,
-            )
-        try:
-            env = command_env(request.environment, request.env)
-        except MissingVariableError as err:
-            # Another worker may have it: retryable.
-            raise ApplicationError(f"gate {gate.name!r}: {err}", type="MissingVariable") from err
-        try:
-            sandbox = sandbox_for(cwd, request.environment, env)
-        except JailUnavailableError as err:
-            raise ApplicationError(
-                f"gate {gate.name!r}: {err}", type="JailUnavailable", non_retryable=True
-            ) from err
-        log_path = self.log_path(request)
+        spec = CommandSpec(
+            what=f"gate {gate.name!r}",
+            heartbeat=f"gate {gate.name}",
+            command=gate.run,
+            cwd=Path(request.cwd),
+            environment=request.environment,
+            extra_env=request.env,
+            timeout=gate.timeout,
+            log_path=self.log_path(request),
+            # The runs of this gate at this level and scope, one at a time.
+            slot=self.gates_dir(request) / ".processes" / self.gate_id(request),
+            not_started="GateNotStarted",
+        )
+        context = command_context(spec)
         activity.logger.info(
             "gate %s (%s %s): %s", gate.name, request.level, request.scope, gate.run
         )
-        try:
-            outcome = await run_shell(
-                gate.run,
-                cwd=cwd,
-                env=env,
-                stdin=None,
-                timeout=gate.timeout,
-                log_path=log_path,
-                heartbeat_details=(f"gate {gate.name}", str(log_path)),
-                sandbox=sandbox,
-                # The runs of this gate at this level and scope, one at a time.
-                slot=self.gates_dir(request) / ".processes" / self.gate_id(request),
-            )
-        except CommandNotStartedError as err:
-            raise ApplicationError(
-                f"gate {gate.name!r}: {err}", type="GateNotStarted", non_retryable=err.permanent
-            ) from err
+        outcome = await run_command(spec, context)
         passed = outcome.exit_code == 0 and not (
             gate.expect == "empty_output" and outcome.visible_output
         )

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.claude.tools import permissions_for
 from activities.claude_code import checks as claude_code
 from activities.heartbeat import heartbeating
 from activities.jail import worker_jail
@@ -21,6 +20,7 @@ from coordinator.execution import (
 )
 from coordinator.plan import Plan, local_path
 from coordinator.specialists import load_registry
+from coordinator.tool_rules import permissions_for
 from coordinator.validation import validate_plan
 
 

@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import sections
+from benchmarks.bench import CHAIN_50, LAYERS_8X8, LAYERS_20X50, Bench, Options, Row, Shape, shape
 from benchmarks.infra import ROOT, Coord, DevServer, Workers, machine_facts, make_repo, process_env
-from benchmarks.sections import Bench, Options, Row, Shape
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
@@ -37,7 +37,7 @@ def parse_shape(text: str) -> Shape:
         ) from None
     if count < 1 or width < 1:
         raise argparse.ArgumentTypeError(f"'{text}': layers and width must be at least 1")
-    return sections.shape(count, width)
+    return shape(count, width)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -96,9 +96,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     if args.shape is None:
-        args.shape = [sections.CHAIN_50, sections.LAYERS_8X8]
+        args.shape = [CHAIN_50, LAYERS_8X8]
         if not args.quick:
-            args.shape.append(sections.LAYERS_20X50)
+            args.shape.append(LAYERS_20X50)
     return args
 
 

@@ -30,8 +30,8 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from coordinator import devserver
-from coordinator.settings import load_config
+from cli import devserver
+from cli.config_file import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "default"

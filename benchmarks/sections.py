@@ -12,7 +12,6 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,17 @@ from temporalio.worker import Worker
 
 from benchmarks import plan_scale
 from benchmarks.bare import BARE_WORKFLOW, BareDagWorkflow, DagInput, asyncio_dag, noop
+from benchmarks.bench import (
+    LAYERS_8X8,
+    LAYERS_20X50,
+    MAX_PARALLEL,
+    Bench,
+    Shape,
+    timeout_for,
+)
 from benchmarks.infra import (
     BenchError,
-    Coord,
     ExecutionRun,
-    WorkerProcess,
-    Workers,
     first_activity_start_after,
     longest_heartbeat_timeout,
     shell_plan,
@@ -36,93 +40,7 @@ from benchmarks.soak import soak_section
 from benchmarks.startup import startup_section
 
 BARE_TASK_QUEUE = "coord-bench-bare"
-MAX_PARALLEL = 8
 WARN_EVENTS = 10_240  # Temporal warns about a workflow's history at this many events
-
-
-def layers(count: int, width: int) -> list[list[str]]:
-    return [[f"t{n}-{i}" for i in range(width)] for n in range(count)]
-
-
-@dataclass(frozen=True)
-class Shape:
-    label: str
-    slug: str  # for execution ids
-    layers: list[list[str]]
-
-    @property
-    def tasks(self) -> int:
-        return sum(len(layer) for layer in self.layers)
-
-
-def shape(count: int, width: int) -> Shape:
-    if width == 1:
-        return Shape(f"chain of {count}", f"chain{count}", layers(count, 1))
-    return Shape(f"{count} layers x {width}", f"{count}x{width}", layers(count, width))
-
-
-CHAIN_50 = shape(50, 1)
-LAYERS_8X8 = shape(8, 8)
-LAYERS_20X50 = shape(20, 50)  # 1,000 tasks
-
-
-@dataclass
-class Row:
-    section: str
-    measurement: str
-    result: str
-    target: str = ""
-
-
-@dataclass
-class Options:
-    quick: bool
-    repeat: int
-    shapes: list[Shape]
-    memory_timeout: float
-
-
-@dataclass
-class Bench:
-    """What every section shares: the server's client, the worker processes, the results."""
-
-    client: Client
-    workers: Workers
-    worker: WorkerProcess
-    coord: Coord
-    repo: Path
-    scratch: Path
-    options: Options
-    rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
-    # Completed no-op executions by shape label: the history section reads them.
-    noop_runs: dict[str, list[ExecutionRun]] = field(default_factory=lambda: defaultdict(list))
-
-    def add(self, section: str, measurement: str, result: str, target: str = "") -> None:
-        self.rows[section].append(Row(section, measurement, result, target))
-        print(f"  {section}: {measurement}: {result}", flush=True)
-
-    def execution_id(self, kind: str) -> str:
-        return f"bench-{kind}-{secrets.token_hex(3)}"
-
-    async def run_noop(self, s: Shape) -> ExecutionRun:
-        plan = shell_plan(f"bench-{s.slug}", s.layers, "true", self.repo, max_parallel=MAX_PARALLEL)
-        run = await self.coord.run(plan, self.execution_id(s.slug), timeout=timeout_for(s.tasks))
-        if run.ok:
-            self.noop_runs[s.label].append(run)
-        return run
-
-    async def replace_worker(self, *, kill: bool = False) -> WorkerProcess:
-        if kill:
-            self.workers.kill(self.worker)
-        else:
-            self.workers.stop(self.worker)
-        self.worker = await self.workers.start()
-        return self.worker
-
-
-def timeout_for(tasks: int) -> float:
-    """Generous: a run this slow is a finding in itself, reported as such."""
-    return 120.0 + 3.0 * tasks
 
 
 # --------------------------------------------------------------------------- formatting

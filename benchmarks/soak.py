@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
 
+from benchmarks.bench import Bench
 from benchmarks.infra import shell_plan
-
-if TYPE_CHECKING:
-    from benchmarks.sections import Bench
 
 RUNS = 50
 QUICK_RUNS = 10

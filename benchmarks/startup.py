@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from benchmarks.infra import ROOT
 
 if TYPE_CHECKING:
-    from benchmarks.sections import Bench
+    from benchmarks.bench import Bench
 
 COMMANDS = ("status", "list", "resolve", "watch", "report")
 SAMPLES = 7  # per command: the median of fresh processes (3 with --quick)

@@ -15,15 +15,10 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli.config_file import load_config
 from cli.exit_codes import ExitCode
-from coordinator.settings import (
-    ClientSettings,
-    ConfigError,
-    DevServerConfig,
-    TemporalUnreachableError,
-    load_config,
-    resolve_client_settings,
-)
+from cli.temporal_client import TemporalUnreachableError, resolve_client_settings
+from coordinator.settings import ClientSettings, ConfigError, DevServerConfig
 
 AddressOption = typer.Option(
     None,

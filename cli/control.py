@@ -36,9 +36,9 @@ from cli.common import (
 from cli.exit_codes import ExitCode
 from cli.follow import query_progress
 from cli.render import clean
+from cli.temporal_client import connect
 from coordinator.escalation import Action, Approval, ApprovalAnswer, Escalation, Resolution
 from coordinator.report import Progress
-from coordinator.settings import connect
 
 R = TypeVar("R", bound=BaseModel)
 

@@ -22,8 +22,9 @@ from cli.common import (
 from cli.exit_codes import ExitCode
 from cli.follow import finish, follow, is_closed, is_waiting, query_progress, report_handle
 from cli.render import progress_view, waiting_text
+from cli.temporal_client import connect
 from coordinator.report import ExecutionStatus
-from coordinator.settings import connect, execution_ui_url
+from coordinator.settings import execution_ui_url
 from workflows import search_attributes as sa
 
 

@@ -28,6 +28,7 @@ from cli.common import (
 from cli.exit_codes import ExitCode
 from cli.follow import finish, follow, report_handle
 from cli.plans import TagOption, validate_input
+from cli.temporal_client import connect
 from coordinator.checkboxes import item_texts
 from coordinator.execution import (
     ExecutionInput,
@@ -37,7 +38,7 @@ from coordinator.execution import (
 from coordinator.issue_plans import untrusted_settings
 from coordinator.plan import GithubHandoff, Plan
 from coordinator.report import ExecutionReport
-from coordinator.settings import connect, execution_ui_url
+from coordinator.settings import execution_ui_url
 from coordinator.validation import (
     ValidationResult,
     format_problems,

@@ -8,9 +8,10 @@ from typing import NoReturn
 
 import typer
 
-from coordinator import devserver
-from coordinator.devserver import DevServerError, ServerHandle, ServerOverrides
-from coordinator.settings import ConfigError, DevServerConfig, load_config
+from cli import devserver
+from cli.config_file import load_config
+from cli.devserver import DevServerError, ServerHandle, ServerOverrides
+from coordinator.settings import ConfigError, DevServerConfig
 
 server_app = typer.Typer(
     help="Run the embedded Temporal dev server (settings in temporal-dev.yaml). "

@@ -1,5 +1,5 @@
 """`coord worker --detach` / `coord worker stop`: a worker process in the background, with the
-same pid/log/stop machinery as `coord server` (coordinator.processes).
+same pid/log/stop machinery as `coord server` (cli.processes).
 
 Typical use in the worker command:
 
@@ -24,7 +24,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from coordinator.processes import (
+from cli.processes import (
     AlreadyRunningError,
     ProcessError,
     ProcessRecord,
@@ -34,7 +34,8 @@ from coordinator.processes import (
     start_detached,
     stop_detached,
 )
-from coordinator.settings import ClientSettings, connect
+from cli.temporal_client import connect
+from coordinator.settings import ClientSettings
 
 __all__ = [
     "WORKER_NAME",

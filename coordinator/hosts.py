@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -45,10 +44,11 @@ class HostSettings(BaseModel):
     publish_to_remote: bool = True
 
 
-def default_host_id(workspace_root: Path, hostname: str | None = None) -> str:
-    """`<hostname>-<8 hex digits of the workspace root>`: stable across restarts."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", hostname or socket.gethostname()).strip("-.")
-    digest = hashlib.sha256(str(workspace_root.expanduser().resolve()).encode()).hexdigest()
+def default_host_id(workspace_root: Path, hostname: str) -> str:
+    """`<hostname>-<8 hex digits of the workspace root>`: stable across restarts. The caller
+    passes the machine's host name and the root as an absolute, resolved path."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", hostname).strip("-.")
+    digest = hashlib.sha256(str(workspace_root).encode()).hexdigest()
     return f"{name or 'host'}-{digest[:8]}"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import posixpath
 import re
-import socket
 from urllib.parse import urlsplit
 
 from coordinator.escalation import Approval, Escalation
@@ -89,13 +88,36 @@ def _local_address(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        try:  # the shorthands a browser and the C library accept: 127.1, 0, 2130706433
-            address = ipaddress.ip_address(socket.inet_aton(host))
-        except OSError:
+        shorthand = _ipv4_shorthand(host)
+        if shorthand is None:
             return False  # a name
+        address = shorthand
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return address.is_loopback or address.is_unspecified or address.is_link_local
+
+
+_IPV4_PART = re.compile(r"0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*")
+
+
+def _ipv4_shorthand(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 spellings a browser and the C library's inet_aton accept besides a.b.c.d:
+    127.1, 0, 2130706433, 0x7f.1, 0177.0.0.1 (1-4 parts in decimal, octal or hex, the last
+    filling the bytes left). None when `host` is not one of them."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_IPV4_PART.fullmatch(part) for part in parts):
+        return None
+    values = [
+        int(part[2:], 16) if part[:2].lower() == "0x" else int(part, 8 if part[0] == "0" else 10)
+        for part in parts
+    ]
+    *head, last = values
+    if any(value > 255 for value in head) or last >= 256 ** (4 - len(head)):
+        return None
+    number = 0
+    for value in head:
+        number = number * 256 + value
+    return ipaddress.IPv4Address(number * 256 ** (4 - len(head)) + last)
 
 
 def _local_links(text: str) -> str:

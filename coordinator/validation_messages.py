@@ -72,23 +72,9 @@ def pydantic_message(err: Any, loc: PathKey) -> str:
     value = err.get("input")
     got = f", got {_describe(value)}"
     if kind == "missing":
-        if loc == ("repository",):
-            return (
-                "field required: the plan names no repository to work on; give one with "
-                "`--repo PATH`, a `repository:` setting, or put the plan in a git repository "
-                "(`coord run` then uses that one)"
-            )
-        return "field required"
+        return _missing(loc)
     if kind == "extra_forbidden":
-        name = str(loc[-1]) if loc else ""
-        model = _model_at(loc)
-        known = list(model.model_fields) if model is not None else []
-        close = difflib.get_close_matches(name, known, n=1)
-        if close:
-            return f"unknown field '{name}' (did you mean '{close[0]}'?)"
-        if known:
-            return f"unknown field '{name}'; known fields: {', '.join(known)}"
-        return f"unknown field '{name}'"
+        return _unknown_field(loc)
     if kind == "string_type":
         quote = " (put it in quotes)" if isinstance(value, int | float | bool) else ""
         return f"must be a string{got}{quote}"
@@ -99,19 +85,7 @@ def pydantic_message(err: Any, loc: PathKey) -> str:
     if kind == "string_too_long":
         return f"must be at most {ctx.get('max_length')} characters{got}"
     if kind == "string_pattern_mismatch":
-        pattern = ctx.get("pattern")
-        if pattern == _TASK_ID_PATTERN:
-            return (
-                "must be lowercase letters, digits, '.', '_' or '-', "
-                f"starting with a letter or digit{got}"
-            )
-        if pattern == _GITHUB_REPO_PATTERN:
-            return f"must look like 'owner/name'{got}"
-        if pattern == WEBHOOK_URL_PATTERN:
-            return f"must be an http:// or https:// URL{got}"
-        if pattern == ENV_NAME_PATTERN:
-            return f"must be an environment variable name{got}"
-        return f"must match {pattern}{got}"
+        return _pattern_mismatch(ctx.get("pattern"), got)
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"must be an integer{got}"
     if kind == "greater_than":
@@ -139,3 +113,40 @@ def pydantic_message(err: Any, loc: PathKey) -> str:
 
 
 __all__ = ["pydantic_message"]
+
+
+def _missing(loc: PathKey) -> str:
+    if loc == ("repository",):
+        return (
+            "field required: the plan names no repository to work on; give one with "
+            "`--repo PATH`, a `repository:` setting, or put the plan in a git repository "
+            "(`coord run` then uses that one)"
+        )
+    return "field required"
+
+
+def _unknown_field(loc: PathKey) -> str:
+    name = str(loc[-1]) if loc else ""
+    model = _model_at(loc)
+    known = list(model.model_fields) if model is not None else []
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"unknown field '{name}' (did you mean '{close[0]}'?)"
+    if known:
+        return f"unknown field '{name}'; known fields: {', '.join(known)}"
+    return f"unknown field '{name}'"
+
+
+def _pattern_mismatch(pattern: object, got: str) -> str:
+    if pattern == _TASK_ID_PATTERN:
+        return (
+            "must be lowercase letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit{got}"
+        )
+    if pattern == _GITHUB_REPO_PATTERN:
+        return f"must look like 'owner/name'{got}"
+    if pattern == WEBHOOK_URL_PATTERN:
+        return f"must be an http:// or https:// URL{got}"
+    if pattern == ENV_NAME_PATTERN:
+        return f"must be an environment variable name{got}"
+    return f"must match {pattern}{got}"

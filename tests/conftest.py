@@ -20,8 +20,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from coordinator.devserver import temporal_binary, test_server_binary
-from coordinator.settings import connect, resolve_client_settings
+from cli.devserver import temporal_binary, test_server_binary
+from cli.temporal_client import connect, resolve_client_settings
 from tests.cli_support import client_env
 from tests.engine_support import running_worker
 from tests.jail_support import MODES, use_mode

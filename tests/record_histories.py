@@ -57,7 +57,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from coordinator.devserver import temporal_binary
+from cli.devserver import temporal_binary
 from coordinator.escalation import Action, ApprovalAnswer, Escalation, Resolution
 from coordinator.execution import build_execution_input
 from coordinator.report import ExecutionReport, Progress

@@ -20,11 +20,12 @@ import pytest
 from rich.console import Console
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from cli import devserver
+from cli.config_file import load_config
 from cli.exit_codes import ExitCode
 from cli.render import progress_view
-from coordinator import devserver
 from coordinator.report import PHASES, PhaseState, Progress, TaskState
-from coordinator.settings import DevServerConfig, load_config
+from coordinator.settings import DevServerConfig
 from tests.cli_support import COORD, client_env, coord
 from tests.conftest import free_port
 from tests.engine_support import make_repo, shell_task, write_plan

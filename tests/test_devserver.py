@@ -24,17 +24,13 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli import devserver, processes
+from cli.config_file import load_config
+from cli.devserver import DevServerError, ServerOverrides, build_command
+from cli.processes import AlreadyRunningError, ProcessError
+from cli.temporal_client import TemporalUnreachableError, connect, resolve_client_settings
 from cli.worker_process import running_worker, start_worker, stop_worker
-from coordinator import devserver, processes
-from coordinator.devserver import DevServerError, ServerOverrides, build_command
-from coordinator.processes import AlreadyRunningError, ProcessError
-from coordinator.settings import (
-    DevServerConfig,
-    TemporalUnreachableError,
-    connect,
-    load_config,
-    resolve_client_settings,
-)
+from coordinator.settings import DevServerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 # `coord` as the lead mounts it: `app.add_typer(server_app, name="server")`.
@@ -379,7 +375,7 @@ def test_stale_or_recycled_pid_files_are_ignored(tmp_path: Path) -> None:
 
 
 def test_dev_server_config_defaults_need_no_file() -> None:
-    assert DevServerConfig.defaults().server.address == "127.0.0.1:7233"
+    assert DevServerConfig.defaults(Path.cwd()).server.address == "127.0.0.1:7233"
 
 
 async def test_server_answers_works_inside_an_event_loop() -> None:

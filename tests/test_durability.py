@@ -23,10 +23,13 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from coordinator import devserver, visibility
+from cli import devserver
+from cli.config_file import load_config
+from cli.temporal_client import connect, resolve_client_settings
+from coordinator import visibility
 from coordinator.branches import task_worktree_path
 from coordinator.escalation import Action, Escalation, Resolution
-from coordinator.settings import DevServerConfig, connect, load_config, resolve_client_settings
+from coordinator.settings import DevServerConfig
 from tests.cli_support import client_env
 from tests.conftest import NAMESPACE, ROOT, free_port
 from tests.engine_support import (

@@ -14,7 +14,8 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.github import GithubActivities, rate_limit_wait
+from activities.github import GithubActivities
+from activities.github_client import rate_limit_wait
 from activities.notify import NotifyActivities
 from coordinator.handoff import (
     GithubAccessRequest,

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,10 +22,11 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
+from cli.temporal_client import resolve_client_settings
 from cli.worker_process import worker_polls
 from coordinator.hosts import DEFAULT_HOST_GRACE_S, default_host_id, host_queue
 from coordinator.report import ExecutionReport
-from coordinator.settings import ConfigError, resolve_client_settings
+from coordinator.settings import ConfigError
 from tests.engine_support import branch_log, git, make_repo, shell_task, start, write_plan
 from tests.test_durability import QUICK, Workers, alive, until, worker_env
 from workflows.execution import ExecutionWorkflow
@@ -182,7 +184,8 @@ async def test_executions_run_on_their_host_and_move_when_it_dies(
             "COORD_HOST_GRACE": str(GRACE),
         }
         # Not set: derived from the hostname and the workspace root, as by default.
-        queues[name] = host_queue(task_queue, default_host_id(root / "workspaces"))
+        workspaces = (root / "workspaces").resolve()
+        queues[name] = host_queue(task_queue, default_host_id(workspaces, socket.gethostname()))
     assert queues["a"] != queues["b"]
     workers = {name: Workers(envs[name], tmp_path / f"machine-{name}") for name in envs}
     for name in envs:

@@ -31,10 +31,11 @@ from activities.jail import (
 )
 from activities.plan_check import check_plan
 from activities.process import command_env
+from cli.temporal_client import resolve_client_settings
 from coordinator.environment import CommandEnvironment
 from coordinator.execution import PlanCheckInput
 from coordinator.plan import Plan
-from coordinator.settings import ConfigError, resolve_client_settings
+from coordinator.settings import ConfigError
 from coordinator.validation import validate_plan_file
 from coordinator.work import SpecialistRequest, SpecialistResult
 from tests.engine_support import git, make_repo, running_worker, shell_task, start, write_plan

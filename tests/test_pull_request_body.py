@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+
 from coordinator.escalation import Action, Approval, ApprovalAnswer, Escalation, Resolution
 from coordinator.handoff import HandoffState, PullRequestRef
-from coordinator.pull_request import pull_request_body, reachable
+from coordinator.pull_request import _ipv4_shorthand, pull_request_body, reachable
 from coordinator.report import (
     ExecutionReport,
     GateSummary,
@@ -163,3 +166,16 @@ def test_every_spelling_of_this_machine_is_a_local_link() -> None:
     for link in local[:4]:
         assert link not in body, link
     assert "https://ci.example/run/1" in body
+
+
+def test_ipv4_shorthands_read_as_the_c_library_reads_them() -> None:
+    """The core parses 127.1, 0x7f.1, 2130706433 itself (no socket module): as inet_aton."""
+    spellings = ["127.1", "0", "00", "2130706433", "0x7f.1", "0177.0.0.1", "1.2.65535"]
+    spellings += ["1.0xffffff", "0X7F000001", "256.1", "1.2.3.4.5", "0x", "08", "1..2", "a.b"]
+    spellings += ["1.2.65536", "4294967296", "127.0.0.1."]
+    for host in spellings:
+        try:
+            expected: ipaddress.IPv4Address | None = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            expected = None
+        assert _ipv4_shorthand(host) == expected, host

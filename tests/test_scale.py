@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from coordinator.devserver import temporal_binary
+from cli.devserver import temporal_binary
 from coordinator.escalation import Action, ApprovalAnswer, Escalation, Resolution
 from tests.engine_support import (
     branch_log,

@@ -9,18 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.settings import (
-    PROJECT_CONFIG,
-    ClientSettings,
-    ConfigError,
-    DevServerConfig,
-    TemporalUnreachableError,
-    connect,
-    execution_ui_url,
-    find_config,
-    load_config,
-    resolve_client_settings,
-)
+from cli.config_file import PROJECT_CONFIG, find_config, load_config
+from cli.temporal_client import TemporalUnreachableError, connect, resolve_client_settings
+from coordinator.settings import ClientSettings, ConfigError, DevServerConfig, execution_ui_url
 
 YAML = """\
 server:
@@ -104,7 +95,7 @@ def test_missing_sections_take_defaults_and_null_db_means_in_memory(tmp_path: Pa
 
 
 def test_no_file_anywhere_gives_defaults_relative_to_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("coordinator.settings.PROJECT_CONFIG", Path("/nonexistent/x.yaml"))
+    monkeypatch.setattr("cli.config_file.PROJECT_CONFIG", Path("/nonexistent/x.yaml"))
     assert find_config() is None
     config = load_config()
     assert config.server.address == "127.0.0.1:7233"

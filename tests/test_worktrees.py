@@ -15,10 +15,12 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+import activities.worktree_merge as worktree_merge
 import activities.worktrees as worktrees_module
 from activities.git import remove_stale_lock
 from activities.workspace import WorkspaceActivities
-from activities.worktrees import WorktreeActivities, _clip_stat
+from activities.worktree_git import clip_stat
+from activities.worktrees import WorktreeActivities
 from coordinator.branches import (
     CommitRequest,
     CommitResult,
@@ -248,7 +250,7 @@ async def test_replay_cut_short_by_a_crash_is_redone_cleanly(
         raise RuntimeError("worker died")
 
     with monkeypatch.context() as patch:  # dies after the snapshot, before the worktree moved
-        patch.setattr(worktrees_module, "_merge_tree", crash)
+        patch.setattr(worktrees_module, "merge_tree", crash)
         with pytest.raises(RuntimeError):
             await ex.create("t2", attempt=2)
 
@@ -412,7 +414,7 @@ async def test_crash_between_merge_commit_and_branch_update(
         raise RuntimeError("worker died")
 
     with monkeypatch.context() as patch:
-        patch.setattr(worktrees_module, "_advance", crash)
+        patch.setattr(worktree_merge, "_advance", crash)
         with pytest.raises(RuntimeError):
             await ex.merge("late")
     assert ex.head() == before  # the merge commit was made but never reached the branch
@@ -562,7 +564,7 @@ async def test_diff_from_base_writes_the_patch(ex: Execution) -> None:
 def test_stat_is_clipped_to_4kb() -> None:
     lines = [f" file{i:04}.txt | 1 +" for i in range(1000)]
     stat = "\n".join([*lines, " 1000 files changed, 1000 insertions(+)"])
-    clipped = _clip_stat(stat)
+    clipped = clip_stat(stat)
     assert len(clipped.encode()) <= 4096
     assert clipped.endswith("1000 files changed, 1000 insertions(+)")
     assert "more files" in clipped and clipped.startswith(" file0000.txt")

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ValidationError
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
-from coordinator import processes
-from coordinator.processes import AlreadyRunningError, ProcessError, ProcessRecord
+from cli import processes
+from cli.processes import AlreadyRunningError, ProcessError, ProcessRecord
 from coordinator.settings import DevServerConfig
 
 PROCESS_NAME = "server"

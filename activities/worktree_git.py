@@ -1,0 +1,195 @@
+"""The git steps under the task worktrees (activities/worktrees.py, activities/worktree_merge.py):
+git that waits out a busy lock, git failures as Temporal sees them, refs, the recorded base of
+a task branch, the list of worktrees, and a `--stat` clipped to size."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.conflicts import (
+    Merged,
+)
+from activities.git import GitError, git, is_git_repo, lock_in_the_way, remove_stale_lock, run_git
+from coordinator.branches import (
+    MAX_STAT_BYTES,
+    TASK_TRAILER,
+    base_ref,
+)
+
+T = TypeVar("T")
+
+# Checkouts and `add -A` of a big repository can take a while; heartbeats cover the wait.
+LONG = 1800.0
+
+# How long a git command waits for a lock another live git holds before giving up (retryably).
+LOCK_WAITS, LOCK_WAIT = 20, 0.5
+
+
+@contextmanager
+def git_errors() -> Iterator[None]:
+    """Git failures as Temporal sees them: a busy lock is worth a retry, anything else is not."""
+    try:
+        yield
+    except GitError as err:
+        busy = lock_in_the_way(err) is not None or "but expected" in err.output
+        raise ApplicationError(
+            str(err), type="GitBusy" if busy else "GitError", non_retryable=not busy
+        ) from err
+
+
+async def git_waiting(*args: str, cwd: Path, timeout: float = 300, stdin: str | None = None) -> str:
+    """git, waiting out a lock held by a live git and clearing one left by a dead git."""
+    for _ in range(LOCK_WAITS):
+        try:
+            return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin)
+        except GitError as err:
+            lock = lock_in_the_way(err)
+            if lock is None:
+                raise
+            if await asyncio.to_thread(remove_stale_lock, lock):
+                activity.logger.warning("removed a stale git lock %s", lock)
+            else:
+                await asyncio.sleep(LOCK_WAIT)
+    return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin)
+
+
+async def uninterrupted(step: Awaitable[T]) -> T:
+    """Let a step that moves a branch finish even when the activity is cancelled meanwhile,
+    so a cancel never leaves a half-updated checkout or a stale lock behind."""
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with suppress(Exception):
+            await task
+        raise
+
+
+async def rev(cwd: Path, rev: str) -> str:
+    result = await run_git("rev-parse", "--verify", "--quiet", f"{rev}^{{object}}", cwd=cwd)
+    if result.returncode:
+        raise ApplicationError(
+            f"'{rev}' does not exist in {cwd}", type="GitRefMissing", non_retryable=True
+        )
+    return result.stdout
+
+
+async def ref_exists(cwd: Path, ref: str) -> bool:
+    return (await run_git("rev-parse", "--verify", "--quiet", ref, cwd=cwd)).returncode == 0
+
+
+async def current_branch(cwd: Path) -> str | None:
+    result = await run_git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd)
+    return result.stdout if result.returncode == 0 else None
+
+
+async def task_base(cwd: Path, branch: str, execution_branch: str | None) -> str:
+    """The commit the task branch was cut from (recorded when it was cut)."""
+    recorded = await run_git("rev-parse", "--verify", "--quiet", base_ref(branch), cwd=cwd)
+    if recorded.returncode == 0:
+        return recorded.stdout
+    if execution_branch is not None:
+        return await git_waiting(
+            "merge-base", f"refs/heads/{branch}", f"refs/heads/{execution_branch}", cwd=cwd
+        )
+    raise ApplicationError(
+        f"task branch {branch} has no recorded base; create it with create_task_worktree",
+        type="GitRefMissing",
+        non_retryable=True,
+    )
+
+
+async def is_task_commit(
+    cwd: Path, commit: str, *, parent: str, message: str, tree: str | None = None
+) -> bool:
+    """Whether `commit` is the task commit we would make: same parent, message (and tree)."""
+    shown = await git_waiting("log", "-1", "--format=%P%n%T%n%B", commit, cwd=cwd)
+    parents, commit_tree, body = [*shown.split("\n", 2), "", ""][:3]
+    return (
+        parents == parent
+        and (tree is None or commit_tree == tree)
+        and body.strip() == message.strip()
+    )
+
+
+@dataclass
+class WorktreeEntry:
+    path: Path
+    branch: str | None = None
+    locked: str | None = None
+
+
+async def worktree_entries(clone: Path) -> list[WorktreeEntry]:
+    out = await git_waiting("worktree", "list", "--porcelain", cwd=clone)
+    found: list[WorktreeEntry] = []
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "worktree":
+            found.append(WorktreeEntry(Path(value).resolve()))
+        elif found and key == "branch":
+            found[-1].branch = value
+        elif found and key == "locked":
+            found[-1].locked = value
+    return found[1:]  # the first is the clone itself
+
+
+async def worktree_at(clone: Path, path: Path) -> WorktreeEntry | None:
+    target = path.resolve()
+    return next((w for w in await worktree_entries(clone) if w.path == target), None)
+
+
+async def usable(entry: WorktreeEntry) -> bool:
+    # `worktree add` marks a worktree "initializing" until its checkout is complete.
+    return entry.locked != "initializing" and await is_git_repo(entry.path)
+
+
+def clip_stat(stat: str, limit: int = MAX_STAT_BYTES) -> str:
+    """A `--stat` within `limit` bytes: the first files, a count of the rest, the summary."""
+    if len(stat.encode()) <= limit:
+        return stat
+    *lines, summary = stat.splitlines()
+    kept: list[str] = []
+    size = len(summary.encode()) + 64
+    for line in lines:
+        size += len(line.encode()) + 1
+        if size > limit:
+            break
+        kept.append(line)
+    return "\n".join([*kept, f" ... {len(lines) - len(kept)} more files", summary])
+
+
+async def find_task_commit(clone: Path, base: str, head: str, task_id: str) -> str | None:
+    """The commit since `base` whose trailer names the task, if it landed already."""
+    log = await git_waiting(
+        "log",
+        f"--format=%H %(trailers:key={TASK_TRAILER},valueonly,separator=%x2C)",
+        f"{base}..{head}",
+        cwd=clone,
+    )
+    for line in log.splitlines():
+        commit, _, tasks = line.partition(" ")
+        if task_id in tasks.split(","):
+            return commit
+    return None
+
+
+async def merge_tree(cwd: Path, ours: str, theirs: str) -> Merged:
+    """A three-way merge computed in the object store; no working tree or index is touched."""
+    args = ("-c", "core.quotePath=false", "merge-tree", "--write-tree", "--name-only")
+    result = await run_git(*args, ours, theirs, cwd=cwd, timeout=LONG)
+    if result.returncode not in (0, 1):  # 1: conflicts; the tree holds them as markers
+        raise GitError(["merge-tree", ours, theirs], cwd, result.returncode, result.stderr)
+    files, _, messages = result.stdout.partition("\n\n")
+    tree, *conflict_files = files.splitlines()
+    if result.returncode == 0:
+        return Merged(tree)
+    conflicts = [m for m in messages.splitlines() if m.startswith("CONFLICT")]
+    return Merged(tree, conflict_files, conflicts or ["CONFLICT: the merge failed"])

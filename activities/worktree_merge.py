@@ -1,0 +1,116 @@
+"""Landing a task's commit on the execution branch (the `merge_task` activity's work): the
+commit is cherry-picked onto the execution head in memory (`git merge-tree --write-tree`),
+committed with `commit-tree` (the plan file ticked on the way), and the branch is
+fast-forwarded to it; a conflict touches no working tree. See activities/worktrees.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio.exceptions import ApplicationError
+
+from activities.conflicts import (
+    conflict_facts,
+)
+from activities.plan_ticks import Ticked, tick_tree
+from activities.worktree_git import (
+    LONG,
+    current_branch,
+    find_task_commit,
+    git_waiting,
+    is_task_commit,
+    merge_tree,
+    ref_exists,
+    rev,
+    task_base,
+    uninterrupted,
+)
+from coordinator.branches import (
+    MergeRequest,
+    MergeResult,
+    task_commit_message,
+)
+from coordinator.conflicts import describe
+
+TASK_BRANCH_MISSING = "TaskBranchMissing"
+
+
+async def merge(clone: Path, request: MergeRequest) -> MergeResult:
+    exec_ref = f"refs/heads/{request.execution_branch}"
+    exec_head = await rev(clone, exec_ref)
+    if request.since is not None and not await ref_exists(
+        clone, f"refs/heads/{request.task_branch}"
+    ):
+        # The task worked on a host that is gone; its commit may have landed (and been
+        # published) before it went, which is what this clone got back from the home.
+        landed = await find_task_commit(clone, request.since, exec_head, request.task_id)
+        if landed is None:
+            raise ApplicationError(
+                f"task branch {request.task_branch} is not in {clone}: the task worked on "
+                "another worker's clone",
+                type=TASK_BRANCH_MISSING,
+                non_retryable=True,
+            )
+        return MergeResult(merged=True, head=exec_head, already_merged=True, commit=landed)
+    tip = await rev(clone, f"refs/heads/{request.task_branch}")
+    base = await task_base(clone, request.task_branch, request.execution_branch)
+    landed = await find_task_commit(clone, base, exec_head, request.task_id)
+    if landed is not None:
+        return MergeResult(merged=True, head=exec_head, already_merged=True, commit=landed)
+    message = task_commit_message(request.task_id, request.title)
+    if await rev(clone, f"{tip}^{{tree}}") == await rev(clone, f"{base}^{{tree}}"):
+        # Nothing to land, but a tick of the plan file still is.
+        ticked = await _ticked(clone, await rev(clone, f"{exec_head}^{{tree}}"), request)
+        if not ticked.ticked:
+            return MergeResult(merged=True, head=exec_head, tick_note=ticked.note or None)
+        new = await _commit_tree(clone, ticked.tree, exec_head, message)
+    elif exec_head == base and await is_task_commit(clone, tip, parent=base, message=message):
+        # Nothing landed since the task started: fast-forward to its own commit (a copy of
+        # it with the plan file ticked).
+        ticked = await _ticked(clone, await rev(clone, f"{tip}^{{tree}}"), request)
+        new = await _commit_tree(clone, ticked.tree, base, message) if ticked.ticked else tip
+    else:
+        merged = await merge_tree(clone, request.execution_branch, request.task_branch)
+        if merged.conflicts:
+            facts = await conflict_facts(
+                clone,
+                merged,
+                request.task_id,
+                request.execution_branch,
+                request.task_branch,
+                base,
+                exec_head,
+            )
+            return MergeResult(
+                merged=False,
+                head=exec_head,
+                conflict=describe(facts),
+                conflict_files=merged.conflict_files,
+            )
+        ticked = await _ticked(clone, merged.tree, request)
+        new = await _commit_tree(clone, ticked.tree, exec_head, message)
+    await uninterrupted(_advance(clone, request.execution_branch, exec_head, new))
+    return MergeResult(merged=True, head=new, commit=new, tick_note=ticked.note or None)
+
+
+async def _commit_tree(clone: Path, tree: str, parent: str, message: str) -> str:
+    return await git_waiting("commit-tree", tree, "-p", parent, "-F", "-", cwd=clone, stdin=message)
+
+
+async def _ticked(clone: Path, tree: str, request: MergeRequest) -> Ticked:
+    """`tree` with the task ticked in its plan file (when the request carries a tick)."""
+    if request.tick is None:
+        return Ticked(tree, False, "")
+    return await tick_tree(clone, tree, request.tick)
+
+
+async def _advance(clone: Path, branch: str, old: str, new: str) -> None:
+    """Move the execution branch from `old` to `new`, and its checkout in the clone with it.
+
+    `reset --keep` updates only the files the task changed, refuses to overwrite local edits,
+    and runs no hooks (a `merge --ff-only` would run post-merge).
+    """
+    if await current_branch(clone) == branch:
+        await git_waiting("reset", "--quiet", "--keep", new, cwd=clone, timeout=LONG)
+    else:
+        await git_waiting("update-ref", f"refs/heads/{branch}", new, old, cwd=clone)

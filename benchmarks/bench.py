@@ -1,0 +1,100 @@
+"""What every benchmark section shares: the plan shapes, the options, the result rows and the
+`Bench` (client, worker processes, results) handed to each section."""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from temporalio.client import Client
+
+from benchmarks.infra import Coord, ExecutionRun, WorkerProcess, Workers, shell_plan
+
+MAX_PARALLEL = 8
+
+
+def layers(count: int, width: int) -> list[list[str]]:
+    return [[f"t{n}-{i}" for i in range(width)] for n in range(count)]
+
+
+@dataclass(frozen=True)
+class Shape:
+    label: str
+    slug: str  # for execution ids
+    layers: list[list[str]]
+
+    @property
+    def tasks(self) -> int:
+        return sum(len(layer) for layer in self.layers)
+
+
+def shape(count: int, width: int) -> Shape:
+    if width == 1:
+        return Shape(f"chain of {count}", f"chain{count}", layers(count, 1))
+    return Shape(f"{count} layers x {width}", f"{count}x{width}", layers(count, width))
+
+
+CHAIN_50 = shape(50, 1)
+LAYERS_8X8 = shape(8, 8)
+LAYERS_20X50 = shape(20, 50)  # 1,000 tasks
+
+
+@dataclass
+class Row:
+    section: str
+    measurement: str
+    result: str
+    target: str = ""
+
+
+@dataclass
+class Options:
+    quick: bool
+    repeat: int
+    shapes: list[Shape]
+    memory_timeout: float
+
+
+@dataclass
+class Bench:
+    """What every section shares: the server's client, the worker processes, the results."""
+
+    client: Client
+    workers: Workers
+    worker: WorkerProcess
+    coord: Coord
+    repo: Path
+    scratch: Path
+    options: Options
+    rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
+    # Completed no-op executions by shape label: the history section reads them.
+    noop_runs: dict[str, list[ExecutionRun]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, section: str, measurement: str, result: str, target: str = "") -> None:
+        self.rows[section].append(Row(section, measurement, result, target))
+        print(f"  {section}: {measurement}: {result}", flush=True)
+
+    def execution_id(self, kind: str) -> str:
+        return f"bench-{kind}-{secrets.token_hex(3)}"
+
+    async def run_noop(self, s: Shape) -> ExecutionRun:
+        plan = shell_plan(f"bench-{s.slug}", s.layers, "true", self.repo, max_parallel=MAX_PARALLEL)
+        run = await self.coord.run(plan, self.execution_id(s.slug), timeout=timeout_for(s.tasks))
+        if run.ok:
+            self.noop_runs[s.label].append(run)
+        return run
+
+    async def replace_worker(self, *, kill: bool = False) -> WorkerProcess:
+        if kill:
+            self.workers.kill(self.worker)
+        else:
+            self.workers.stop(self.worker)
+        self.worker = await self.workers.start()
+        return self.worker
+
+
+def timeout_for(tasks: int) -> float:
+    """Generous: a run this slow is a finding in itself, reported as such."""
+    return 120.0 + 3.0 * tasks
