@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import secrets
 import signal
-import statistics
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,39 +36,10 @@ from benchmarks.infra import (
 )
 from benchmarks.soak import soak_section
 from benchmarks.startup import startup_section
+from benchmarks.stats import median, seconds, spread
 
 BARE_TASK_QUEUE = "coord-bench-bare"
 WARN_EVENTS = 10_240  # Temporal warns about a workflow's history at this many events
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def seconds(value: float) -> str:
-    if math.isnan(value):
-        return "n/a"
-    size = abs(value)
-    if size >= 10:
-        return f"{value:.1f} s"
-    if size >= 1:
-        return f"{value:.2f} s"
-    if size >= 0.01:
-        return f"{value * 1000:.0f} ms"
-    if size >= 0.001:
-        return f"{value * 1000:.1f} ms"
-    return f"{value * 1e6:.0f} us"
-
-
-def median(values: Iterable[float]) -> float:
-    data = [v for v in values if not math.isnan(v)]
-    return statistics.median(data) if data else float("nan")
-
-
-def spread(values: list[float], fmt: Callable[[float], str] = seconds) -> str:
-    """The median, and the range when there are several samples."""
-    if len(values) < 2:
-        return fmt(median(values))
-    return f"{fmt(median(values))} [{fmt(min(values))}..{fmt(max(values))}]"
 
 
 def failed(runs: list[ExecutionRun]) -> str | None:

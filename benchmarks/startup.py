@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from benchmarks.infra import ROOT
+from benchmarks.stats import median, seconds, spread
 
 if TYPE_CHECKING:
     from benchmarks.bench import Bench
@@ -60,8 +61,6 @@ async def samples(argv: list[str], env: dict[str, str] | None, count: int) -> li
 
 def describe(runs: list[Sample], floor: list[Sample]) -> str:
     """Wall time (median [range]) and CPU time, each as a ratio to `python -c pass`."""
-    from benchmarks.sections import median, spread
-
     wall = [r.wall_s for r in runs]
     cpu = [r.cpu_s for r in runs]
     wall_ratio = median(wall) / median([f.wall_s for f in floor])
@@ -70,8 +69,6 @@ def describe(runs: list[Sample], floor: list[Sample]) -> str:
 
 
 async def startup_section(bench: Bench) -> None:
-    from benchmarks.sections import seconds
-
     env = bench.coord.env
     count = 3 if bench.options.quick else SAMPLES
     floor = await samples([sys.executable, "-c", "pass"], env, count)

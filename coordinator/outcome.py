@@ -16,12 +16,8 @@ to-do list, which scripts read from `human_todo`. A third status would split one
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from coordinator.escalation import Action, Escalation
-
-if TYPE_CHECKING:  # report.py builds its final report with these functions: no import cycle
-    from coordinator.report import PhaseState, Progress, TaskState
+from coordinator.execution_state import PhaseState, Progress, TaskState
 
 _UNFINISHED = ("pending", "ready", "running", "fixing", "escalated")
 # What a phase that did not run leaves for a person.
