@@ -61,9 +61,12 @@ class ClaudeCodeActivities:
         try:
             try:
                 prepared = launch.prepare(request, folder, cli, tmp, api_key)
-            except (MissingVariableError, JailUnavailableError) as err:
-                kind = "MissingVariable" if isinstance(err, MissingVariableError) else "Jail"
-                raise _fatal(f"{where}: {err}", kind) from err
+            except MissingVariableError as err:
+                # The one rule of activities/command_runner.py: retryable, so an operator can
+                # set it and restart the worker; after the retries a human is asked as usual.
+                raise ApplicationError(f"{where}: {err}", type="MissingVariable") from err
+            except JailUnavailableError as err:
+                raise _fatal(f"{where}: {err}", "JailUnavailable") from err
             run_spec = await asyncio.to_thread(self._run_spec, request, spec, model)
             run = SessionRun(
                 prepared,
