@@ -40,7 +40,7 @@ from activities.home import publish_branch
 from activities.jail import Jail, configure, worker_jail
 from activities.notify import NotifyActivities
 from activities.plan_check import check_plan
-from activities.process import hide_secrets_from_children
+from activities.process_env import hide_secrets_from_children
 from activities.workspace import WorkspaceActivities
 from activities.worktrees import WorktreeActivities
 from cli.temporal_client import TemporalUnreachableError, connect, resolve_client_settings

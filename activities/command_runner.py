@@ -25,13 +25,8 @@ from pathlib import Path
 from temporalio.exceptions import ApplicationError
 
 from activities.jail import JailUnavailableError, Sandbox, sandbox_for
-from activities.process import (
-    CommandNotStartedError,
-    MissingVariableError,
-    ProcessOutcome,
-    command_env,
-    run_shell,
-)
+from activities.process import CommandNotStartedError, ProcessOutcome, run_shell
+from activities.process_env import MissingVariableError, command_env
 from coordinator.environment import CommandEnvironment
 
 
@@ -58,7 +53,7 @@ def environment_for(
     environment: CommandEnvironment | None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The command's variables (`process.command_env`); a missing `env_from` variable is a
+    """The command's variables (`process_env.command_env`); a missing `env_from` variable is a
     retryable `MissingVariable` error naming it, the host and `what`."""
     try:
         return command_env(environment, extra)

@@ -28,13 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
-import json
+import logging
 import os
 import re
 import signal
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,74 +53,16 @@ from activities.process_groups import (
     signal_group,
     stop_previous,
 )
-from coordinator.environment import ENV_DIR_VARIABLE, CommandEnvironment, is_base_variable
 from coordinator.environment import is_secret_name as is_secret_name  # the rules live there
 from coordinator.work import OUTPUT_TAIL_BYTES
+
+logger = logging.getLogger(__name__)
 
 SHELL = "/bin/sh"
 # After the command is gone, how long to wait for the end of its output. Only a process that
 # left the group (and so survived the kill) while holding the pipe makes this wait run out.
 DRAIN_TIMEOUT_S = 5.0
 _POLL_S = 0.05
-
-# --- the environment a command sees ---------------------------------------------------------
-
-
-def scrubbed_env(
-    extra: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """The worker's environment (or `base`) without credentials, then `extra` on top.
-
-    Commands come from plans and agents, so they must not see the worker's API keys and
-    tokens. `extra` is applied after scrubbing: what a caller passes on purpose is kept.
-    """
-    source = os.environ if base is None else base
-    env = {key: value for key, value in source.items() if not is_secret_name(key)}
-    env.update(extra or {})
-    return env
-
-
-class MissingVariableError(RuntimeError):
-    """A variable the plan passes through (`env_from`) is not set on this worker."""
-
-
-def command_env(
-    environment: CommandEnvironment | None,
-    extra: Mapping[str, str] | None = None,
-    *,
-    base: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The environment of a plan's command: only the worker's base variables (PATH, the
-    locale, the user: `coordinator.environment.BASE_VARIABLES`), then the execution's
-    prepared environment first on PATH, the plan's `env`, the variables it passes through by
-    name (`env_from`, read here on the worker), and `extra` (the task's COORD_*). HOME and
-    TMPDIR come from the command's sandbox.
-
-    Raises MissingVariableError naming the `env_from` variables this worker lacks.
-    """
-    source = os.environ if base is None else base
-    env = {key: value for key, value in scrubbed_env(base=source).items() if is_base_variable(key)}
-    if environment is None:
-        env.update(extra or {})
-        return env
-    if environment.env_dir:
-        env_dir = Path(environment.env_dir)
-        env[ENV_DIR_VARIABLE] = str(env_dir)
-        env["PATH"] = os.pathsep.join([str(env_dir / "bin"), env.get("PATH") or os.defpath])
-        if (env_dir / "pyvenv.cfg").is_file():  # a virtual environment: as `activate` does
-            env["VIRTUAL_ENV"] = str(env_dir)
-            env.pop("PYTHONHOME", None)
-    env.update(environment.env)
-    missing = [name for name in environment.env_from if name not in source]
-    if missing:
-        raise MissingVariableError(
-            f"env_from: {', '.join(missing)} not set in the environment of the worker on "
-            f"{socket.gethostname()}"
-        )
-    env.update({name: source[name] for name in environment.env_from})
-    env.update(extra or {})
-    return env
-
 
 # --- file names -----------------------------------------------------------------------------
 
@@ -247,12 +188,74 @@ async def run_shell(
     the log cannot be written.
     """
     own_tmp = None
+    try:
+        if sandbox is not None and sandbox.tmp is None:
+            own_tmp = make_private_tmp()
+            sandbox = sandbox.with_tmp(own_tmp)
+        run = functools.partial(
+            _launch,
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            timeout=timeout,
+            log_path=log_path,
+            heartbeat_details=heartbeat_details if heartbeat else None,
+            shell=shell,
+            sandbox=sandbox,
+            slot=slot,
+        )
+        outcome = await run()
+        for _ in range(JAIL_LAUNCHES - 1):
+            if sandbox is None or not jail_did_not_start(outcome):
+                break
+            # bwrap failed while building the jail (seen under load: "bwrap: loopback:
+            # Failed RTM_NEWADDR"): the command never ran, so launching again is safe.
+            logger.warning(
+                "%s: the jail did not start (%s); launching again", cwd, outcome.output_tail.strip()
+            )
+            outcome = await run()
+        return outcome
+    finally:
+        if own_tmp is not None:
+            await asyncio.shield(asyncio.to_thread(remove_private_tmp, own_tmp))
+
+
+JAIL_LAUNCHES = 3  # launches of a jail that bwrap itself failed to set up, then its error stands
+
+
+def jail_did_not_start(outcome: ProcessOutcome) -> bool:
+    """bwrap failed to set up the jail's loopback, so the command never ran: bwrap exits 1
+    after printing one line `bwrap: loopback: ...` and nothing else. A command that prints
+    exactly such a line and exits 1 would be run again, up to JAIL_LAUNCHES times."""
+    text = outcome.output_tail.strip()
+    return (
+        outcome.exit_code == 1
+        and not outcome.timed_out
+        and text.startswith("bwrap: loopback: ")
+        and "\n" not in text
+        and outcome.output_bytes < 1024
+    )
+
+
+async def _launch(
+    command: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    stdin: str | None,
+    timeout: float,
+    log_path: Path,
+    heartbeat_details: Sequence[Any] | None,
+    shell: str,
+    sandbox: Sandbox | None,
+    slot: Path | None,
+) -> ProcessOutcome:
+    """One launch of `command`: in the jail (with its own network when the sandbox has one)
+    or as it is."""
     network = None
     try:
         if sandbox is not None:
-            if sandbox.tmp is None:
-                own_tmp = make_private_tmp()
-                sandbox = sandbox.with_tmp(own_tmp)
             assert sandbox.tmp is not None
             env = sandbox.env(env, sandbox.tmp)
             if sandbox.isolates_network:
@@ -269,15 +272,13 @@ async def run_shell(
             stdin=stdin,
             timeout=timeout,
             log_path=log_path,
-            heartbeat_details=heartbeat_details if heartbeat else None,
+            heartbeat_details=heartbeat_details,
             slot=slot,
             network=network,
         )
     finally:
         if network is not None:
             await network.stop()  # closes its pipes should the jail never have started
-        if own_tmp is not None:
-            await asyncio.shield(asyncio.to_thread(remove_private_tmp, own_tmp))
 
 
 # One function on purpose: the pipes, the spawn, the process-group record, the timeout and the
@@ -465,37 +466,3 @@ async def _stop_group(proc: asyncio.subprocess.Process) -> None:
         cancelled = True
     if cancelled:
         raise asyncio.CancelledError
-
-
-# --- the worker's own environment ------------------------------------------------------------
-
-SECRETS_FD = "COORD_SECRETS_FD"
-
-
-def hide_secrets_from_children(argv: Sequence[str]) -> None:
-    """Restart this process (same pid) with the credentials out of its initial environment.
-
-    Children get a scrubbed environment, but on Linux a command run by the same user can
-    still read its parent's initial environment in /proc/<ppid>/environ: a specialist's
-    `cat /proc/$PPID/environ` would print ANTHROPIC_API_KEY. So the worker re-executes
-    itself (`python <argv>`) with those variables removed, hands them over in a memory file,
-    and puts them back into os.environ after the exec: in memory only, where /proc does not
-    show them. A no-op when there is nothing to hide, off Linux, or after the exec.
-    """
-    if SECRETS_FD in os.environ:  # the re-executed process: take the credentials back
-        fd = int(os.environ.pop(SECRETS_FD))
-        with os.fdopen(fd, "rb") as handed:
-            os.environ.update(json.loads(handed.read() or b"{}"))
-        return
-    secrets = {name: value for name, value in os.environ.items() if is_secret_name(name)}
-    if not secrets or not sys.platform.startswith("linux") or not hasattr(os, "memfd_create"):
-        return
-    fd = os.memfd_create("coord-secrets", 0)
-    os.write(fd, json.dumps(secrets).encode())
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.set_inheritable(fd, True)
-    env = {name: value for name, value in os.environ.items() if name not in secrets}
-    env[SECRETS_FD] = str(fd)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *argv], env)

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from activities.process import hide_secrets_from_children
+from activities.process_env import hide_secrets_from_children
 from cli.common import (
     AddressOption,
     NamespaceOption,

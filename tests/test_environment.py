@@ -18,7 +18,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from activities.process import MissingVariableError, command_env
+from activities.process_env import MissingVariableError, command_env
 from coordinator.environment import CommandEnvironment
 from coordinator.escalation import Action, Resolution
 from coordinator.report import ExecutionReport

@@ -16,7 +16,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import process
 from activities.gates import GateActivities
-from activities.process import is_secret_name, run_shell, safe_name, scrubbed_env
+from activities.process import run_shell, safe_name
+from activities.process_env import is_secret_name, scrubbed_env
 from coordinator.environment import CommandEnvironment
 from coordinator.plan import Gate
 from coordinator.work import OUTPUT_TAIL_BYTES, GateRequest, GateResult

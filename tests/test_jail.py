@@ -30,7 +30,7 @@ from activities.jail import (
     sandbox_for,
 )
 from activities.plan_check import check_plan
-from activities.process import command_env
+from activities.process_env import command_env
 from cli.temporal_client import resolve_client_settings
 from coordinator.environment import CommandEnvironment
 from coordinator.execution import PlanCheckInput

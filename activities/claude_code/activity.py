@@ -16,7 +16,7 @@ from activities.claude_code.prompt import system_prompt, task_message
 from activities.claude_code.sdk import INSTALL_HINT, bundled_cli
 from activities.claude_code.session import RunEnd, RunSpec, SessionRun
 from activities.jail import JailUnavailableError, make_private_tmp, remove_private_tmp
-from activities.process import MissingVariableError
+from activities.process_env import MissingVariableError
 from coordinator.claude import DEFAULT_MAX_TURNS, ClaudeSettings
 from coordinator.claude_code import tool_names
 from coordinator.specialists import Specialist, SpecialistError, load_specialist_source

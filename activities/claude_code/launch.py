@@ -4,7 +4,7 @@
   (`<artifacts>/<execution>/tasks/<task>/attempt-N.claude-code/config`), holding Claude
   Code's sessions and settings, so parallel agents never share a `~/.claude.json` and a
   retried activity finds the session it resumes.
-- Environment: the plan's command environment (`activities.process.command_env`: the
+- Environment: the plan's command environment (`activities.process_env.command_env`: the
   worker's base variables, the plan's `env` and `env_from`), Claude Code's own switches
   (no telemetry, no auto-update, no nonessential traffic, `IS_SANDBOX=1` as root, where it
   otherwise refuses to bypass permissions) and the API key. The SDK merges the worker's
@@ -28,7 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from activities.jail import Sandbox, sandbox_for
-from activities.process import command_env, safe_name
+from activities.process import safe_name
+from activities.process_env import command_env
 from coordinator.claude import ClaudeSettings
 from coordinator.claude_code import SUBAGENT_TOOLS, tool_names
 from coordinator.specialists import BUILTIN_DIR, Specialist, load_registry

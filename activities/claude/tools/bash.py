@@ -20,13 +20,8 @@ from activities.claude.tools.base import (
     input_object,
 )
 from activities.jail import Sandbox
-from activities.process import (
-    SHELL,
-    CommandNotStartedError,
-    is_secret_name,
-    run_shell,
-    scrubbed_env,
-)
+from activities.process import SHELL, CommandNotStartedError, run_shell
+from activities.process_env import is_secret_name, scrubbed_env
 
 _RUN_SHELL_NOTE = re.compile(r"\n\[coord\] [^\n]*\n")  # run_shell's notes for the log reader
 NEWLINE = "\n"

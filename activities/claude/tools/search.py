@@ -26,7 +26,7 @@ from activities.claude.tools.base import (
     optional_str,
     resolve_inside,
 )
-from activities.process import scrubbed_env
+from activities.process_env import scrubbed_env
 
 # Not walked into unless the search starts inside them.
 _SKIPPED_DIRS = frozenset(
