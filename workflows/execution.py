@@ -35,12 +35,7 @@ with workflow.unsafe.imports_passed_through():
         Escalation,
         Resolution,
     )
-    from coordinator.execution import (
-        ExecutionCarry,
-        ExecutionInput,
-        PhaseInput,
-        SetupResult,
-    )
+    from coordinator.execution import ExecutionCarry, ExecutionInput, PhaseInput, SetupResult
     from coordinator.report import (
         PHASES,
         ExecutionReport,
@@ -56,8 +51,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows import steps
+    from workflows.approvals import Approvals, rejection_note
     from workflows.github_handoff import GithubHandoff
-    from workflows.human_answers import check_budget_answer, pending_approval, pending_escalation
+    from workflows.human_answers import check_budget_answer, pending_escalation
     from workflows.implementation_phase import ImplementationPhaseWorkflow
     from workflows.integration_phase import IntegrationPhaseWorkflow
     from workflows.notices import Notices
@@ -72,6 +68,17 @@ with workflow.unsafe.imports_passed_through():
         WORKSPACE_READY,
         root_message,
     )
+    from workflows.phase_outcomes import (
+        PhaseOutcome,
+        StopExecution,
+        implementation_outcome,
+        integration_outcome,
+        review_note,
+        review_outcome,
+        setup_outcome,
+        validation_outcome,
+    )
+    from workflows.phase_reports import PhaseReports, timed_out_note
     from workflows.review_phase import ReviewPhaseWorkflow
     from workflows.setup_phase import SetupPhaseWorkflow
     from workflows.status_file import StatusFile
@@ -88,17 +95,6 @@ PHASE_TIMEOUT = timedelta(days=30)  # phases wait on humans; this only bounds a 
 HANDOFF_PATCH = "github-handoff"
 # Executions started before it end (or hand over) without waiting for handlers in flight.
 HANDLERS_PATCH = "handlers-finished-first"
-# A run this short never hands over (no loop of empty runs when the server suggests it).
-MIN_RUN_EVENTS = 20
-
-
-class _Stop(Exception):
-    """Ends the run early with a status: an abort, a rejection, a failed setup."""
-
-    def __init__(self, status: ExecutionStatus, todo: str) -> None:
-        super().__init__(todo)
-        self.status = status
-        self.todo = todo
 
 
 @workflow.defn(name="ExecutionWorkflow")
@@ -116,13 +112,14 @@ class ExecutionWorkflow:
         )
         self._human_todo: list[str] = []
         self._runs = 0
-        self._declined_continue_as_new = False
         if request.carry is not None:  # a continue-as-new: pick up where the last run was
             self._progress = request.carry.progress
             self._human_todo = list(request.carry.human_todo)
             self._runs = request.carry.runs
         progress = self._progress
         self._tasks = TaskBoard(progress)
+        self._reports = PhaseReports(progress, self._tasks)
+        self._approvals = Approvals(progress)
         self._web_ui = WebUi(progress)
         self._status_file = StatusFile(progress, request.plan.status_file, request.execution_id)
         self._notices = Notices(progress, request)
@@ -148,51 +145,35 @@ class ExecutionWorkflow:
 
     @workflow.signal(name=GATE_UPDATE)
     def _gate_update(self, gate: GateSummary) -> None:
-        self._progress.record_gate(gate)
+        self._reports.gate(gate)
         self._publish()
 
     @workflow.signal(name=WORKSPACE_READY)
     def _workspace_ready(self, workspace: Workspace) -> None:
-        if self._progress.workspace is None:
-            self._progress.workspace = workspace
+        if self._reports.workspace_ready(workspace):
             self._publish()
 
     @workflow.signal(name=SPEND)
     def _spend(self, spend: Spend) -> None:
-        self._progress.spend.append(spend)
+        self._reports.spend(spend)
         self._publish()
 
     @workflow.signal(name=steps.WORKSPACE_MOVED)
     def _workspace_moved(self, moved: Workspace) -> None:
-        """A phase re-homed the workspace: later phases start on the new host."""
-        ws = self._progress.workspace  # the object the phases' input holds
-        if ws is not None and moved.moves > ws.moves:
-            ws.path, ws.host_queue, ws.moves = moved.path, moved.host_queue, moved.moves
-            ws.former_dirs = moved.former_dirs
+        if self._reports.workspace_moved(moved):
             self._publish()
 
     @workflow.signal(name=ESCALATION_RAISED)
     def _escalation_raised(self, escalation: Escalation) -> None:
-        escalation.completed = self._tasks.passed()
-        escalation.remaining = self._tasks.unfinished()
-        self._progress.escalations.append(escalation)
+        self._reports.escalation_raised(escalation)
         self._publish()
 
     @workflow.signal(name=ESCALATION_CLOSED)
     def _escalation_closed(self, escalation: Escalation) -> None:
-        """The plan's escalation_timeout answered it: nobody did."""
-        if any(e.id == escalation.id and e.state != "pending" for e in self._progress.escalations):
-            return  # a human's answer got there first and stands
-        self._progress.escalations = [
-            escalation if e.id == escalation.id else e for e in self._progress.escalations
-        ]
-        if escalation.answer is not None:
-            self._human_todo.append(
-                f"Nobody answered escalation {escalation.id} in time: the plan's "
-                f"on_escalation_timeout applied ({escalation.answer.action.value}; "
-                f"{escalation.reason})."
-            )
-        self._publish()
+        if self._reports.escalation_closed(escalation):
+            if note := timed_out_note(escalation):
+                self._human_todo.append(note)
+            self._publish()
 
     # --- human answers -------------------------------------------------------------------
 
@@ -233,7 +214,7 @@ class ExecutionWorkflow:
 
     @approve.validator
     def _validate_approve(self, answer: ApprovalAnswer) -> None:
-        pending_approval(self._progress)
+        self._approvals.pending()
 
     @workflow.update(name="reject")
     def reject(self, answer: ApprovalAnswer) -> Approval:
@@ -241,7 +222,7 @@ class ExecutionWorkflow:
 
     @reject.validator
     def _validate_reject(self, answer: ApprovalAnswer) -> None:
-        pending_approval(self._progress)
+        self._approvals.pending()
 
     @workflow.signal(name="approve")
     def approve_signal(self, answer: ApprovalAnswer) -> None:
@@ -256,10 +237,7 @@ class ExecutionWorkflow:
     def _answer_approval(
         self, state: Literal["approved", "rejected"], answer: ApprovalAnswer
     ) -> Approval:
-        approval = pending_approval(self._progress)
-        approval.state = state
-        approval.answer = answer
-        approval.answered_at = workflow.now()
+        approval = self._approvals.answer(state, answer)
         self._publish()
         return approval
 
@@ -276,7 +254,7 @@ class ExecutionWorkflow:
         """Run the phases; how the run ended."""
         try:
             await self._run_phases(request)
-        except _Stop as stop:
+        except StopExecution as stop:
             self._human_todo.append(stop.todo)
             return stop.status
         except (asyncio.CancelledError, ActivityError, ChildWorkflowError) as err:
@@ -300,7 +278,9 @@ class ExecutionWorkflow:
         ]
         if failing and status == ExecutionStatus.COMPLETED:
             self._human_todo.append(f"Still failing, skipped by a human: {', '.join(failing)}.")
-        if status == ExecutionStatus.COMPLETED and self._incomplete():
+        if status == ExecutionStatus.COMPLETED and (
+            not self._tasks.all_passed() or bool(self._human_todo)
+        ):
             status = ExecutionStatus.PARTIAL
         for escalation in self._progress.pending_escalations:
             escalation.state = "withdrawn"  # nobody needs to answer a finished execution
@@ -322,7 +302,7 @@ class ExecutionWorkflow:
         carry = request.carry
         if carry is None:
             setup = await self._run_setup(request)
-            await self._start_notices(request)
+            await self._start_notices()
             phase_input = PhaseInput(
                 execution_id=request.execution_id,
                 plan=request.plan,
@@ -336,7 +316,7 @@ class ExecutionWorkflow:
             phase_input = PhaseInput.model_validate({**carry.phase, "plan": request.plan})
             if self._progress.workspace is not None:  # one object again, as before the carry
                 phase_input.workspace = self._progress.workspace
-            self._resume_notices(request)
+            self._notices.resume()
         ws = phase_input.workspace
         plan = request.plan
 
@@ -369,29 +349,7 @@ class ExecutionWorkflow:
         self._progress.problems += setup.check.errors
         self._progress.workspace = setup.workspace
         self._tasks.route(setup.check.routes)
-        if not setup.ok:
-            self._set_phase("setup", "failed", f"{len(setup.check.errors)} plan problem(s)")
-            raise _Stop(
-                ExecutionStatus.FAILED, "Fix the problems listed above and run the plan again."
-            )
-        ws = setup.workspace
-        if setup.aborted:
-            self._set_phase("setup", "failed", "aborted: a setup command kept failing")
-            raise _Stop(
-                ExecutionStatus.PARTIAL,
-                "Aborted in setup: a setup command kept failing (see Escalations); nothing "
-                "was implemented.",
-            )
-        for name in setup.skipped_setup:
-            self._human_todo.append(
-                f"Setup command '{name}' was skipped by a human: gates and specialists ran "
-                "without it."
-            )
-        summary = f"branch {ws.branch} from {ws.base_branch}"
-        if request.plan.setup:
-            ran = len(request.plan.setup) - len(setup.skipped_setup)
-            summary += f", {ran} of {len(request.plan.setup)} setup commands"
-        self._set_phase("setup", "done", summary)
+        self._conclude("setup", setup_outcome(setup, request.plan))
         return setup
 
     async def _implement_and_validate(self, phase_input: PhaseInput) -> None:
@@ -403,23 +361,16 @@ class ExecutionWorkflow:
         # With coalesced updates, the last task states come with the result.
         self._tasks.apply_result(implementation)
         self._publish()
-        self._record_head(implementation.head)
-        tasks = self._tasks.tasks
-        passed = len(self._tasks.passed())
-        self._set_phase("implementation", "done", f"{passed} of {len(tasks)} tasks passed")
-        if implementation.aborted:
-            raise _Stop(ExecutionStatus.PARTIAL, "Aborted: finished tasks are on the branch.")
+        self._reports.record_head(implementation.head)
+        self._conclude("implementation", implementation_outcome(implementation, self._tasks.tasks))
 
-        if plan.gates:
-            self._set_phase("validation", "running", f"{len(plan.gates)} system gates")
-            validation = await self._child(ValidationPhaseWorkflow.run, phase_input, "validation")
-            self._record_head(validation.head)
-            verdict = "passed" if validation.passed else "failing (skipped by a human)"
-            self._set_phase("validation", "done", f"system gates {verdict}")
-            if validation.aborted:
-                raise _Stop(ExecutionStatus.PARTIAL, "Aborted in validation: gates still fail.")
-        else:
+        if not plan.gates:
             self._set_phase("validation", "skipped", "the plan has no system gates")
+            return
+        self._set_phase("validation", "running", f"{len(plan.gates)} system gates")
+        validation = await self._child(ValidationPhaseWorkflow.run, phase_input, "validation")
+        self._reports.record_head(validation.head)
+        self._conclude("validation", validation_outcome(validation))
 
     async def _integrate_and_review(self, phase_input: PhaseInput) -> None:
         ws = phase_input.workspace
@@ -430,20 +381,12 @@ class ExecutionWorkflow:
             phase_input.model_copy(update={"github": github}) if github else phase_input,
             "integration",
         )
-        self._record_head(integration.head)
-        summary = (
-            f"{ws.branch} at {integration.head[:12]}, {integration.diff.total_files} files changed"
-        )
-        handed_off = integration.github
-        if handed_off is not None and self._progress.handoff is not None:
-            if todo := self._handoff.record_integration(handed_off, ws.branch):
-                self._human_todo.append(todo)
-            if handed_off.pull_request is not None:
-                summary += f"; pull request #{handed_off.pull_request.number}"
-            if handed_off.aborted:
-                self._set_phase("integration", "done", summary)
-                raise _Stop(ExecutionStatus.PARTIAL, "Aborted at the GitHub handoff.")
-        self._set_phase("integration", "done", summary)
+        self._reports.record_head(integration.head)
+        if todo := self._handoff.record_integration(integration.github, ws.branch):
+            self._human_todo.append(todo)
+        handed_off = self._progress.handoff is not None
+        outcome = integration_outcome(integration, ws.branch, handed_off=handed_off)
+        self._conclude("integration", outcome)
 
         review_github = self._handoff.review_input(github)
         if review_github is not None:
@@ -469,17 +412,18 @@ class ExecutionWorkflow:
             return
         self._set_phase("review", "running", f"reviewer {reviewer.name}")
         review = await self._child(ReviewPhaseWorkflow.run, phase_input, "review")
-        self._record_head(review.head)
+        self._reports.record_head(review.head)
         self._handoff.record_review(review)
         self._progress.problems += review.problems
-        self._progress.review = f"{review.verdict} after {review.rounds} round(s)" + (
-            f":\n\n```\n{review.findings[-2000:]}\n```" if review.findings else ""
-        )
-        self._set_phase("review", "done", f"{review.verdict} ({review.rounds} rounds)")
-        if review.aborted:
-            raise _Stop(ExecutionStatus.PARTIAL, "Aborted in review: the findings stand.")
-        if review.verdict != "approve":
-            self._human_todo.append("The reviewer's findings were not all addressed: see Review.")
+        self._progress.review = review_note(review)
+        self._conclude("review", review_outcome(review))
+
+    def _conclude(self, phase: PhaseName, outcome: PhaseOutcome) -> None:
+        """A phase ended: its line in the progress, notes for the human; a stop ends the run."""
+        self._human_todo += outcome.todo
+        self._set_phase(phase, outcome.status, outcome.summary)
+        if outcome.stop is not None:
+            raise outcome.stop
 
     async def _child(
         self,
@@ -507,42 +451,17 @@ class ExecutionWorkflow:
     async def _await_approval(
         self, name: ApprovalName, question: str, phase_input: PhaseInput
     ) -> None:
-        """Wait for a human's approval, durably, for as long as it takes: when the history
-        grows long in the meantime (signals, updates), hand over to a new run."""
-        # After a continue-as-new the question was asked already (and may have been
-        # answered while the last run handed over): never ask it twice.
-        asked = next((a for a in reversed(self._progress.approvals) if a.name == name), None)
-        if asked is not None:
-            approval = asked
-        else:
-            approval = Approval(name=name, question=question, asked_at=workflow.now())
-            self._progress.approvals.append(approval)
+        """Wait for a human's approval, durably, for as long as it takes (handing over to a
+        new run when the history grows long); a rejection ends the run."""
+        approval, asked_now = self._approvals.ask(name, question)
+        if asked_now:
             self._publish()
-        while approval.state == "pending":
-            await workflow.wait_condition(
-                lambda: (
-                    approval.state != "pending"
-                    or (
-                        workflow.info().is_continue_as_new_suggested()
-                        and workflow.info().get_current_history_length() >= MIN_RUN_EVENTS
-                        and not self._declined_continue_as_new
-                    )
-                )
-            )
-            if approval.state == "pending":
-                if workflow.patched("execution-continue-as-new"):
-                    # Returns only if the approval was answered while it handed over.
-                    await self._continue_as_new(name, phase_input, approval)
-                else:
-                    self._declined_continue_as_new = True  # code from before: wait on
+        await self._approvals.wait(
+            approval, hand_over=lambda: self._continue_as_new(name, phase_input, approval)
+        )
         self._publish()
         if approval.state == "rejected":
-            reason = approval.answer.reason if approval.answer else ""
-            raise _Stop(
-                ExecutionStatus.PARTIAL,
-                f"Rejected at {name}" + (f": {reason}" if reason else "") + "; work so far is on "
-                "the branch.",
-            )
+            raise StopExecution(ExecutionStatus.PARTIAL, rejection_note(approval))
 
     async def _continue_as_new(
         self,
@@ -577,26 +496,13 @@ class ExecutionWorkflow:
         if workflow.patched(HANDLERS_PATCH):
             await workflow.wait_condition(workflow.all_handlers_finished)
 
-    # --- the notices -----------------------------------------------------------------------
-
-    async def _start_notices(self, request: ExecutionInput) -> None:
+    async def _start_notices(self) -> None:
         """With a GitHub handoff or a webhook configured: ask whether this worker can reach
         GitHub, then keep the status comment and the webhook informed until the end."""
-        plan = request.plan
-        if plan.handoff.github is None and not plan.notifies:
-            return
-        if not workflow.patched(HANDOFF_PATCH):
-            return
-        await self._handoff.check_access()
-        self._notices.start()
-        self._publish()
-
-    def _resume_notices(self, request: ExecutionInput) -> None:
-        """After a continue-as-new: keep the status comment and webhook informed, from what
-        the last run had already told them (nothing is posted twice)."""
-        if self._progress.handoff is None and not request.plan.notifies:
-            return
-        self._notices.resume()
+        if self._notices.wanted() and workflow.patched(HANDOFF_PATCH):
+            await self._handoff.check_access()
+            self._notices.start()
+            self._publish()
 
     # --- the progress --------------------------------------------------------------------
 
@@ -613,27 +519,11 @@ class ExecutionWorkflow:
                 execution_branch=ws.branch,
             ),
         )
-        self._record_head(result.head)
+        self._reports.record_head(result.head)
         self._tasks.phase_cancelled()
 
-    def _incomplete(self) -> bool:
-        return not self._tasks.all_passed() or bool(self._human_todo)
-
-    def _record_head(self, head: str) -> None:
-        if self._progress.workspace is not None:
-            self._progress.workspace.head_commit = head
-
     def _set_phase(self, name: PhaseName, status: PhaseStatus, summary: str) -> None:
-        now = workflow.now()
-        for phase in self._progress.phases:
-            if phase.name == name:
-                if status == "running":
-                    phase.started_at = now
-                    self._progress.phase = name
-                elif status in ("done", "failed", "skipped"):
-                    phase.finished_at = now
-                phase.status = status
-                phase.summary = summary
+        self._reports.set_phase(name, status, summary)
         self._publish()
 
     def _publish(self) -> None:

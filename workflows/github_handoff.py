@@ -80,11 +80,11 @@ class GithubHandoff:
             ],
         )
 
-    def record_integration(self, result: GithubHandoffResult, branch: str) -> str | None:
+    def record_integration(self, result: GithubHandoffResult | None, branch: str) -> str | None:
         """What the integration phase handed off; a note for the human when they must hand
         off themselves (a human chose to skip the handoff), else None."""
         handoff = self._progress.handoff
-        if handoff is None:
+        if handoff is None or result is None:
             return None
         if result.push is not None:
             handoff.pushed_head = result.push.head

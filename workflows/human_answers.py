@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from coordinator.escalation import Action, Approval, Escalation, Resolution
+    from coordinator.escalation import Action, Escalation, Resolution
     from coordinator.report import Progress
 
 
@@ -64,10 +64,3 @@ def check_budget_answer(escalation: Escalation, answer: Resolution) -> None:
             "with --budget USD, or --abort",
             non_retryable=True,
         )
-
-
-def pending_approval(progress: Progress) -> Approval:
-    approval = progress.pending_approval
-    if approval is None:
-        raise ApplicationError("no approval is pending", non_retryable=True)
-    return approval

@@ -72,12 +72,20 @@ class Notices:
         """Started in this run (it may be paused or closed since)."""
         return self._loop_task is not None
 
+    def wanted(self) -> bool:
+        """Anyone to tell: the plan hands off to GitHub, or has a webhook."""
+        plan = self._request.plan
+        return plan.handoff.github is not None or plan.notifies
+
     def start(self) -> None:
         self._closing = False
         self._loop_task = asyncio.create_task(self._loop())
 
     def resume(self) -> None:
-        """After a continue-as-new: the last run told people what the progress shows."""
+        """After a continue-as-new: keep people informed (if the last run did), from what
+        the last run had told them: what the progress shows (nothing is posted twice)."""
+        if self._progress.handoff is None and not self._request.plan.notifies:
+            return
         self._wanted = status_signature(self._progress)
         self._waiting_notified = waiting_signature(self._progress)
         self.start()
