@@ -49,11 +49,12 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
         Workspace,
     )
+    from workflows import phase_outcomes as outcomes
     from workflows import search_attributes as sa
     from workflows import steps
     from workflows.approvals import Approvals, rejection_note
+    from workflows.escalations import Escalations, timed_out_note
     from workflows.github_handoff import GithubHandoff
-    from workflows.human_answers import check_budget_answer, pending_escalation
     from workflows.implementation_phase import ImplementationPhaseWorkflow
     from workflows.integration_phase import IntegrationPhaseWorkflow
     from workflows.notices import Notices
@@ -68,17 +69,8 @@ with workflow.unsafe.imports_passed_through():
         WORKSPACE_READY,
         root_message,
     )
-    from workflows.phase_outcomes import (
-        PhaseOutcome,
-        StopExecution,
-        implementation_outcome,
-        integration_outcome,
-        review_note,
-        review_outcome,
-        setup_outcome,
-        validation_outcome,
-    )
-    from workflows.phase_reports import PhaseReports, timed_out_note
+    from workflows.phase_outcomes import PhaseOutcome, StopExecution
+    from workflows.phase_reports import PhaseReports
     from workflows.review_phase import ReviewPhaseWorkflow
     from workflows.setup_phase import SetupPhaseWorkflow
     from workflows.status_file import StatusFile
@@ -118,7 +110,8 @@ class ExecutionWorkflow:
             self._runs = request.carry.runs
         progress = self._progress
         self._tasks = TaskBoard(progress)
-        self._reports = PhaseReports(progress, self._tasks)
+        self._reports = PhaseReports(progress)
+        self._escalations = Escalations(progress, self._tasks)
         self._approvals = Approvals(progress)
         self._web_ui = WebUi(progress)
         self._status_file = StatusFile(progress, request.plan.status_file, request.execution_id)
@@ -165,12 +158,12 @@ class ExecutionWorkflow:
 
     @workflow.signal(name=ESCALATION_RAISED)
     def _escalation_raised(self, escalation: Escalation) -> None:
-        self._reports.escalation_raised(escalation)
+        self._escalations.raised(escalation)
         self._publish()
 
     @workflow.signal(name=ESCALATION_CLOSED)
     def _escalation_closed(self, escalation: Escalation) -> None:
-        if self._reports.escalation_closed(escalation):
+        if self._escalations.closed(escalation):
             if note := timed_out_note(escalation):
                 self._human_todo.append(note)
             self._publish()
@@ -182,12 +175,7 @@ class ExecutionWorkflow:
         return await self._resolve(answer)
 
     async def _resolve(self, answer: Resolution) -> Escalation:
-        escalation = pending_escalation(self._progress, answer)
-        if escalation.budget_usd is not None and escalation.task_id is None and answer.budget:
-            self._progress.budget_usd = answer.budget  # later phases start from it
-        escalation.state = "answered"
-        escalation.answer = answer.model_copy(update={"escalation_id": escalation.id})
-        escalation.answered_at = workflow.now()
+        escalation = self._escalations.answer(answer)
         self._publish()
         await workflow.get_external_workflow_handle(escalation.waiting_workflow_id).signal(
             ESCALATION_ANSWERED, escalation.answer
@@ -196,13 +184,13 @@ class ExecutionWorkflow:
 
     @resolve_escalation.validator
     def _validate_resolution(self, answer: Resolution) -> None:
-        check_budget_answer(pending_escalation(self._progress, answer), answer)
+        self._escalations.check(answer)
 
     @workflow.signal(name="resolve_escalation")
     async def resolve_escalation_signal(self, answer: Resolution) -> None:
         """For `temporal workflow signal` users; an invalid answer is logged and ignored."""
         try:
-            check_budget_answer(pending_escalation(self._progress, answer), answer)
+            self._escalations.check(answer)
         except ApplicationError as err:
             workflow.logger.warning("ignored resolve_escalation signal: %s", err)
             return
@@ -282,8 +270,7 @@ class ExecutionWorkflow:
             not self._tasks.all_passed() or bool(self._human_todo)
         ):
             status = ExecutionStatus.PARTIAL
-        for escalation in self._progress.pending_escalations:
-            escalation.state = "withdrawn"  # nobody needs to answer a finished execution
+        self._escalations.withdraw_pending()
         self._progress.status = status
         self._publish()
         report = ExecutionReport.from_progress(
@@ -303,15 +290,7 @@ class ExecutionWorkflow:
         if carry is None:
             setup = await self._run_setup(request)
             await self._start_notices()
-            phase_input = PhaseInput(
-                execution_id=request.execution_id,
-                plan=request.plan,
-                workspace=setup.workspace,
-                routes=setup.check.routes,
-                specialists=setup.check.specialists,
-                environment=setup.environment,
-                context_paths=setup.context_paths,
-            )
+            phase_input = outcomes.phases_input(request, setup)
         else:
             phase_input = PhaseInput.model_validate({**carry.phase, "plan": request.plan})
             if self._progress.workspace is not None:  # one object again, as before the carry
@@ -349,7 +328,7 @@ class ExecutionWorkflow:
         self._progress.problems += setup.check.errors
         self._progress.workspace = setup.workspace
         self._tasks.route(setup.check.routes)
-        self._conclude("setup", setup_outcome(setup, request.plan))
+        self._conclude("setup", outcomes.setup(setup, request.plan))
         return setup
 
     async def _implement_and_validate(self, phase_input: PhaseInput) -> None:
@@ -362,7 +341,7 @@ class ExecutionWorkflow:
         self._tasks.apply_result(implementation)
         self._publish()
         self._reports.record_head(implementation.head)
-        self._conclude("implementation", implementation_outcome(implementation, self._tasks.tasks))
+        self._conclude("implementation", outcomes.implementation(implementation, self._tasks.tasks))
 
         if not plan.gates:
             self._set_phase("validation", "skipped", "the plan has no system gates")
@@ -370,7 +349,7 @@ class ExecutionWorkflow:
         self._set_phase("validation", "running", f"{len(plan.gates)} system gates")
         validation = await self._child(ValidationPhaseWorkflow.run, phase_input, "validation")
         self._reports.record_head(validation.head)
-        self._conclude("validation", validation_outcome(validation))
+        self._conclude("validation", outcomes.validation(validation))
 
     async def _integrate_and_review(self, phase_input: PhaseInput) -> None:
         ws = phase_input.workspace
@@ -385,7 +364,7 @@ class ExecutionWorkflow:
         if todo := self._handoff.record_integration(integration.github, ws.branch):
             self._human_todo.append(todo)
         handed_off = self._progress.handoff is not None
-        outcome = integration_outcome(integration, ws.branch, handed_off=handed_off)
+        outcome = outcomes.integration(integration, ws.branch, handed_off=handed_off)
         self._conclude("integration", outcome)
 
         review_github = self._handoff.review_input(github)
@@ -415,8 +394,8 @@ class ExecutionWorkflow:
         self._reports.record_head(review.head)
         self._handoff.record_review(review)
         self._progress.problems += review.problems
-        self._progress.review = review_note(review)
-        self._conclude("review", review_outcome(review))
+        self._progress.review = outcomes.review_note(review)
+        self._conclude("review", outcomes.review(review))
 
     def _conclude(self, phase: PhaseName, outcome: PhaseOutcome) -> None:
         """A phase ended: its line in the progress, notes for the human; a stop ends the run."""

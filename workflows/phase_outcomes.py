@@ -1,5 +1,6 @@
 """What each phase's result means for the execution: the phase's line in the progress (done
-or failed, and a summary), notes for the human, and whether the run stops there.
+or failed, and a summary), notes for the human, and whether the run stops there; and, from
+setup's result, what every later phase works from.
 
 Pure functions of a phase's result: the conductor runs the phase, then applies its outcome.
 Workflow code: deterministic, no I/O.
@@ -13,9 +14,11 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.execution import (
+        ExecutionInput,
         GateRoundResult,
         ImplementationResult,
         IntegrationResult,
+        PhaseInput,
         ReviewResult,
         SetupResult,
     )
@@ -40,7 +43,7 @@ class PhaseOutcome:
     stop: StopExecution | None = None  # the run ends here
 
 
-def setup_outcome(setup: SetupResult, plan: Plan) -> PhaseOutcome:
+def setup(setup: SetupResult, plan: Plan) -> PhaseOutcome:
     if not setup.ok:
         return PhaseOutcome(
             "failed",
@@ -71,7 +74,20 @@ def setup_outcome(setup: SetupResult, plan: Plan) -> PhaseOutcome:
     return PhaseOutcome("done", summary, todo)
 
 
-def implementation_outcome(result: ImplementationResult, tasks: list[TaskState]) -> PhaseOutcome:
+def phases_input(request: ExecutionInput, setup: SetupResult) -> PhaseInput:
+    """What every phase after setup works from."""
+    return PhaseInput(
+        execution_id=request.execution_id,
+        plan=request.plan,
+        workspace=setup.workspace,
+        routes=setup.check.routes,
+        specialists=setup.check.specialists,
+        environment=setup.environment,
+        context_paths=setup.context_paths,
+    )
+
+
+def implementation(result: ImplementationResult, tasks: list[TaskState]) -> PhaseOutcome:
     """`tasks`: every task's state once the phase's last updates are in."""
     passed = sum(t.status == "passed" for t in tasks)
     stop = (
@@ -82,7 +98,7 @@ def implementation_outcome(result: ImplementationResult, tasks: list[TaskState])
     return PhaseOutcome("done", f"{passed} of {len(tasks)} tasks passed", stop=stop)
 
 
-def validation_outcome(result: GateRoundResult) -> PhaseOutcome:
+def validation(result: GateRoundResult) -> PhaseOutcome:
     verdict = "passed" if result.passed else "failing (skipped by a human)"
     stop = (
         StopExecution(ExecutionStatus.PARTIAL, "Aborted in validation: gates still fail.")
@@ -92,9 +108,7 @@ def validation_outcome(result: GateRoundResult) -> PhaseOutcome:
     return PhaseOutcome("done", f"system gates {verdict}", stop=stop)
 
 
-def integration_outcome(
-    result: IntegrationResult, branch: str, *, handed_off: bool
-) -> PhaseOutcome:
+def integration(result: IntegrationResult, branch: str, *, handed_off: bool) -> PhaseOutcome:
     """`handed_off`: the execution keeps a GitHub handoff, so the phase's GitHub result counts."""
     summary = f"{branch} at {result.head[:12]}, {result.diff.total_files} files changed"
     github = result.github if handed_off else None
@@ -110,7 +124,7 @@ def integration_outcome(
     return PhaseOutcome("done", summary, stop=stop)
 
 
-def review_outcome(review: ReviewResult) -> PhaseOutcome:
+def review(review: ReviewResult) -> PhaseOutcome:
     summary = f"{review.verdict} ({review.rounds} rounds)"
     if review.aborted:
         return PhaseOutcome(
