@@ -20,7 +20,7 @@ from coordinator.execution import (
 )
 from coordinator.handoff import GithubHandoffResult, PullRequestRef
 from coordinator.plan import Plan
-from coordinator.report import ExecutionStatus, Progress, TaskState, Workspace
+from coordinator.report import ExecutionStatus, GateSummary, Progress, TaskState, Workspace
 from workflows import phase_outcomes as outcomes
 from workflows.task_board import TaskBoard, plan_task_states
 
@@ -51,15 +51,18 @@ def test_task_rows_resolve_dependencies_and_routes() -> None:
     ]
 
 
-def _board() -> TaskBoard:
-    progress = Progress(
+def _progress() -> Progress:
+    return Progress(
         execution_id="e",
         plan_name="demo",
         phases=[],
         tasks=plan_task_states(PLAN.tasks, {}),
         started_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
-    return TaskBoard(progress)
+
+
+def _board() -> TaskBoard:
+    return TaskBoard(_progress())
 
 
 def _state(tid: str, status: str) -> TaskState:
@@ -156,3 +159,30 @@ def test_review_outcomes() -> None:
     assert left.todo == ["The reviewer's findings were not all addressed: see Review."]
     stopped = outcomes.review(ReviewResult(verdict="changes_requested", aborted=True, head="h"))
     assert stopped.todo == [] and stopped.stop is not None
+
+
+def test_the_ending_counts_skipped_gates_and_unfinished_work() -> None:
+    progress = _progress()
+    board = TaskBoard(progress)
+    board.apply([_state(t.id, "passed") for t in board.tasks])
+    assert outcomes.ending(ExecutionStatus.COMPLETED, progress, []) == (
+        ExecutionStatus.COMPLETED,
+        [],
+    )
+    assert outcomes.ending(ExecutionStatus.COMPLETED, progress, ["review it"])[0] == (
+        ExecutionStatus.PARTIAL
+    )
+    progress.record_gate(
+        GateSummary(name="lint", level="system", scope="branch", passed=False, exit_code=1)
+    )
+    status, notes = outcomes.ending(ExecutionStatus.COMPLETED, progress, [])
+    assert status == ExecutionStatus.PARTIAL
+    assert notes == ["Still failing, skipped by a human: system gate lint (branch)."]
+    # A run that did not complete keeps its status, and gets no note.
+    assert outcomes.ending(ExecutionStatus.CANCELLED, progress, []) == (
+        ExecutionStatus.CANCELLED,
+        [],
+    )
+    board.apply([_state("api", "skipped")])
+    progress.gates = []
+    assert outcomes.ending(ExecutionStatus.COMPLETED, progress, [])[0] == ExecutionStatus.PARTIAL

@@ -261,15 +261,8 @@ class ExecutionWorkflow:
 
     async def _finish(self, status: ExecutionStatus) -> ExecutionReport:
         """The report; the handoff, the notices and the status file show the end."""
-        failing = [
-            f"{g.level} gate {g.name} ({g.scope})" for g in self._progress.gates if not g.passed
-        ]
-        if failing and status == ExecutionStatus.COMPLETED:
-            self._human_todo.append(f"Still failing, skipped by a human: {', '.join(failing)}.")
-        if status == ExecutionStatus.COMPLETED and (
-            not self._tasks.all_passed() or bool(self._human_todo)
-        ):
-            status = ExecutionStatus.PARTIAL
+        status, notes = outcomes.ending(status, self._progress, self._human_todo)
+        self._human_todo += notes
         self._escalations.withdraw_pending()
         self._progress.status = status
         self._publish()

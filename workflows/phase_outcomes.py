@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
         SetupResult,
     )
     from coordinator.plan import Plan
-    from coordinator.report import ExecutionStatus, PhaseStatus, TaskState
+    from coordinator.report import ExecutionStatus, PhaseStatus, Progress, TaskState
 
 
 class StopExecution(Exception):
@@ -136,6 +136,23 @@ def review(review: ReviewResult) -> PhaseOutcome:
     if review.verdict != "approve":
         todo.append("The reviewer's findings were not all addressed: see Review.")
     return PhaseOutcome("done", summary, todo)
+
+
+def ending(
+    status: ExecutionStatus, progress: Progress, human_todo: list[str]
+) -> tuple[ExecutionStatus, list[str]]:
+    """How the run ended, all told, and what the human learns of it besides `human_todo`:
+    gates a human skipped are still failing, and a run that completed with a task not
+    passed or something left for a human is partial."""
+    if status != ExecutionStatus.COMPLETED:
+        return status, []
+    notes = []
+    failing = [f"{g.level} gate {g.name} ({g.scope})" for g in progress.gates if not g.passed]
+    if failing:
+        notes.append(f"Still failing, skipped by a human: {', '.join(failing)}.")
+    if any(t.status != "passed" for t in progress.tasks) or human_todo or notes:
+        status = ExecutionStatus.PARTIAL
+    return status, notes
 
 
 def review_note(review: ReviewResult) -> str:
