@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.attempts import AttemptFailure, feedback_for
+    from coordinator.backends import spends_tokens
     from coordinator.branches import (
         CommitRequest,
         CreateWorktreeRequest,
@@ -503,7 +504,7 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         while attempt < ATTEMPTS:
             attempt += 1
             specialist = self._specialist(request, task, fixing=attempt > 1)
-            if specialist.backend == "claude" and (
+            if spends_tokens(specialist.backend) and (
                 stop := await self._budget_stop(request, task, state)
             ):
                 return stop, ""

@@ -22,6 +22,7 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
+    from coordinator.backends import spends_tokens
     from coordinator.branches import (
         CommitRequest,
         CreateWorktreeRequest,
@@ -264,7 +265,7 @@ class PhaseWorkflow:
     def reserve_share(self, request: PhaseInput, ref: SpecialistRef) -> float | None:
         """A fixer's or reviewer's attempt: what is left of the execution's budget (Claude
         only; command specialists spend nothing)."""
-        return self.reserve(self.budget_left(request)) if ref.backend == "claude" else None
+        return self.reserve(self.budget_left(request)) if spends_tokens(ref.backend) else None
 
     def release(self, limit: float | None) -> None:
         if limit is not None:
@@ -400,7 +401,7 @@ class PhaseWorkflow:
         committed and merged like a task's. Returns None on success, else what went wrong."""
         ws = request.workspace
         fixer = self.fixer(request)
-        if fixer.backend == "claude" and not await self.within_budget(request, phase_of(fix_id)):
+        if spends_tokens(fixer.backend) and not await self.within_budget(request, phase_of(fix_id)):
             return "aborted: the budget is spent"
         worktree = await self.fresh_worktree(request, fix_id)
         limit = self.reserve_share(request, fixer)

@@ -9,6 +9,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from coordinator.backends import spends_tokens
     from coordinator.branches import DiffRequest, RemoveWorktreeRequest
     from coordinator.escalation import Action, Escalation
     from coordinator.execution import PhaseInput, ReviewResult
@@ -88,7 +89,9 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
         findings = ""
         while True:
             for review_round in range(1, ATTEMPTS + 1):
-                if reviewer.backend == "claude" and not await self.within_budget(request, "review"):
+                if spends_tokens(reviewer.backend) and not await self.within_budget(
+                    request, "review"
+                ):
                     return ReviewResult(
                         verdict="changes_requested" if findings else "skipped",
                         findings=findings,
