@@ -5,10 +5,13 @@ validation → approval? → integration → review), keeps the progress the pha
 (`progress` query), and takes the human answers: `resolve_escalation`, `approve`, `reject`
 (each an update with a validator, and a signal of the same name and shape).
 
-What it shows is kept by helpers that own their state, each told when the progress changed
-(`_publish`): the tasks (`TaskBoard`, a read model of the implementation phase's task
-state), the Web UI (`WebUi`: search attributes and details), the status file (`StatusFile`),
-the status comment and webhook (`Notices`) and the GitHub handoff (`GithubHandoff`).
+The rest is kept by small helpers that own their state. What the phases report: the tasks
+(`TaskBoard`, a read model of the implementation phase's task state), gates, spend and the
+workspace (`PhaseReports`), escalations (`Escalations`); the approvals (`Approvals`); what a
+phase's result means (`phase_outcomes`). What the execution shows, each told when the
+progress changed (`_publish`): the Web UI (`WebUi`), the status file (`StatusFile`), the
+status comment and webhook (`Notices`), the GitHub handoff (`GithubHandoff`).
+See docs/architecture.md.
 """
 
 from __future__ import annotations
