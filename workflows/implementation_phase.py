@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         root_message,
         spend_of,
     )
+    from workflows.task_board import plan_task_states
 
 FINISHED = ("passed", "skipped", "failed")
 # Continue as new past this many events even if the server has not suggested it yet (it
@@ -89,16 +90,8 @@ class ImplementationPhaseWorkflow(PhaseWorkflow):
         carried, request.carry = request.carry, None
         self.use_coalescing(request, carried.updates_since if carried else None)
         graph = TaskGraph.from_tasks(plan.tasks)
-        self._states = {
-            t.id: TaskState(
-                id=t.id,
-                title=t.title,
-                layer=t.layer,
-                depends_on=list(graph.dependencies(t.id)),
-                specialist=request.routes.get(t.id, t.specialist),
-            )
-            for t in plan.tasks
-        }
+        # This phase owns task state; the execution shows it (a read model, task_board.py).
+        self._states = {s.id: s for s in plan_task_states(plan.tasks, request.routes)}
         layers = {name: set(ids) for name, ids in layer_order(plan.tasks).items()}
         gated_layers: set[str] = set()
         running: dict[str, asyncio.Task[None]] = {}
