@@ -4,14 +4,10 @@ environment folder and the setup commands (three attempts each, then a human dec
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.workspace import WorkspaceActivities
     from coordinator.environment import CommandEnvironment, status_file_path
     from coordinator.escalation import Action, Escalation
     from coordinator.execution import (
@@ -27,9 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import steps
     from workflows.phase import ATTEMPTS, WORKSPACE_READY, PhaseWorkflow, root_message
 
-# Three attempts is the product's rule for every retryable step.
-RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
-
 
 @workflow.defn(name="SetupPhase")
 class SetupPhaseWorkflow(PhaseWorkflow):
@@ -38,8 +31,7 @@ class SetupPhaseWorkflow(PhaseWorkflow):
         plan = request.plan
         # Clone first: a repository named by URL brings its own specialists, which the
         # check below must see. A missing repository fails here, with its path.
-        workspace = await workflow.execute_activity_method(
-            WorkspaceActivities.prepare_workspace,
+        workspace = await steps.prepare_workspace(
             PrepareWorkspaceInput(
                 execution_id=request.execution_id,
                 repository=request.repository,
@@ -47,9 +39,6 @@ class SetupPhaseWorkflow(PhaseWorkflow):
                 branch=plan.branch or default_branch(request.execution_id),
                 remote_home=not (plan.approval.before_start or plan.approval_before_handoff),
             ),
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
             summary=f"prepare workspace: clone {request.repository}",
         )
         # A plan that became invalid since `coord run` is reported, not run.
