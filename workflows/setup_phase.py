@@ -21,7 +21,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from coordinator.plan import SetupCommand
     from workflows import steps
-    from workflows.phase import ATTEMPTS, WORKSPACE_READY, PhaseWorkflow, root_message
+    from workflows.phase import WORKSPACE_READY, PhaseWorkflow, root_message
+    from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry, UntilResolved, retry_or
 
 
 @workflow.defn(name="SetupPhase")
@@ -89,10 +90,12 @@ class SetupPhaseWorkflow(PhaseWorkflow):
     async def _run_setup_command(
         self, request: ExecutionInput, result: SetupResult, command: SetupCommand
     ) -> Action | None:
-        """None when the command succeeded; else what the human chose instead of a retry."""
-        rounds = 0
-        while True:
-            rounds += 1
+        """None when the command succeeded; else what the human chose instead of a retry.
+        The activity's own retries are the three strikes: each failure asks a human."""
+        until = UntilResolved[Action | None](strikes=1)
+        failed: list[ActivityError] = []
+
+        async def attempt(strike: int) -> Done[Action | None] | Miss:
             try:
                 await steps.run_setup_command(
                     result.workspace,
@@ -101,37 +104,43 @@ class SetupPhaseWorkflow(PhaseWorkflow):
                         command=command,
                         cwd=result.workspace.path,
                         environment=result.environment,
-                        round=rounds,
+                        round=until.tries,
                     ),
                 )
-                return None
+                return Done(None)
             except ActivityError as err:
                 if is_cancelled_exception(err):
                     raise
-                tail, logs = _failure_details(err)
-                answer = await self.escalate(
-                    request,
-                    Escalation(
-                        id=f"setup:{_safe(command.name)}",
-                        phase="setup",
-                        reason=f"setup command '{command.name}' failed {ATTEMPTS} times",
-                        question=f"Setup command '{command.name}' ({command.run}) keeps "
-                        "failing, before any specialist ran: retry it (after fixing the "
-                        "cause on the worker), skip it (run without it), or abort?",
-                        last_error=root_message(err),
-                        output_tail=tail[-4000:],
-                        attempts=ATTEMPTS,
-                        artifacts=logs,
-                        recommended=[
-                            "Read the setup log listed under artifacts",
-                            "Fix what is missing on the worker (a tool, a network share, a "
-                            "credential in env_from), then --retry",
-                            "--skip only if gates and specialists do not need it",
-                        ],
-                    ),
-                )
-                if answer.action != Action.RETRY:
-                    return answer.action
+                failed.append(err)
+                return Miss.STRIKE
+
+        async def ask() -> Retry | Done[Action | None]:
+            answer = await self.escalate(request, _setup_escalation(command, failed[-1]))
+            return retry_or(answer, lambda answer: answer.action)
+
+        return await until.run(attempt, ask)
+
+
+def _setup_escalation(command: SetupCommand, err: ActivityError) -> Escalation:
+    tail, logs = _failure_details(err)
+    return Escalation(
+        id=f"setup:{_safe(command.name)}",
+        phase="setup",
+        reason=f"setup command '{command.name}' failed {ATTEMPTS} times",
+        question=f"Setup command '{command.name}' ({command.run}) keeps failing, before any "
+        "specialist ran: retry it (after fixing the cause on the worker), skip it (run "
+        "without it), or abort?",
+        last_error=root_message(err),
+        output_tail=tail[-4000:],
+        attempts=ATTEMPTS,
+        artifacts=logs,
+        recommended=[
+            "Read the setup log listed under artifacts",
+            "Fix what is missing on the worker (a tool, a network share, a "
+            "credential in env_from), then --retry",
+            "--skip only if gates and specialists do not need it",
+        ],
+    )
 
 
 def _failure_details(err: ActivityError) -> tuple[str, list[str]]:
