@@ -54,7 +54,6 @@ class ImplementationPhaseWorkflow(TaskWork):
             )
             for t in plan.tasks
         }
-        layers = {name: set(ids) for name, ids in layer_order(plan.tasks).items()}
         gated_layers: set[str] = set()
         running: dict[str, asyncio.Task[None]] = {}
         if carried is not None:
@@ -65,66 +64,95 @@ class ImplementationPhaseWorkflow(TaskWork):
                 running[waiting_task.id] = asyncio.create_task(
                     self._run_task(request, waiting_task, parked)
                 )
-        draining = False
         try:
-            while not self._abort:
-                await self._skip_blocked(request, graph)
-                draining = draining or self._history_is_long(plan.max_parallel)
-                # A task waiting on a human holds no slot: other work keeps going. While
-                # draining for a continue-as-new, no task gets a slot.
-                slots = 0 if draining else max(0, plan.max_parallel - self._busy())
-                # Tasks a human sent back (retry) first, then new ones.
-                waiting = [tid for tid in running if self._states[tid].status == "ready"]
-                for tid in waiting[:slots]:
-                    self._states[tid].status = "running"
-                slots -= min(slots, len(waiting))
-                for tid in self._startable(request, graph, running)[:slots]:
-                    self._states[tid].status = "running"
-                    running[tid] = asyncio.create_task(self._run_task(request, plan.task(tid)))
-                unfinished = any(s.status not in FINISHED for s in self._states.values())
-                if draining and unfinished and all(tid in self._parked for tid in running):
-                    await self._continue_as_new(request, running, gated_layers)
-                if not running:
-                    break
-                self._seen = self._changes
-                await workflow.wait_condition(
-                    lambda: (
-                        self._abort
-                        or self._changes != self._seen
-                        or any(t.done() for t in running.values())
-                    )
-                )
-                for tid in [tid for tid, t in running.items() if t.done()]:
-                    running.pop(tid).result()  # a bug in _run_task surfaces here
-                for layer, ids in layers.items():
-                    if layer in gated_layers or not plan.layer_gates:
-                        continue
-                    if all(self._states[tid].status in FINISHED for tid in ids):
-                        gated_layers.add(layer)
-                        outcome = await run_gates_with_fixes(
-                            self,
-                            request,
-                            level="layer",
-                            scope=layer,
-                            gates=plan.layer_gates,
-                            phase_name="implementation",
-                        )
-                        self._abort = self._abort or outcome.aborted
-            if running:  # aborted: unfinished work is left for a human, not merged
-                for task in running.values():
-                    task.cancel()
-                await asyncio.gather(*running.values(), return_exceptions=True)
+            await self._schedule(request, graph, running, gated_layers)
         except BaseException as err:
             if isinstance(err, workflow.ContinueAsNewError):
                 raise
             # Cancelled (directly or wrapped by the activity it interrupted) or broken: stop
             # every task and leave no worktree behind, then let it propagate.
-            for task in running.values():
-                task.cancel()
-            await asyncio.gather(*running.values(), return_exceptions=True)
+            await _stop(running)
             await self.stop_updates()
             await self._clean_up(request)
             raise
+        return await self._finish(request)
+
+    async def _schedule(
+        self,
+        request: PhaseInput,
+        graph: TaskGraph,
+        running: dict[str, asyncio.Task[None]],
+        gated_layers: set[str],
+    ) -> None:
+        """Hand out slots until every task is finished (or a human aborted), gating each
+        layer once its tasks are done."""
+        plan = request.plan
+        layers = {name: set(ids) for name, ids in layer_order(plan.tasks).items()}
+        draining = False
+        while not self._abort:
+            await self._skip_blocked(request, graph)
+            draining = draining or self._history_is_long(plan.max_parallel)
+            self._hand_out_slots(request, graph, running, draining)
+            unfinished = any(s.status not in FINISHED for s in self._states.values())
+            if draining and unfinished and all(tid in self._parked for tid in running):
+                await self._continue_as_new(request, running, gated_layers)
+            if not running:
+                break
+            self._seen = self._changes
+            await workflow.wait_condition(
+                lambda: (
+                    self._abort
+                    or self._changes != self._seen
+                    or any(t.done() for t in running.values())
+                )
+            )
+            for tid in [tid for tid, t in running.items() if t.done()]:
+                running.pop(tid).result()  # a bug in _run_task surfaces here
+            await self._gate_layers(request, layers, gated_layers)
+        if running:  # aborted: unfinished work is left for a human, not merged
+            await _stop(running)
+
+    def _hand_out_slots(
+        self,
+        request: PhaseInput,
+        graph: TaskGraph,
+        running: dict[str, asyncio.Task[None]],
+        draining: bool,
+    ) -> None:
+        """A task waiting on a human holds no slot: other work keeps going. While draining
+        for a continue-as-new, no task gets a slot. Tasks a human sent back (retry) first,
+        then new ones."""
+        plan = request.plan
+        slots = 0 if draining else max(0, plan.max_parallel - self._busy())
+        waiting = [tid for tid in running if self._states[tid].status == "ready"]
+        for tid in waiting[:slots]:
+            self._states[tid].status = "running"
+        slots -= min(slots, len(waiting))
+        for tid in self._startable(request, graph, running)[:slots]:
+            self._states[tid].status = "running"
+            running[tid] = asyncio.create_task(self._run_task(request, plan.task(tid)))
+
+    async def _gate_layers(
+        self, request: PhaseInput, layers: dict[str, set[str]], gated_layers: set[str]
+    ) -> None:
+        """The layer gates of every layer whose tasks are all finished, once each."""
+        plan = request.plan
+        for layer, ids in layers.items():
+            if layer in gated_layers or not plan.layer_gates:
+                continue
+            if all(self._states[tid].status in FINISHED for tid in ids):
+                gated_layers.add(layer)
+                outcome = await run_gates_with_fixes(
+                    self,
+                    request,
+                    level="layer",
+                    scope=layer,
+                    gates=plan.layer_gates,
+                    phase_name="implementation",
+                )
+                self._abort = self._abort or outcome.aborted
+
+    async def _finish(self, request: PhaseInput) -> ImplementationResult:
         last: list[TaskState] = []
         if self._flusher_cooperative:
             await self.stop_flusher()
@@ -167,9 +195,7 @@ class ImplementationPhaseWorkflow(TaskWork):
         """Every running task is parked on a human (or there are none): carry the state
         over to a new run of this workflow, which picks the waits up where they are."""
         self._handing_over = True
-        for task in running.values():
-            task.cancel()
-        await asyncio.gather(*running.values(), return_exceptions=True)
+        await _stop(running)
         await self.stop_updates()
         # Built last: an answer that came in while the tasks stopped is carried too.
         carry = SchedulerCarry(
@@ -260,3 +286,9 @@ class ImplementationPhaseWorkflow(TaskWork):
                 state.last_error = f"skipped: depends on {', '.join(blockers)}, which did not pass"
                 state.finished_at = workflow.now()
                 await self.notify_task(state)
+
+
+async def _stop(running: dict[str, asyncio.Task[None]]) -> None:
+    for task in running.values():
+        task.cancel()
+    await asyncio.gather(*running.values(), return_exceptions=True)

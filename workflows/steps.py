@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.gates import GateActivities
     from activities.github import GithubActivities
     from activities.home import COMMIT_MISSING, publish_branch
-    from activities.notify import NotifyActivities
     from activities.plan_check import check_plan as check_plan_activity
     from activities.workspace import WorkspaceActivities
     from activities.worktrees import TASK_BRANCH_MISSING, WorktreeActivities
@@ -57,20 +56,8 @@ with workflow.unsafe.imports_passed_through():
         WorktreeSetupResult,
     )
     from coordinator.handoff import (
-        CommentRef,
-        GithubAccess,
-        GithubAccessRequest,
-        PullRequestRef,
-        PullRequestRequest,
         PushRequest,
         PushResult,
-        ReviewRef,
-        ReviewRequest,
-        StatusCommentRequest,
-        TickRequest,
-        TickResult,
-        WebhookRequest,
-        WebhookResult,
     )
     from coordinator.plan import Gate, Plan
     from coordinator.report import Workspace
@@ -82,10 +69,19 @@ with workflow.unsafe.imports_passed_through():
         SpecialistResult,
     )
     from workflows import placement
-    from workflows.placement import WORKSPACE_MOVED, HostLost, on_host
+
+    # Re-exported (`x as x`): the phases and the execution call them as steps.
+    from workflows.github_steps import github_access as github_access
+    from workflows.github_steps import github_pull_request as github_pull_request
+    from workflows.github_steps import github_review as github_review
+    from workflows.github_steps import github_status_comment as github_status_comment
+    from workflows.github_steps import github_tick as github_tick
+    from workflows.github_steps import notify_webhook as notify_webhook
+    from workflows.placement import WORKSPACE_MOVED as WORKSPACE_MOVED
+    from workflows.placement import HostLost as HostLost
+    from workflows.placement import on_host
     from workflows.timeouts import (
         GIT_TIMEOUT,
-        GITHUB_TIMEOUT,
         HEARTBEAT,
         PLAN_CHECK_TIMEOUT,
         PREPARE_TIMEOUT,
@@ -93,11 +89,7 @@ with workflow.unsafe.imports_passed_through():
         SLACK,
         STATUS_FILE_TIMEOUT,
         WAIT,
-        WEBHOOK_TIMEOUT,
     )
-
-# Re-exported: the phases and the execution name them as steps.
-__all__ = ["WORKSPACE_MOVED", "HostLost"]
 
 T = TypeVar("T")
 R = TypeVar("R", bound=BaseModel)
@@ -341,31 +333,7 @@ async def diff(ws: Workspace, request: DiffRequest) -> DiffSummary:
     return result
 
 
-# --- the GitHub handoff and notifications --------------------------------------------------
-
-
-async def _github_step(
-    method: Callable[..., Awaitable[T]],
-    request: Any,
-    summary: str,
-    timeout: timedelta = GITHUB_TIMEOUT,
-) -> T:
-    """GitHub activities find what an earlier attempt did before doing it: safe to retry."""
-    result: T = await workflow.execute_activity_method(
-        method,
-        request,
-        start_to_close_timeout=timeout,
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=RETRY,
-        summary=summary[:200],
-    )
-    return result
-
-
-async def github_access(request: GithubAccessRequest) -> GithubAccess:
-    return await _github_step(
-        GithubActivities.access, request, f"GitHub handoff to {request.repo}: token present?"
-    )
+# --- the GitHub handoff from the clone (the API steps: workflows/github_steps.py) ------------
 
 
 async def github_push(ws: Workspace, request: PushRequest) -> PushResult:
@@ -380,47 +348,6 @@ async def github_push(ws: Workspace, request: PushRequest) -> PushResult:
         retry_policy=RETRY,
     )
     return result
-
-
-async def github_pull_request(request: PullRequestRequest) -> PullRequestRef:
-    return await _github_step(
-        GithubActivities.pull_request,
-        request,
-        f"pull request {request.branch} → {request.base} in {request.repo}",
-    )
-
-
-async def github_tick(request: TickRequest) -> TickResult:
-    return await _github_step(
-        GithubActivities.tick_issue,
-        request,
-        f"tick {len(request.tasks)} tasks in {request.repo}#{request.issue}",
-    )
-
-
-async def github_status_comment(request: StatusCommentRequest) -> CommentRef:
-    return await _github_step(
-        GithubActivities.status_comment,
-        request,
-        f"status comment on {request.repo}#{request.number}",
-    )
-
-
-async def github_review(request: ReviewRequest) -> ReviewRef:
-    return await _github_step(
-        GithubActivities.review,
-        request,
-        f"review ({request.verdict}) on {request.repo}#{request.number}",
-    )
-
-
-async def notify_webhook(request: WebhookRequest) -> WebhookResult:
-    return await _github_step(
-        NotifyActivities.webhook,
-        request,
-        f"webhook: {request.payload.get('event', '')}",
-        WEBHOOK_TIMEOUT,
-    )
 
 
 # --- the plan's environment: only plans that ask for it (setup, context, env, status_file) ----
