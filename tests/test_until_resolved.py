@@ -46,12 +46,12 @@ async def test_a_miss_that_is_no_strike_runs_the_same_attempt_again() -> None:
 async def test_ask_now_asks_before_the_last_strike() -> None:
     strikes: list[int] = []
 
-    async def attempt(strike: int) -> Done[None] | Miss:
+    async def attempt(strike: int) -> Done[str] | Miss:
         strikes.append(strike)
         return Miss.ASK_NOW
 
-    async def ask() -> Retry | Done[None]:
-        return Done(None)
+    async def ask() -> Retry | Done[str]:
+        return Done("asked")
 
-    assert await UntilResolved[None](strikes=3).run(attempt, ask) is None
+    assert await UntilResolved[str](strikes=3).run(attempt, ask) == "asked"
     assert strikes == [1]
