@@ -1,6 +1,7 @@
-"""What every phase after setup shares: telling the execution how things stand, asking a human
-(the 3-strike escalation) and waiting durably for the answer, and the fixer's round trip
-through a worktree. Workflow code: deterministic, no I/O."""
+"""What every phase shares: telling the execution how things stand, asking a human (after
+three strikes: workflows/until_resolved.py) and waiting durably for the answer, the budget,
+and merging into the execution branch (an attempt in a worktree: workflows/attempts.py).
+Workflow code: deterministic, no I/O."""
 
 from __future__ import annotations
 
