@@ -13,13 +13,13 @@ DEMO_PLAN ?= examples/hello-service/plan.yaml
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,claude-code]'
 	touch $(STAMP)
 
 install: $(STAMP) jail
 
 # bubblewrap, the jail plan commands run in, and slirp4netns, its network without the host's
-# loopback (README: "Security model"): installed when missing and possible (Debian/Ubuntu as
+# loopback (docs/security.md): installed when missing and possible (Debian/Ubuntu as
 # root); without them the worker runs commands unjailed, or jailed on the host's network, and says so.
 jail:
 	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
@@ -60,7 +60,7 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev,claude-code]'
 	{ sed -n '1,3p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable \
 	  | grep -v '^#'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt

@@ -30,6 +30,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.claude.agent import ClaudeSpecialistActivities
+from activities.claude_code.activity import ClaudeCodeActivities
 from activities.command_specialist import CommandSpecialistActivities
 from activities.environment import EnvironmentActivities, write_status_file
 from activities.gates import GateActivities
@@ -89,6 +90,7 @@ def activities(
         GateActivities(artifacts_root).run_gate,
         CommandSpecialistActivities(artifacts_root).run,
         ClaudeSpecialistActivities(artifacts_root, claude).run,
+        ClaudeCodeActivities(artifacts_root, claude).run,
         worktrees.create_task_worktree,
         worktrees.commit_task,
         worktrees.merge_task,
@@ -236,7 +238,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> None:
         names = ", ".join(missing)
         raise ConfigError(
             f"search attributes {names} are not registered in namespace {namespace} and "
-            f"could not be registered ({err.message}); see the README, 'Another Temporal server'"
+            f"could not be registered ({err.message}); see docs/configuration.md"
         ) from err
     log.info("registered search attributes %s in namespace %s", ", ".join(missing), namespace)
 

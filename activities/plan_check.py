@@ -10,6 +10,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.claude.tools import permissions_for
+from activities.claude_code import checks as claude_code
 from activities.heartbeat import heartbeating
 from activities.jail import worker_jail
 from coordinator.execution import (
@@ -49,11 +50,14 @@ def _check(request: PlanCheckInput) -> PlanCheck:
     warnings = [str(p) for p in result.warnings]
     for name in sorted(wanted):
         if (spec := registry.get(name)) is not None:
-            if spec.backend == "claude":
+            backend = spec.backend_for(plan.agents_backend)
+            if backend == "claude":
                 warnings += _tool_warnings(spec.name, spec.source, spec.tools)
+            elif backend == "claude-code":
+                warnings += claude_code.tool_warnings(spec.name, spec.source, spec.tools)
             refs[name] = SpecialistRef(
                 name=spec.name,
-                backend=spec.backend,
+                backend=backend,
                 command=spec.command,
                 timeout_s=spec.timeout or DEFAULT_SPECIALIST_TIMEOUT_S,
                 max_turns=spec.max_turns,
@@ -61,6 +65,8 @@ def _check(request: PlanCheckInput) -> PlanCheck:
             )
     errors = [str(p) for p in result.errors]
     if problem := _claude_key_problem(plan, result.routes, refs):
+        errors.append(problem)
+    if problem := claude_code.missing_requirements(_callers(plan, result.routes, refs)):
         errors.append(problem)
     # The plan passes these through from the worker's environment: this worker must have them.
     missing = [name for name in plan.env_from if name not in os.environ]
@@ -117,6 +123,23 @@ def _claude_key_problem(
     before any work, rather than after three failed attempts (or three review rounds)."""
     if os.environ.get("ANTHROPIC_API_KEY"):
         return None
+    claude = _callers(plan, routes, refs, backend="claude")
+    if not claude:
+        return None
+    return (
+        f"Claude specialists {', '.join(claude)} need ANTHROPIC_API_KEY, which is not set in "
+        f"the environment of the worker on {socket.gethostname()}: set it where `coord "
+        "worker` runs, or use command specialists (`reviewer: null` skips the review)"
+    )
+
+
+def _callers(
+    plan: Plan,
+    routes: dict[str, str],
+    refs: dict[str, SpecialistRef],
+    backend: str = "claude-code",
+) -> list[str]:
+    """ "name (who calls it)" for the specialists of `backend` this execution will call."""
     callers: dict[str, str] = {}
     for task_id, name in routes.items():
         callers.setdefault(name, f"task {task_id}")
@@ -126,15 +149,8 @@ def _claude_key_problem(
     # then fails that round, which escalates, rather than every run.)
     if plan.reviewer:
         callers.setdefault(plan.reviewer, "the reviewer")
-    claude = [
+    return [
         f"{name} ({who})"
         for name, who in callers.items()
-        if (ref := refs.get(name)) is not None and ref.backend == "claude"
+        if (ref := refs.get(name)) is not None and ref.backend == backend
     ]
-    if not claude:
-        return None
-    return (
-        f"Claude specialists {', '.join(claude)} need ANTHROPIC_API_KEY, which is not set in "
-        f"the environment of the worker on {socket.gethostname()}: set it where `coord "
-        "worker` runs, or use command specialists (`reviewer: null` skips the review)"
-    )

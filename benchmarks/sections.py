@@ -33,6 +33,7 @@ from benchmarks.infra import (
     shell_plan,
 )
 from benchmarks.soak import soak_section
+from benchmarks.startup import startup_section
 
 BARE_TASK_QUEUE = "coord-bench-bare"
 MAX_PARALLEL = 8
@@ -507,6 +508,16 @@ SECTIONS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "recovery": recovery_section,
     "memory": memory_section,
     "soak": soak_section,
+    "cli": startup_section,
     "history": history_section,  # last: it reads the no-op runs the others made
 }
-ORDER = ["plan", "overhead", "parallel", "history", "recovery", "memory", "soak"]  # of the table
+ORDER = [
+    "plan",
+    "cli",
+    "overhead",
+    "parallel",
+    "history",
+    "recovery",
+    "memory",
+    "soak",
+]  # of the table

@@ -12,6 +12,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.exit_codes import ExitCode
@@ -45,9 +46,27 @@ def fail(message: str, code: ExitCode) -> NoReturn:
     raise typer.Exit(int(code))
 
 
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; Temporal being unreachable is one line and exit 4, and a
-    refusal from the server is one line too, not a traceback."""
+# The server went away (or stopped answering) in the middle of a command.
+SERVER_LOST = (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+
+
+def server_lost(err: RPCError) -> bool:
+    return err.status in SERVER_LOST
+
+
+def quiet_sdk_logs() -> None:
+    """The SDK's Rust core prints its own warnings (retries against a vanished server) on the
+    terminal, with colour codes; a command says what went wrong in one line of its own."""
+    Runtime.set_default(
+        Runtime(telemetry=TelemetryConfig(logging=None)), error_if_already_set=False
+    )
+
+
+def run_async(coro: Coroutine[Any, Any, T], *, sdk_logs: bool = False) -> T:
+    """Run a command's coroutine; Temporal being unreachable (or lost on the way) is one line
+    and exit 4, and a refusal from the server is one line too, not a traceback."""
+    if not sdk_logs:
+        quiet_sdk_logs()
     try:
         return asyncio.run(coro)
     except TemporalUnreachableError as err:
@@ -55,6 +74,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     except ConfigError as err:
         fail(str(err), ExitCode.INVALID)
     except RPCError as err:
+        if server_lost(err):
+            fail(f"lost the Temporal server: {err.message}", ExitCode.UNREACHABLE)
         fail(f"Temporal refused the request: {err.message}", ExitCode.NOT_COMPLETE)
     finally:
         # Drop the SDK's Rust-side client before interpreter shutdown; otherwise exiting

@@ -129,6 +129,12 @@ def resolve_command(
             f"attempt); --{action.value} takes none",
             ExitCode.INVALID,
         )
+    if guidance is not None and not guidance.strip():
+        fail(
+            "--guidance is empty: say what the specialist should do differently, or leave "
+            "out --guidance to retry without any",
+            ExitCode.INVALID,
+        )
     if budget is not None and action != Action.RETRY:
         fail(f"--budget goes with --retry only; --{action.value} takes none", ExitCode.INVALID)
     if budget is not None and budget <= 0:

@@ -8,10 +8,10 @@ from coordinator.report import ExecutionStatus
 
 class ExitCode(IntEnum):
     COMPLETE = 0
-    NOT_COMPLETE = 1  # partial, blocked, failed or cancelled (or the command could not do it)
+    NOT_COMPLETE = 1  # partial, failed or cancelled (or the command could not do it)
     INVALID = 2  # invalid plan or arguments
     WAITING_ON_HUMAN = 3  # an escalation or an approval is pending
-    UNREACHABLE = 4  # Temporal could not be reached
+    UNREACHABLE = 4  # Temporal could not be reached, or was lost on the way
 
 
 def exit_code_for(status: ExecutionStatus) -> ExitCode:

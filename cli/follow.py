@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -19,11 +20,14 @@ from temporalio.client import (
 from temporalio.exceptions import FailureError
 from temporalio.service import RPCError
 
+from cli.common import server_lost
 from cli.exit_codes import ExitCode, exit_code_for
 from cli.render import progress_view, waiting_text
+from coordinator.outcome import settled_phases, settled_tasks
 from coordinator.report import ExecutionReport, ExecutionStatus, Progress
 
 POLL_SECONDS = 0.5
+QUERY_TIMEOUT_S = 2.0  # a query waits for a worker: the view is redrawn meanwhile
 
 # The execution's workflow is addressed by name (its query `progress`, its result an
 # ExecutionReport), so the CLI does not need the workflow class to look at one.
@@ -35,14 +39,29 @@ def report_handle(client: Client, execution_id: str) -> ExecutionHandle:
     return handle
 
 
-async def query_progress(handle: WorkflowHandle[Any, Any]) -> Progress | None:
-    """The progress, or None while no worker can answer (a query needs one) or the workflow
-    cannot (its code fails on the worker; the worker's log says why)."""
+async def query_progress(
+    handle: WorkflowHandle[Any, Any], *, timeout: float | None = None
+) -> Progress | None:
+    """The progress, or None while no worker can answer (a query needs one; `timeout`
+    seconds bound the wait for one) or the workflow cannot (its code fails on the worker; the
+    worker's log says why). Losing the server is not one of these: it raises RPCError.
+
+    A finished execution's progress is settled as its report is: phases and tasks that did
+    not run say so (coordinator/outcome.py)."""
     try:
-        progress = await handle.query("progress", result_type=Progress)
-    except (RPCError, WorkflowQueryFailedError):
+        progress = await asyncio.wait_for(handle.query("progress", result_type=Progress), timeout)
+    except TimeoutError:
+        return None
+    except RPCError as err:
+        if server_lost(err):
+            raise
+        return None
+    except WorkflowQueryFailedError:
         return None
     assert isinstance(progress, Progress)
+    if progress.status.finished:
+        progress.phases = settled_phases(progress)
+        progress.tasks = settled_tasks(progress)
     return progress
 
 
@@ -71,21 +90,27 @@ async def follow(
     console = Console()
     last: Progress | None = None
     if sys.stdout.isatty() and not to_stderr:
-        with Live(console=console, auto_refresh=False) as live:
+        # Something on the screen at once, and again every poll (elapsed times move on).
+        waiting = Text(f"{handle.id}: asking the execution for its progress ...")
+        with Live(waiting, console=console, auto_refresh=False) as live:
+            live.refresh()
             while True:
-                last = await query_progress(handle) or last
+                last = await query_progress(handle, timeout=QUERY_TIMEOUT_S) or last
                 if last:
                     live.update(progress_view(last, ui_url), refresh=True)
+                else:
+                    live.update(Text(f"{handle.id}: no worker answers yet ..."), refresh=True)
                 if await _stop(handle, last):
                     return last
                 await asyncio.sleep(POLL_SECONDS)
     seen: tuple[str, str, int] | None = None
     while True:
-        last = await query_progress(handle) or last
-        if last and (last.status.value, last.phase, last.percent) != seen:
-            seen = (last.status.value, last.phase, last.percent)
+        last = await query_progress(handle, timeout=QUERY_TIMEOUT_S) or last
+        if last and (last.status.value, last.phase, last.passed) != seen:
+            seen = (last.status.value, last.phase, last.passed)
             typer.echo(
-                f"{last.execution_id}: {seen[0]}, phase {seen[1]}, {seen[2]}% of tasks done",
+                f"{last.execution_id}: {seen[0]}, phase {seen[1]}, "
+                f"{seen[2]} of {len(last.tasks)} tasks passed",
                 err=to_stderr,
             )
         if await _stop(handle, last):

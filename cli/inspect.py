@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from temporalio.client import WorkflowExecutionStatus
 
 from cli.common import (
@@ -20,7 +20,7 @@ from cli.common import (
     settings_from,
 )
 from cli.exit_codes import ExitCode
-from cli.follow import finish, follow, is_closed, query_progress, report_handle
+from cli.follow import finish, follow, is_closed, is_waiting, query_progress, report_handle
 from cli.render import progress_view, waiting_text
 from coordinator.report import ExecutionStatus
 from coordinator.settings import connect, execution_ui_url
@@ -90,6 +90,14 @@ def report_command(
         await execution_handle(client, execution_id)
         handle = report_handle(client, execution_id)
         if not await is_closed(handle):
+            if is_waiting(progress := await query_progress(handle)):
+                # No report yet: what it waits for and the commands that answer (exit 3).
+                return await finish(
+                    handle,
+                    progress,
+                    execution_ui_url(settings, execution_id),
+                    json_output=json_output,
+                )
             fail(
                 f"{execution_id} is still running; 'coord status {execution_id}' shows where",
                 ExitCode.NOT_COMPLETE,
@@ -139,20 +147,32 @@ def list_command(
         if json_output:
             typer.echo(json.dumps(rows, indent=2))
             return ExitCode.COMPLETE
-        table = Table("execution", "plan", "status", "phase", "progress", "started")
-        for row in rows:
-            table.add_row(
-                str(row["execution_id"]),
-                str(row["plan"] or "-"),
-                str(row["status"] or "-"),
-                str(row["phase"] or "-"),
-                f"{row['progress']}%" if row["progress"] is not None else "-",
-                str(row["started"])[:19],
-            )
-        Console().print(table)
+        for line in listing_lines(rows):
+            typer.echo(line)
         return ExitCode.COMPLETE
 
     raise typer.Exit(int(run_async(listing())))
+
+
+def listing_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The executions as aligned plain text: every value whole at any terminal width (ids are
+    copied into the next command), no colour codes in a pipe."""
+    header = ("execution", "plan", "status", "phase", "passed", "started")
+    cells = [header] + [
+        (
+            str(row["execution_id"]),
+            str(row["plan"] or "-"),
+            str(row["status"] or "-"),
+            str(row["phase"] or "-"),
+            f"{row['progress']}%" if row["progress"] is not None else "-",
+            str(row["started"])[:16].replace("T", " "),
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    return [
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in cells
+    ]
 
 
 def _quoted(value: str) -> str:

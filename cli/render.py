@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from datetime import UTC, datetime
 
 from rich.console import Group
 from rich.table import Table
@@ -27,6 +28,8 @@ _STYLE = {
     "failed": "red",
     "skipped": "dim",
     "not_available": "dim",
+    "not_run": "dim",
+    "interrupted": "yellow",
 }
 
 ERROR_LINES = 20  # lines of a failure's output shown with a question
@@ -52,7 +55,7 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
         (progress.plan_name, "bold"),
         f"  {progress.execution_id}  ",
         (progress.status.value, _STYLE.get(progress.status.value, "")),
-        f"  phase {progress.phase}  {progress.percent}% of tasks done",
+        f"  phase {progress.phase}  {progress.passed} of {len(progress.tasks)} tasks passed",
     )
     phases = Table("phase", "status", "summary", title="Phases", title_justify="left")
     for ph in progress.phases:
@@ -67,9 +70,11 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
         "gates",
         "tokens",
         "cost",
+        "time",
         title="Tasks",
         title_justify="left",
     )
+    now = datetime.now(UTC)
     for t in progress.tasks:
         tasks.add_row(
             Text(t.id),
@@ -81,6 +86,7 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
             _gate_count(t.gates),
             str(t.tokens) if t.tokens else "-",
             f"${t.cost_usd:.2f}" if t.cost_usd is not None else "-",
+            task_time(t, now),
         )
     parts: list[Table | Text] = [head, phases, tasks]
     if progress.tokens or progress.budget_usd is not None:
@@ -98,6 +104,25 @@ def progress_view(progress: Progress, ui_url: str | None = None) -> Group:
     if ui_url:
         parts.append(Text(f"Web UI: {ui_url}"))
     return Group(*parts)
+
+
+def elapsed(seconds: float) -> str:
+    """12s, 3m05s, 1h02m."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def task_time(t: TaskState, now: datetime) -> str:
+    """How long a task took, or (running) how long it has been going."""
+    if t.duration_s is not None:
+        return elapsed(t.duration_s)
+    if t.started_at is not None and t.status in ("running", "fixing", "escalated"):
+        return elapsed((now - t.started_at).total_seconds()) + " so far"
+    return "-"
 
 
 def _gate_count(gates: list[GateSummary]) -> Text:

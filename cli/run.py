@@ -16,7 +16,6 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.github import GithubReadError, fetch_issue
 from cli.common import (
     AddressOption,
     JsonOption,
@@ -37,6 +36,7 @@ from coordinator.execution import (
 )
 from coordinator.issue_plans import untrusted_settings
 from coordinator.plan import GithubHandoff, Plan
+from coordinator.report import ExecutionReport
 from coordinator.settings import connect, execution_ui_url
 from coordinator.validation import (
     ValidationResult,
@@ -45,7 +45,6 @@ from coordinator.validation import (
     validate_breakdown,
 )
 from workflows import search_attributes as sa
-from workflows.execution import ExecutionWorkflow
 
 
 def run_command(
@@ -84,7 +83,7 @@ def run_command(
     """Start an execution of PLAN (or of a GitHub issue's breakdown); print its id and Web UI
     link.
 
-    Exit codes: 0 Complete, 1 Partial/Blocked/Failed/Cancelled, 2 invalid plan or arguments,
+    Exit codes: 0 Complete, 1 Partial/Failed/Cancelled, 2 invalid plan or arguments,
     3 waiting on a human, 4 Temporal unreachable.
     """
     if execution_id is not None and (problem := execution_id_problem(execution_id)):
@@ -139,6 +138,9 @@ def _plan_from_issue(ref: str, repo: Path | None) -> tuple[Plan, Path]:
             ExitCode.INVALID,
         )
     name, number = match["repo"], int(match["n"])
+    # PyGithub is heavy to import: only `--from-issue` pays for it.
+    from activities.github import GithubReadError, fetch_issue
+
     try:
         issue = fetch_issue(name, number)
     except GithubReadError as err:
@@ -202,9 +204,12 @@ async def _start(
     ui_url = execution_ui_url(settings, request.execution_id)
     request.ui_url = ui_url  # links in the pull request and the status comment
     try:
+        # By name: importing the workflow (and the SDKs its activities use) would cost a
+        # second of start-up to every `coord run`.
         await client.start_workflow(
-            ExecutionWorkflow.run,
+            "ExecutionWorkflow",
             request,
+            result_type=ExecutionReport,
             id=request.execution_id,
             task_queue=settings.task_queue,
             # An execution id names one run for good: reports and branches refer to it.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from activities.claude_code.checks import missing_requirements
 from cli.exit_codes import ExitCode
 from cli.plans import TagOption, validate_input
 from coordinator.validation import format_problems, format_summary
@@ -35,5 +36,7 @@ def validate_command(
             typer.echo(format_summary(result))
         if result.problems:
             typer.echo(format_problems(result), err=True)
+        if problem := missing_requirements(result.claude_code_callers, worker=False):
+            typer.echo(f"warning: {problem}", err=True)  # the worker checks again, before any work
     if not result.ok:
         raise typer.Exit(int(ExitCode.INVALID))

@@ -19,7 +19,6 @@ from cli.common import (
 )
 from cli.exit_codes import ExitCode
 from cli.worker_process import AlreadyRunningError, ProcessError, start_worker, stop_worker
-from worker import GRACEFUL_SHUTDOWN, run_worker
 
 worker_app = typer.Typer(
     help="Run a worker: it executes the coordinator's workflows and activities.",
@@ -80,13 +79,39 @@ def worker(
     # Specialists must not find the worker's keys in /proc/<worker>/environ.
     hide_secrets_from_children(["-m", "cli.main", *sys.argv[1:]])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    run_async(run_worker(settings))
+    forward_sdk_logs()
+    # The worker imports every workflow and activity (and their SDKs): only it pays for them.
+    from worker import run_worker
+
+    run_async(run_worker(settings), sdk_logs=True)
+
+
+def forward_sdk_logs() -> None:
+    """The SDK's Rust core logs through Python's logging, formatted like every other line:
+    written to the terminal by itself it would carry colour codes into `.coord/worker.log`."""
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        Runtime,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
+
+    logging_config = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+    )
+    Runtime.set_default(
+        Runtime(telemetry=TelemetryConfig(logging=logging_config)), error_if_already_set=False
+    )
 
 
 @worker_app.command("stop")
 def stop() -> None:
     """Stop the worker started with --detach (in-flight activities get a grace period)."""
     # Longer than the worker's own graceful shutdown, so SIGKILL never cuts it short.
+    from worker import GRACEFUL_SHUTDOWN
+
     grace = GRACEFUL_SHUTDOWN.total_seconds() + 10
     if stop_worker(config_file().worker.state_dir, grace=grace):
         typer.echo("worker stopped")

@@ -138,7 +138,8 @@ class AttemptSpend(BaseModel):
         return self.tokens_in + self.tokens_out
 
 
-StopReason = Literal["finish", "end_turn", "max_turns", "budget", "stuck", "blocked"]
+# "error": Claude Code ended the run with an error result (claude-code backend).
+StopReason = Literal["finish", "end_turn", "max_turns", "budget", "stuck", "blocked", "error"]
 
 
 class FinishReport(BaseModel):

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from coordinator.backends import SpecialistBackend
 from coordinator.branches import DiffSummary
 from coordinator.environment import CommandEnvironment
 from coordinator.escalation import Escalation, Resolution
@@ -55,7 +56,7 @@ class SpecialistRef(BaseModel):
     """What the workflow needs to dispatch a specialist; its prompt stays in its file."""
 
     name: str
-    backend: Literal["claude", "command"]
+    backend: SpecialistBackend
     command: str | None = None
     timeout_s: int = DEFAULT_SPECIALIST_TIMEOUT_S
     max_turns: int | None = None

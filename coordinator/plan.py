@@ -227,6 +227,9 @@ class Plan(StrictModel):
     # in USD before it pauses with an escalation.
     model: NonEmpty | None = None
     max_turns: Annotated[int, Field(gt=0, le=1000)] | None = None
+    # The backend of agent files that name none (Claude Code's own `.claude/agents/*.md`):
+    # `claude-code` runs them unchanged in Claude Code; coord's built-ins keep their own.
+    agents_backend: Literal["claude", "claude-code"] | None = None
     budget: Annotated[float, Field(gt=0, description="USD")] | None = None
     gates: list[Gate] = Field(default_factory=list)
     layer_gates: list[Gate] = Field(default_factory=list)
@@ -246,7 +249,7 @@ class Plan(StrictModel):
     # A JSON status file in the workspace (true: .coord/execution/<execution id>.json).
     status_file: bool | NonEmpty = False
     # Setup, gates and specialists in the bubblewrap jail: where the worker has it (auto),
-    # or never start without it (required), or never (off). README: "Security model".
+    # or never start without it (required), or never (off). docs/security.md.
     confine: Confine = "auto"
     # Set by the plan readers, not written by hand: the plan file this plan was read from
     # (a tasks.md, a tasks.json) and how to tick each task back in it when it passes.

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
 
+from coordinator import outcome
 from coordinator.escalation import Approval, Escalation
 from coordinator.handoff import HandoffState
 from coordinator.hosts import Placement, Recipe
@@ -41,9 +42,22 @@ class ExecutionStatus(StrEnum):
         )
 
 
-PhaseStatus = Literal["pending", "running", "done", "failed", "skipped", "not_available"]
+# A finished execution's report (coordinator/outcome.py) says `not_run` for a phase or task
+# that never started and `interrupted` for one cut short (abort, cancel, failure).
+PhaseStatus = Literal[
+    "pending", "running", "done", "failed", "skipped", "not_available", "not_run", "interrupted"
+]
 TaskStatus = Literal[
-    "pending", "ready", "running", "passed", "fixing", "escalated", "skipped", "failed"
+    "pending",
+    "ready",
+    "running",
+    "passed",
+    "fixing",
+    "escalated",
+    "skipped",
+    "failed",
+    "not_run",
+    "interrupted",
 ]
 
 
@@ -206,11 +220,19 @@ class Progress(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def percent(self) -> int:
-        """Share of tasks finished (passed or skipped), as the Int search attribute wants it."""
+        """Share of tasks settled, as the Int search attribute wants it: once the execution
+        has ended, the share that passed (a Partial run with a skipped task is not at 100 %).
+        While it runs, skipped tasks count as settled too: the workflow upserts the search
+        attribute when this value changes, and running executions must replay the same
+        upserts (the change to "passed only" while running needs a `workflow.patched`)."""
         if not self.tasks:
             return 100 if self.status == ExecutionStatus.COMPLETED else 0
-        finished = sum(1 for t in self.tasks if t.status in ("passed", "skipped"))
-        return finished * 100 // len(self.tasks)
+        settled = ("passed",) if self.status.finished else ("passed", "skipped")
+        return sum(1 for t in self.tasks if t.status in settled) * 100 // len(self.tasks)
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for t in self.tasks if t.status == "passed")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -245,6 +267,9 @@ _REPORT_STATUS: dict[ExecutionStatus, ReportStatus] = {
     ExecutionStatus.CANCELLED: "Cancelled",
     ExecutionStatus.FAILED: "Failed",
 }
+
+
+_UNDONE = ("skipped", "failed", "not_run", "interrupted")
 
 
 def _plan_file_lines(tasks: list[TaskState]) -> list[str]:
@@ -293,12 +318,14 @@ class ExecutionReport(BaseModel):
     def from_progress(
         cls, progress: Progress, *, human_todo: list[str], finished_at: datetime | None
     ) -> ExecutionReport:
+        """The report of `progress`; once it has ended, phases and tasks that did not run say
+        so, and every task, gate and phase left undone is a to-do item (coordinator/outcome)."""
         return cls(
             execution_id=progress.execution_id,
             plan_name=progress.plan_name,
             status=_REPORT_STATUS.get(progress.status, "In progress"),
-            phases=progress.phases,
-            tasks=progress.tasks,
+            phases=outcome.settled_phases(progress),
+            tasks=outcome.settled_tasks(progress),
             workspace=progress.workspace,
             problems=progress.problems,
             gates=progress.gates,
@@ -309,7 +336,7 @@ class ExecutionReport(BaseModel):
             handoff=progress.handoff,
             spend=progress.spend,
             budget_usd=progress.budget_usd,
-            human_todo=human_todo,
+            human_todo=outcome.settled_todo(progress, human_todo),
             started_at=progress.started_at,
             finished_at=finished_at,
         )
@@ -324,7 +351,8 @@ class ExecutionReport(BaseModel):
 
     def to_markdown(self, ui_url: str | None = None) -> str:
         done = sum(1 for t in self.tasks if t.status == "passed")
-        skipped = sum(1 for t in self.tasks if t.status == "skipped")
+        counts = {s: sum(1 for t in self.tasks if t.status == s) for s in _UNDONE}
+        undone = [f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n]
         lines = [
             "## Execution Report",
             "",
@@ -343,7 +371,7 @@ class ExecutionReport(BaseModel):
             "### Implementation Results",
             "",
             f"- Total Tasks: {done} completed / {len(self.tasks)} total"
-            + (f" ({skipped} skipped)" if skipped else ""),
+            + (f" ({', '.join(undone)})" if undone else ""),
             f"- Quality Gates: {_totals(self.gate_totals)}",
             f"- Tokens: {self.tokens}"
             + (f", cost ${self.cost_usd:.2f}" if self.cost_usd is not None else "")
@@ -383,12 +411,7 @@ class ExecutionReport(BaseModel):
         if self.escalations:
             lines += ["", "### Escalations", ""]
             for e in self.escalations:
-                answer = (
-                    f"{e.answer.action.value}"
-                    + (f" ({e.answer.guidance})" if e.answer.guidance else "")
-                    if e.answer
-                    else e.state
-                )
+                answer = outcome.answer_text(e)
                 lines.append(
                     f"- `{e.id}` ({e.phase}{', task ' + e.task_id if e.task_id else ''}): "
                     f"{e.reason} → {answer}"
@@ -397,6 +420,7 @@ class ExecutionReport(BaseModel):
             lines += ["", "### Approvals", ""]
             lines += [
                 f"- {a.name}: {a.state}"
+                + (f" by {a.answer.by}" if a.answer and a.answer.by else "")
                 + (f" ({a.answer.reason})" if a.answer and a.answer.reason else "")
                 for a in self.approvals
             ]

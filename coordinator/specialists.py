@@ -16,10 +16,20 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+from coordinator.backends import BACKENDS, SpecialistBackend, is_agent
+from coordinator.front_matter import (
+    SpecialistError as SpecialistError,  # re-exported: callers catch it from here
+)
+from coordinator.front_matter import (
+    load_yaml,
+    split_front_matter,
+    split_tools,
+    where,
+)
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "specialists"
 
@@ -52,7 +62,8 @@ class Specialist(BaseModel):
     description: str
     tools: list[str] = Field(default_factory=list)
     model: str | None = None
-    backend: Literal["claude", "command"] = "claude"
+    backend: SpecialistBackend = "claude"
+    backend_named: bool = False  # the file says `backend:` (else a plan may choose one)
     # A shell command line run in the task's worktree (backend "command" only).
     command: str | None = None
     max_turns: int | None = Field(default=None, gt=0)
@@ -61,111 +72,24 @@ class Specialist(BaseModel):
     source: str
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    def backend_for(self, agents_backend: str | None) -> SpecialistBackend:
+        """The backend it runs on in a plan whose `agents_backend` is given: that one for
+        an agent file that names none; coord's built-ins keep their own."""
+        if self.backend_named or agents_backend is None or self.source.startswith("builtin:"):
+            return self.backend
+        return "claude-code" if agents_backend == "claude-code" else "claude"
+
     @property
     def read_only(self) -> bool:
-        """A Claude specialist whose tools cannot change a file (a reviewer's Read, Grep,
+        """An agent specialist whose tools cannot change a file (a reviewer's Read, Grep,
         Glob): it is never given a task by routing, since every task lands as a commit."""
-        if self.backend != "claude" or not self.tools:
+        if not is_agent(self.backend) or not self.tools:
             return False
         names = {tool.split("(", 1)[0].strip() for tool in self.tools}
         return not names & _WRITE_TOOLS
 
 
-class SpecialistError(ValueError):
-    """A specialist definition that cannot be used.
-
-    `messages` holds one line per problem, each starting with the source (and `:line` when
-    known), so that a loader can report every problem of every file at once.
-    """
-
-    def __init__(self, messages: list[str]) -> None:
-        super().__init__("\n".join(messages))
-        self.messages = list(messages)
-
-
 # --- parsing ---------------------------------------------------------------------------------
-
-
-def _where(source: str, line: int | None) -> str:
-    return f"{source}:{line}" if line is not None else source
-
-
-def _split_front_matter(text: str, source: str) -> tuple[str, str]:
-    """Return (front matter, body). The front matter starts on line 2 of the file."""
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    lines = text.splitlines(keepends=True)
-    if not lines or lines[0].strip() != "---":
-        raise SpecialistError(
-            [
-                f"{source}:1: no front matter: a specialist file starts with a '---' line, "
-                "then YAML with at least 'name' and 'description', then another '---' line"
-            ]
-        )
-    for index in range(1, len(lines)):
-        if lines[index].strip() == "---":
-            return "".join(lines[1:index]), "".join(lines[index + 1 :])
-    raise SpecialistError([f"{source}:1: front matter is not closed: no second '---' line"])
-
-
-def _yaml_error_message(exc: yaml.YAMLError, front: str, source: str) -> str:
-    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
-        return f"{source}: invalid YAML in front matter: {exc}"
-    # Marks are 0-based within the front matter, which starts on line 2 of the file.
-    line = exc.problem_mark.line + 2
-    detail = exc.problem or str(exc)
-    if exc.context and exc.context_mark is not None:
-        detail += f" ({exc.context} at line {exc.context_mark.line + 2})"
-    source_lines = front.splitlines()
-    if "mapping values are not allowed" in detail and exc.problem_mark.line < len(source_lines):
-        # The usual culprit in agent libraries: an unquoted description containing ": ".
-        _, _, value = source_lines[exc.problem_mark.line].partition(": ")
-        if ": " in value:
-            detail += "; a value containing ': ' must be quoted"
-    return f"{source}:{line}: invalid YAML in front matter: {detail}"
-
-
-def _load_yaml(front: str, source: str) -> tuple[Any, dict[str, int], list[str]]:
-    """Parse the front matter. Returns (data, line of each top-level key, warnings)."""
-    try:
-        data = yaml.safe_load(front)
-        node = yaml.compose(front, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise SpecialistError([_yaml_error_message(exc, front, source)]) from exc
-    except RecursionError as exc:
-        raise SpecialistError([f"{source}: front matter is nested too deeply"]) from exc
-    except (ValueError, TypeError, OverflowError) as exc:
-        # PyYAML's constructors raise these for odd scalars (e.g. a date like 2024-13-45).
-        raise SpecialistError([f"{source}: cannot read front matter: {exc}"]) from exc
-    key_lines: dict[str, int] = {}
-    warnings: list[str] = []
-    if isinstance(node, yaml.MappingNode):
-        for key_node, _ in node.value:
-            key = str(key_node.value)
-            line = key_node.start_mark.line + 2
-            if key in key_lines:
-                # PyYAML keeps the last one silently; say so, it is usually a paste mistake.
-                warnings.append(f"{source}:{line}: key '{key}' is repeated; the last one is used")
-            key_lines[key] = line
-    return data, key_lines, warnings
-
-
-def _split_tools(value: str) -> list[str]:
-    """Split "Read, Bash(git add:*, git commit:*)" on commas outside parentheses."""
-    parts: list[str] = []
-    depth = 0
-    current: list[str] = []
-    for char in value:
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth = max(0, depth - 1)
-        if char == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return [part.strip() for part in parts if part.strip()]
 
 
 def _type_name(value: Any) -> str:
@@ -175,8 +99,8 @@ def _type_name(value: Any) -> str:
 def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
     """Parse one definition. Returns (specialist, warnings); raises SpecialistError listing
     every problem found in the text."""
-    front, body = _split_front_matter(text, source)
-    data, key_lines, warnings = _load_yaml(front, source)
+    front, body = split_front_matter(text, source)
+    data, key_lines, warnings = load_yaml(front, source)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -186,7 +110,7 @@ def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
     errors: list[str] = []
 
     def at(key: str) -> str:
-        return _where(source, key_lines.get(key))
+        return where(source, key_lines.get(key))
 
     def text_field(key: str, *, required: bool) -> str | None:
         value = data.get(key)
@@ -222,7 +146,7 @@ def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
     tools: list[str] = []
     raw_tools = data.get("tools")
     if isinstance(raw_tools, str):
-        tools = _split_tools(raw_tools)
+        tools = split_tools(raw_tools)
     elif isinstance(raw_tools, list):
         bad = [item for item in raw_tools if not isinstance(item, str)]
         if bad:
@@ -244,8 +168,9 @@ def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
     backend = data.get("backend")
     if backend is None:
         backend = "claude"
-    elif backend not in ("claude", "command"):
-        errors.append(f"{at('backend')}: 'backend' must be 'claude' or 'command', got {backend!r}")
+    elif backend not in BACKENDS:
+        names = ", ".join(repr(name) for name in BACKENDS)
+        errors.append(f"{at('backend')}: 'backend' must be one of {names}, got {backend!r}")
         backend = "claude"
     raw_command = data.get("command")
     if (
@@ -253,9 +178,9 @@ def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
         and command is None
         and (raw_command is None or isinstance(raw_command, str))
     ):
-        where = at("command") if "command" in key_lines else at("backend")
-        errors.append(f"{where}: 'backend: command' needs a 'command' (a shell command line)")
-    if backend == "claude" and command is not None:
+        place = at("command") if "command" in key_lines else at("backend")
+        errors.append(f"{place}: 'backend: command' needs a 'command' (a shell command line)")
+    if is_agent(backend) and command is not None:
         warnings.append(f"{at('command')}: 'command' is ignored unless 'backend: command'")
 
     max_turns = positive_int("max_turns")
@@ -267,7 +192,7 @@ def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
             warnings.append(f"{at(key)}: unknown key '{key}' is kept but not used by coord")
 
     prompt = body.strip("\n").rstrip()  # keep the first line's indentation
-    if backend == "claude" and not prompt.strip():
+    if is_agent(backend) and not prompt.strip():
         warnings.append(f"{source}: no system prompt: the body after the front matter is empty")
 
     if errors:
@@ -279,6 +204,7 @@ def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
         tools=tools,
         model=model,
         backend=backend,
+        backend_named="backend" in data,
         command=command,
         max_turns=max_turns,
         timeout=timeout,
@@ -410,7 +336,7 @@ class SpecialistRegistry:
         self.errors: list[str] = list(errors or [])
         # Command specialists are never routed: they run a command line, and choosing one by
         # word overlap could run something the plan's author never meant. Name them instead.
-        routable = [s for s in self._by_name.values() if s.backend == "claude"]
+        routable = [s for s in self._by_name.values() if is_agent(s.backend)]
         self._name_tokens = {s.name: tokenize(re.sub(r"[-_.]", " ", s.name)) for s in routable}
         # A word that names a specialist ("test", "review", "fix") is evidence for that one
         # only, not also weak evidence for every other specialist whose description uses it.

@@ -131,7 +131,9 @@ def render_status(
         if progress.pending_approval:
             lines += approval_markdown(progress.execution_id, progress.pending_approval)
     lines += ["| phase | status | summary |", "|---|---|---|"]
-    lines += [f"| {p.name} | {p.status} | {_cell(p.summary)} |" for p in progress.phases]
+    # The end's phases are the report's: those that did not run say so (coordinator/outcome).
+    phases = report.phases if report is not None else progress.phases
+    lines += [f"| {p.name} | {p.status} | {_cell(p.summary)} |" for p in phases]
     if report is not None:
         lines += ["", "#### What a human must do", ""]
         lines += [f"- {_one_line(item, 1000)}" for item in report.human_todo] or ["- nothing"]

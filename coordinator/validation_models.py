@@ -69,6 +69,9 @@ class ValidationResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
     # Tasks were found and all are done: nothing to run, and that is not an error.
     nothing_to_do: bool = False
+    # Tasks that run on Claude Code ("name (task id)"): the machine that runs them needs the
+    # claude-agent-sdk package and ANTHROPIC_API_KEY (`coord validate` says what this one lacks).
+    claude_code_callers: list[str] = Field(default_factory=list)
 
     @property
     def errors(self) -> list[Problem]:

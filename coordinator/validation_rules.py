@@ -162,7 +162,14 @@ def check(
     summary = None
     if plan is not None and graph is not None:
         summary = summarize(plan, graph, checker.edges)
-    return checker.result(plan, routes, summary)
+    result = checker.result(plan, routes, summary)
+    callers = [
+        f"{name} (task {task_id})"
+        for task_id, name in routes.items()
+        if (spec := registry.get(name)) is not None
+        and spec.backend_for(plan.agents_backend if plan is not None else None) == "claude-code"
+    ]
+    return result.model_copy(update={"claude_code_callers": callers})
 
 
 def _check_dependencies(checker: Checker, view: PlanView) -> TaskGraph | None:

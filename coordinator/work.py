@@ -10,13 +10,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from coordinator.backends import SpecialistBackend
 from coordinator.claude import AgentAttempt
 from coordinator.environment import CommandEnvironment
 from coordinator.plan import Gate
 
 GateLevel = Literal["task", "layer", "system", "final"]
 GateExpectation = Literal["exit_zero", "empty_output"]
-SpecialistBackend = Literal["claude", "command"]
 # task: implement or fix a task; fix: a gate round's or the review's fixer; review: a verdict.
 SpecialistRole = Literal["task", "fix", "review"]
 

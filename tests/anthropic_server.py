@@ -1,9 +1,11 @@
 """A local Messages API server playing scripted turns, for tests with the real `anthropic` client.
 
-It speaks the wire format of `POST /v1/messages` as the real API does: credentials and
-`anthropic-version` required, request validation with the real error texts (tool_use /
-tool_result pairing, at most 4 `cache_control` blocks, ...), JSON or Server-Sent Events replies,
-error bodies with the real types, `request-id` and `retry-after` headers. Tests point
+It speaks the wire format of `POST /v1/messages` (also `?beta=true`, as Claude Code calls it) as
+the real API does: credentials and `anthropic-version` required, request validation with the
+real error texts (tool_use / tool_result pairing, at most 4 `cache_control` blocks, ...), JSON
+or Server-Sent Events replies, error bodies with the real types, `request-id` and
+`retry-after` headers; `role: system` messages among the messages (Claude Code's newest
+models send them) are dropped. Tests point
 `anthropic.AsyncAnthropic(base_url=api.base_url, api_key=api.api_key)` at it, or a worker in
 another process through `api.env()` (ANTHROPIC_BASE_URL / ANTHROPIC_API_KEY).
 
@@ -393,6 +395,14 @@ class MessagesAPI:
             return fail(400, "There was an error parsing the body.")
         if not isinstance(body, dict):
             return fail(400, "Input should be a valid dictionary")
+        if isinstance(body.get("messages"), list):
+            # Claude Code (its newest models) puts `role: system` messages among the messages:
+            # accepted and dropped, so turns count and validation see the conversation only.
+            body["messages"] = [
+                m
+                for m in body["messages"]
+                if not (isinstance(m, dict) and m.get("role") == "system")
+            ]
         record.body, record.stream = body, bool(body.get("stream"))
         problem = validate(body)
         if problem:

@@ -81,6 +81,35 @@ async def test_create_returns_a_message_with_usage(messages_api: MessagesAPI) ->
     assert message._request_id is not None and message._request_id.startswith("req_")
 
 
+async def test_claude_codes_beta_path_and_system_messages_are_accepted(
+    messages_api: MessagesAPI,
+) -> None:
+    """Claude Code posts to `/v1/messages?beta=true` and, with its newest models, puts
+    `role: system` messages among the messages: dropped, they neither fail validation nor
+    count as turns."""
+    messages_api.script(reply("one"), reply("two"))
+    body = {
+        "model": MODEL,
+        "max_tokens": 10,
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "one"},
+            {"role": "system", "content": "still brief"},
+            {"role": "user", "content": "Again"},
+        ],
+    }
+    sent = {"x-api-key": messages_api.api_key, "anthropic-version": "2023-06-01"}
+    async with httpx2.AsyncClient() as raw:
+        url = f"{messages_api.base_url}/v1/messages?beta=true"
+        response = await raw.post(url, json=body, headers=sent)
+    assert response.status_code == 200, response.text
+    assert response.json()["content"] == [{"type": "text", "text": "two"}]
+    [request] = messages_api.requests
+    assert request.turn == 1
+    assert [m["role"] for m in request.messages] == ["user", "assistant", "user"]
+
+
 async def test_stream_tool_use_round_trip_with_a_callable_turn(messages_api: MessagesAPI) -> None:
     command = {"command": "ls -la && cat README.md", "timeout": 30, "env": {"A": "1"}}
     seen: list[RecordedRequest] = []

@@ -41,3 +41,27 @@ def test_quick_overhead_on_a_tiny_chain(tmp_path: Path) -> None:
     assert "x (the implementation phase alone" in rows[1]
     assert "activities running" in rows[2] and "workflow tasks" in rows[2]
     assert "Temporal: CLI" in table and "CPUs: " in table
+
+
+def test_cli_start_up_section(tmp_path: Path) -> None:
+    """The `cli` section times `coord` commands as fresh processes against `python -c pass`."""
+    results = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "cli", "--results", str(results)],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = results.read_text()
+    assert "ERROR" not in table, table
+    rows = [line for line in table.splitlines() if line.startswith("| cli |")]
+    assert len(rows) == 7, table  # the floor, five commands, one real `coord list`
+    assert "`python -c pass`" in rows[0]
+    for command, row in zip(
+        ("status", "list", "resolve", "watch", "report"), rows[1:6], strict=True
+    ):
+        assert f"`coord {command} --help`" in row and "x), CPU " in row and "< 500 ms" in row
+    assert "`coord list --limit 20` against the server" in rows[6]

@@ -240,7 +240,9 @@ async def test_abort_ends_partial_with_finished_work_on_the_branch(
 
     assert report.status == "Partial"
     assert branch_log(report) == ["first: Task first"]
-    assert {t.id: t.status for t in report.tasks}["never"] == "pending"
+    # Never started, and never will: the report says so (not "pending").
+    assert {t.id: t.status for t in report.tasks}["never"] == "not_run"
+    assert {p.name: p.status for p in report.phases}["review"] == "not_run"
     # No task worktree is left behind.
     assert worktrees(report) == []
 
@@ -395,6 +397,12 @@ async def test_cancel_mid_run_keeps_finished_tasks_and_leaves_nothing_behind(
     assert branch_log(report) == ["quick: Task quick"]
     assert worktrees(report) == []
     assert running(slow) == []
+    # The task that was running reads so, not `pending`; what did not run says why.
+    assert {t.id: t.status for t in report.tasks} == {"quick": "passed", "slow": "interrupted"}
+    phases = {p.name: p for p in report.phases}
+    assert phases["implementation"].status == "interrupted"
+    assert phases["review"].summary == "not run (cancelled)"
+    assert any("Task slow (Task slow) was interrupted" in item for item in report.human_todo)
 
 
 async def test_unanswered_escalation_times_out_and_the_plan_decides(

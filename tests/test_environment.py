@@ -287,7 +287,7 @@ async def test_aborting_a_failing_setup_ends_partial_with_nothing_run(
     assert report.status == "Partial"
     assert [(p.name, p.status) for p in report.phases][:2] == [
         ("setup", "failed"),
-        ("implementation", "pending"),
+        ("implementation", "not_run"),
     ]
     assert not ran.exists()
     assert any("Aborted in setup" in item for item in report.human_todo)

@@ -259,7 +259,10 @@ def test_command_backend_needs_a_command() -> None:
         ("tools: 5", "'tools' must be a comma-separated string or a list, got int"),
         ("tools: [Read, 5]", "'tools' entries must be strings, got 5"),
         ("model: [sonnet]", "'model' must be a string, got list"),
-        ("backend: codex", "'backend' must be 'claude' or 'command', got 'codex'"),
+        (
+            "backend: codex",
+            "'backend' must be one of 'claude', 'claude-code', 'command', got 'codex'",
+        ),
         ("max_turns: 0", "'max_turns' must be a positive integer, got 0"),
         ("max_turns: yes", "'max_turns' must be a positive integer, got True"),
         ("timeout: 1.5", "'timeout' must be a positive integer, got 1.5"),

@@ -17,6 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from coordinator.backends import spends_tokens
     from coordinator.branches import (
         CommitRequest,
         CreateWorktreeRequest,
@@ -98,7 +99,9 @@ class WorktreeAttempt:
         """A fixer's or reviewer's attempt: what is left of the execution's budget (Claude
         only; command specialists spend nothing)."""
         return (
-            self.reserve(self.phase.budget_left(self.request)) if ref.backend == "claude" else None
+            self.reserve(self.phase.budget_left(self.request))
+            if spends_tokens(ref.backend)
+            else None
         )
 
     def release(self) -> None:
@@ -159,7 +162,7 @@ async def fix_in_worktree(
     """The fixer works on the execution branch in a worktree of its own; its change is
     committed and merged like a task's. Returns None on success, else what went wrong."""
     fixer = phase.fixer(request)
-    if fixer.backend == "claude" and not await phase.within_budget(request, phase_of(fix_id)):
+    if spends_tokens(fixer.backend) and not await phase.within_budget(request, phase_of(fix_id)):
         return "aborted: the budget is spent"
     fix = WorktreeAttempt(phase, request, fix_id)
     worktree = await fix.open()

@@ -11,6 +11,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
+    from coordinator.backends import spends_tokens
     from coordinator.branches import DiffRequest
     from coordinator.escalation import Action, Escalation
     from coordinator.execution import PhaseInput, ReviewResult
@@ -107,7 +108,9 @@ class ReviewLoop:
 
     async def _attempt(self, review_round: int) -> Done[ReviewResult] | Miss:
         phase, request = self.phase, self.request
-        if self.reviewer.backend == "claude" and not await phase.within_budget(request, "review"):
+        if spends_tokens(self.reviewer.backend) and not await phase.within_budget(
+            request, "review"
+        ):
             return Done(
                 self._result("changes_requested" if self.findings else "skipped", aborted=True)
             )

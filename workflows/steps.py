@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from activities.claude.agent import ClaudeSpecialistActivities
+    from activities.claude_code.activity import ClaudeCodeActivities
     from activities.command_specialist import CommandSpecialistActivities
     from activities.environment import EnvironmentActivities, write_status_file
     from activities.gates import GateActivities
@@ -148,6 +149,8 @@ async def run_specialist(
             }
         )
         method = ClaudeSpecialistActivities.run
+        if ref.backend == "claude-code" and workflow.patched("claude-code-backend"):
+            method = ClaudeCodeActivities.run
     while True:
         try:
             result, request, _ = await on_host(

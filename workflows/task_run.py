@@ -17,6 +17,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.attempts import AttemptFailure, feedback_for
+    from coordinator.backends import spends_tokens
     from coordinator.branches import CommitRequest
     from coordinator.claude import AttemptSpend
     from coordinator.conflicts import markers_left
@@ -286,7 +287,7 @@ class TaskWork(TaskBudgets):
         """One attempt: the specialist (the fixer after the first), then `_land`."""
         task, state = run.task, run.state
         specialist = self._specialist(request, task, fixing=strike > 1)
-        if specialist.backend == "claude" and (
+        if spends_tokens(specialist.backend) and (
             stop := await self._budget_stop(request, task, state)
         ):
             return run.ask_now(stop)

@@ -1,7 +1,7 @@
 """The seeds' Markdown breakdowns: the task lists planning agents write (`breakdown.md`,
 `layered-tasks.md`, `implementation.md`, an issue's checklist), read into plan data.
 
-The grammar (README, "Markdown breakdown plans"):
+The grammar (docs/plans.md, "The seeds' breakdowns"):
 
 - the first ``#`` heading is the plan's title (its slug is the plan `name` unless the YAML
   block gives one); a top-level fenced ```` ```yaml ```` block carries the other settings;

@@ -1,0 +1,83 @@
+"""What Claude Code is told: the agent file's body as its system prompt, the task as its
+first message.
+
+The system prompt is the definition's body and one line naming the task, so that the
+prompt Claude Code sends identifies the conversation; the task message carries the rest
+(title, prompt, owned files, the repository's layout, context documents, what failed last
+time, a human's guidance) and the role's instructions. Both are built again identically when
+a retried activity resumes the session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from activities.claude.brief import context_documents, repository_layout
+from coordinator.work import SpecialistRequest
+
+_ROLE_INSTRUCTIONS = {
+    "task": (
+        "Work only inside the repository (your current directory). Make the change and check "
+        "it (run the tests or the relevant gate commands when you have a shell). Do not "
+        "commit: the coordinator commits your work. End with a one-paragraph summary of what "
+        "you did. If you cannot do the task (missing information, a contradiction), say "
+        "exactly what a human must decide."
+    ),
+    "fix": (
+        "Make the smallest correct change that makes the failure below pass, without "
+        "disabling tests or gates. Do not commit. End with what you changed."
+    ),
+    "review": (
+        "You review; you do not change files. Read the changed files and the code around "
+        "them. End your last message with your findings, one per line as "
+        "'- path:line: what to change' (most important first), then a line "
+        "'VERDICT: approve' or 'VERDICT: changes_requested'. Approve when nothing blocks the "
+        "change."
+    ),
+}
+
+RESUME_MESSAGE = (
+    "The worker running this session restarted. Continue the task from where you stopped: "
+    "what your earlier tool calls did is done (their results are above); check the state "
+    "(files, git status) before repeating anything."
+)
+
+
+def system_prompt(request: SpecialistRequest, definition: str) -> str:
+    """The agent file's body, then the task it works on (one line)."""
+    task = f"You are working on task `{request.task_id}`: {request.task_title}"
+    return f"{definition.strip()}\n\n{task}\n"
+
+
+def task_message(request: SpecialistRequest, *, context_chars: int) -> str:
+    """The first user message of the session."""
+    lines = [f"# Task `{request.task_id}`: {request.task_title}"]
+    if request.task_prompt.strip():
+        lines += ["", request.task_prompt.strip()]
+    if request.files:
+        lines += ["", "Files this task owns (change these; others only when unavoidable):"]
+        lines += [f"- {path}" for path in request.files]
+    if layout := repository_layout(Path(request.cwd)):
+        lines += ["", "# Repository layout", "", layout]
+    if context := context_documents(request.context_paths, context_chars):
+        lines += ["", "# Context documents", "", context]
+    if request.feedback:
+        lines += [
+            "",
+            "# What went wrong last time",
+            "",
+            f"This is attempt {request.attempt}. The previous attempt failed:",
+            "",
+            "```",
+            request.feedback.strip(),
+            "```",
+        ]
+    if request.guidance:
+        lines += [
+            "",
+            "# Guidance from a human (takes precedence over your own judgement)",
+            "",
+            request.guidance.strip(),
+        ]
+    lines += ["", "# How you work here", "", _ROLE_INSTRUCTIONS[request.role]]
+    return "\n".join(lines).strip() + "\n"

@@ -1,0 +1,3 @@
+from wordcount.counter import count_words
+
+__all__ = ["count_words"]
