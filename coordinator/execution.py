@@ -79,7 +79,7 @@ class PrepareWorkspaceInput(BaseModel):
     repository: str
     base_branch: str | None
     branch: str
-    # Re-homing (workflows/steps.py): the branch comes from this home (where it holds every
+    # Re-homing (workflows/placement.py): the branch comes from this home (where it holds every
     # finished task) and must contain `resume_head`, the execution's base.
     home: str | None = None
     resume_head: str | None = None

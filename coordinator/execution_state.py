@@ -152,7 +152,7 @@ class Workspace(BaseModel):
     # Where it was before (`<workspace root>/<execution id>` of each host it left): paths
     # there, in the phases' inputs, name the same places here.
     former_dirs: list[str] = Field(default_factory=list)
-    # The workflow's own bookkeeping while it runs (workflows/steps.py); never serialized.
+    # The workflow's own bookkeeping while it runs (workflows/placement.py); never serialized.
     moving: bool = Field(default=False, exclude=True)
     worktrees: dict[str, Placement] = Field(default_factory=dict, exclude=True)
 

@@ -3,7 +3,7 @@
 Every worker polls the shared task queue (workflows, and setup's `prepare_workspace`, which any
 worker may take) and its own *host queue*, `<shared queue>@<host id>`. The worker that prepares
 an execution's workspace returns its host queue in the `Workspace`; every workspace-bound
-activity of that execution is then scheduled there (workflows/steps.py), so it runs where the
+activity of that execution is then scheduled there (workflows/placement.py), so it runs where the
 clone is.
 
 The host id is the hostname plus a short hash of the worker's workspace root: stable across
@@ -64,7 +64,7 @@ def shared_home(shared_root: Path, execution_id: str) -> Path:
 class Recipe(BaseModel):
     """How the setup phase made the workspace's environment (the prepared-environment
     folder, the context copies, the setup commands that passed, the per-worktree setup), so
-    that a re-homed workspace gets it again on its new host. Recorded by workflows/steps.py."""
+    that a re-homed workspace gets it again on its new host. Recorded by workflows/placement.py."""
 
     prepared: bool = False
     plan_dir: str = ""

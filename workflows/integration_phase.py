@@ -11,7 +11,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.branches import DiffRequest
-    from coordinator.escalation import Action, Escalation
+    from coordinator.escalation import Action, Escalation, Resolution
     from coordinator.execution import IntegrationResult, PhaseInput
     from coordinator.handoff import (
         GithubHandoffResult,
@@ -21,7 +21,8 @@ with workflow.unsafe.imports_passed_through():
         TickRequest,
     )
     from workflows import steps
-    from workflows.phase import ATTEMPTS, PhaseWorkflow, root_message
+    from workflows.phase import PhaseWorkflow, root_message
+    from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry, UntilResolved, retry_or
 
 
 @workflow.defn(name="IntegrationPhase")
@@ -41,34 +42,23 @@ class IntegrationPhaseWorkflow(PhaseWorkflow):
         return result
 
     async def _hand_off(self, request: PhaseInput, gh: GithubPhaseInput) -> GithubHandoffResult:
-        while True:
+        """The activities' own retries are the three strikes: each failure asks a human."""
+        problems: list[str] = []
+
+        async def attempt(strike: int) -> Done[GithubHandoffResult] | Miss:
             try:
-                return await self._github_steps(request, gh)
+                return Done(await self._github_steps(request, gh))
             except ActivityError as err:
                 if is_cancelled_exception(err):
                     raise
-                problem = root_message(err)
-            answer = await self.escalate(
-                request,
-                Escalation(
-                    id="integration:github",
-                    phase="integration",
-                    reason=f"the GitHub handoff to {gh.repo} failed",
-                    question="The GitHub handoff failed: fix the cause, then retry; skip to "
-                    "keep the handoff local (the branch stays in the workspace); or abort?",
-                    last_error=problem,
-                    attempts=ATTEMPTS,
-                    recommended=[
-                        "Fix what the last error names (the worker's GITHUB_TOKEN, its "
-                        "permissions, the repository, the remote branch), then retry",
-                        "Skip to push and open the pull request yourself",
-                    ],
-                ),
-            )
-            if answer.action == Action.RETRY:
-                continue
-            why = f"a human chose to {answer.action.value} after: {problem}"
-            return GithubHandoffResult(skipped_reason=why, aborted=answer.action == Action.ABORT)
+                problems.append(root_message(err))
+                return Miss.STRIKE
+
+        async def ask() -> Retry | Done[GithubHandoffResult]:
+            answer = await self.escalate(request, _handoff_escalation(gh, problems[-1]))
+            return retry_or(answer, lambda answer: _given_up(answer, problems[-1]))
+
+        return await UntilResolved[GithubHandoffResult](strikes=1).run(attempt, ask)
 
     async def _github_steps(self, request: PhaseInput, gh: GithubPhaseInput) -> GithubHandoffResult:
         """Each step finds what an earlier run of it did: a retry repeats nothing."""
@@ -100,3 +90,25 @@ class IntegrationPhaseWorkflow(PhaseWorkflow):
                 TickRequest(repo=gh.repo, issue=gh.issue, tasks=gh.finished)
             )
         return GithubHandoffResult(push=push, pull_request=pull_request, tick=tick)
+
+
+def _handoff_escalation(gh: GithubPhaseInput, problem: str) -> Escalation:
+    return Escalation(
+        id="integration:github",
+        phase="integration",
+        reason=f"the GitHub handoff to {gh.repo} failed",
+        question="The GitHub handoff failed: fix the cause, then retry; skip to keep the "
+        "handoff local (the branch stays in the workspace); or abort?",
+        last_error=problem,
+        attempts=ATTEMPTS,
+        recommended=[
+            "Fix what the last error names (the worker's GITHUB_TOKEN, its "
+            "permissions, the repository, the remote branch), then retry",
+            "Skip to push and open the pull request yourself",
+        ],
+    )
+
+
+def _given_up(answer: Resolution, problem: str) -> GithubHandoffResult:
+    why = f"a human chose to {answer.action.value} after: {problem}"
+    return GithubHandoffResult(skipped_reason=why, aborted=answer.action == Action.ABORT)

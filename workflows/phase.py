@@ -1,35 +1,26 @@
-"""What every phase after setup shares: telling the execution how things stand, asking a human
-(the 3-strike escalation) and waiting durably for the answer, and the fixer's round trip
-through a worktree. Workflow code: deterministic, no I/O."""
+"""What every phase shares: telling the execution how things stand, asking a human (after
+three strikes: workflows/until_resolved.py) and waiting durably for the answer, the budget,
+and merging into the execution branch (an attempt in a worktree: workflows/attempts.py).
+Workflow code: deterministic, no I/O."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import (
     ActivityError,
-    ApplicationError,
     ChildWorkflowError,
     FailureError,
-    is_cancelled_exception,
 )
 from temporalio.exceptions import CancelledError as TemporalCancelledError
-from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from coordinator.backends import spends_tokens
     from coordinator.branches import (
-        CommitRequest,
-        CreateWorktreeRequest,
         MergeRequest,
         MergeResult,
-        RemoveWorktreeRequest,
-        TaskWorktree,
     )
     from coordinator.claude import AttemptSpend
     from coordinator.escalation import Action, Escalation, Resolution
@@ -37,11 +28,10 @@ with workflow.unsafe.imports_passed_through():
         ExecutionInput,
         PhaseInput,
         SpecialistRef,
-        WorktreeSetupRequest,
     )
     from coordinator.progress import PlanTickRequest
     from coordinator.report import GateSummary, Spend, TaskState
-    from coordinator.work import GateResult, SpecialistRequest, SpecialistResult
+    from coordinator.work import GateResult
     from workflows import steps
 
 # Signals between an execution and its phases (not for humans: they use the execution's).
@@ -55,11 +45,6 @@ ESCALATION_ANSWERED = "escalation_answered"
 WORKSPACE_READY = "phase_workspace_ready"
 SPEND = "phase_spend"
 
-ATTEMPTS = 3  # three strikes, then a human
-# Worktrees and commits of the coordinator's own fixes; task ids may not start with it, so a
-# fix is never mistaken for a task (merges recognise a task's commit by its id).
-FIX_PREFIX = "coord-fix-"
-FEEDBACK_CHARS = 8000
 # Task updates to the execution are sent at most this often, several in one signal: a
 # 1,000-task plan would otherwise cost the execution's history a signal per transition.
 UPDATE_EVERY = timedelta(seconds=2)
@@ -262,11 +247,6 @@ class PhaseWorkflow:
             self._reserved += limit
         return limit
 
-    def reserve_share(self, request: PhaseInput, ref: SpecialistRef) -> float | None:
-        """A fixer's or reviewer's attempt: what is left of the execution's budget (Claude
-        only; command specialists spend nothing)."""
-        return self.reserve(self.budget_left(request)) if spends_tokens(ref.backend) else None
-
     def release(self, limit: float | None) -> None:
         if limit is not None:
             self._reserved = max(0.0, self._reserved - limit)
@@ -351,126 +331,9 @@ class PhaseWorkflow:
             await steps.publish(ws, merged.head)
         return merged
 
-    async def set_up_worktree(self, request: PhaseInput, path: str, scope: str) -> None:
-        """`setup_per_worktree`: the setup commands again in a new worktree (a reused one
-        keeps its environment; the activity knows)."""
-        plan = request.plan
-        if plan.setup and plan.setup_per_worktree:
-            await steps.setup_worktree(
-                request.workspace,
-                WorktreeSetupRequest(
-                    execution_id=request.execution_id,
-                    worktree=path,
-                    scope=scope,
-                    commands=plan.setup,
-                    environment=request.environment,
-                ),
-            )
-
-    async def fresh_worktree(self, request: PhaseInput, item_id: str) -> TaskWorktree:
-        """A worktree of the execution branch as it stands, for a fix round or the review."""
-        ws = request.workspace
-        return await steps.create_worktree(
-            ws,
-            CreateWorktreeRequest(
-                execution_id=request.execution_id,
-                workspace=ws.path,
-                execution_branch=ws.branch,
-                task_id=item_id,
-                attempt=1,
-                fresh=True,
-            ),
-        )
-
     def fixer(self, request: PhaseInput, default: str | None = None) -> SpecialistRef:
         name = request.plan.fixer or default or "fixer"
         return request.specialists.get(name) or SpecialistRef(name=name, backend="claude")
-
-    async def fix_in_worktree(
-        self,
-        request: PhaseInput,
-        *,
-        fix_id: str,
-        title: str,
-        prompt: str,
-        feedback: str,
-        guidance: str,
-        attempt: int,
-    ) -> str | None:
-        """The fixer works on the execution branch in a worktree of its own; its change is
-        committed and merged like a task's. Returns None on success, else what went wrong."""
-        ws = request.workspace
-        fixer = self.fixer(request)
-        if spends_tokens(fixer.backend) and not await self.within_budget(request, phase_of(fix_id)):
-            return "aborted: the budget is spent"
-        worktree = await self.fresh_worktree(request, fix_id)
-        limit = self.reserve_share(request, fixer)
-        try:
-            await self.set_up_worktree(request, worktree.path, fix_id)
-            try:
-                result = await steps.run_specialist(
-                    ws,
-                    fixer,
-                    SpecialistRequest(
-                        execution_id=request.execution_id,
-                        task_id=fix_id,
-                        task_title=title,
-                        task_prompt=prompt,
-                        specialist=fixer.name,
-                        backend=fixer.backend,
-                        command=fixer.command,
-                        timeout_s=fixer.timeout_s,
-                        cwd=worktree.path,
-                        attempt=attempt,
-                        feedback=feedback[-FEEDBACK_CHARS:],
-                        guidance=guidance,
-                        context_paths=request.context_paths,
-                        environment=request.environment,
-                        role="fix",
-                        max_cost_usd=limit,
-                    ),
-                    summary=f"fix: {title} ({fixer.name})",
-                    plan=request.plan,
-                )
-            except ActivityError as err:
-                await self.record_spend(fix_id, failed_spend(err))
-                raise
-            finally:
-                self.release(limit)
-            await self.record_spend(fix_id, spend_of(result))
-            if not result.ok:
-                return f"fixer {fixer.name}: {result.summary}"
-            committed = await steps.commit(
-                ws, CommitRequest(worktree=worktree.path, task_id=fix_id, title=title, attempt=1)
-            )
-            if committed.no_changes:
-                return f"fixer {fixer.name} changed nothing"
-            merged = await self.merge_into_branch(request, worktree.branch, fix_id, title)
-            return None if merged.merged else f"the fix did not merge: {merged.conflict}"
-        except ActivityError as err:
-            if is_cancelled_exception(err):
-                raise
-            # The fixer (or a git step) crashed on every attempt: a failed fix round; the
-            # gate loop escalates after the last one instead of failing the execution.
-            return f"fix round failed: {err.cause or err}"
-        except steps.HostLost as lost:
-            # The fix was on a worker that is gone: the gates run again on the new host.
-            return f"fix round lost: {lost.message}"
-        finally:
-            await steps.remove_worktree(
-                ws,
-                RemoveWorktreeRequest(
-                    workspace=ws.path,
-                    execution_id=request.execution_id,
-                    task_id=fix_id,
-                    delete_branch=True,
-                ),
-            )
-
-
-def phase_of(fix_id: str) -> str:
-    """The escalation scope of a fix round: 'coord-fix-<phase>-...' -> '<phase>'."""
-    return fix_id.removeprefix(FIX_PREFIX).split("-", 1)[0]
 
 
 def failing_output(results: list[GateResult]) -> str:
@@ -493,29 +356,3 @@ def root_message(err: BaseException) -> str:
 def first_line(text: str, limit: int = 300) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return (lines[-1] if lines else "")[:limit]
-
-
-def spend_of(result: SpecialistResult) -> AttemptSpend | None:
-    """What an attempt that returned a result spent (None for command specialists)."""
-    if not (result.tokens_in or result.tokens_out or result.cost_usd):
-        return None
-    return AttemptSpend(
-        tokens_in=result.tokens_in, tokens_out=result.tokens_out, cost_usd=result.cost_usd
-    )
-
-
-def failed_spend(err: BaseException) -> AttemptSpend | None:
-    """What a Claude attempt that failed for good had spent: its error's details, or its last
-    heartbeat when the worker died (the agent loop puts its usage in both)."""
-    cause = err.cause if isinstance(err, ActivityError) else None
-    details: Sequence[Any] = ()
-    if isinstance(cause, ApplicationError):
-        details = cause.details
-    elif isinstance(cause, TemporalTimeoutError):
-        details = cause.last_heartbeat_details
-    for detail in details:
-        if isinstance(detail, dict) and "tokens_in" in detail:
-            return AttemptSpend.model_validate(
-                {k: detail.get(k) for k in ("tokens_in", "tokens_out", "cost_usd")}
-            )
-    return None

@@ -5,27 +5,25 @@ when the review's fixes moved it, and the verdict is posted as a review of the p
 
 from __future__ import annotations
 
+from typing import Literal
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.backends import spends_tokens
-    from coordinator.branches import DiffRequest, RemoveWorktreeRequest
+    from coordinator.branches import DiffRequest
     from coordinator.escalation import Action, Escalation
     from coordinator.execution import PhaseInput, ReviewResult
     from coordinator.handoff import GithubPhaseInput, PushRequest, ReviewRequest
-    from coordinator.work import SpecialistRequest
+    from coordinator.work import SpecialistRequest, SpecialistResult
     from workflows import steps
+    from workflows.attempts import FIX_PREFIX, WorktreeAttempt, fix_in_worktree
     from workflows.gate_loop import run_gates_with_fixes
-    from workflows.phase import (
-        ATTEMPTS,
-        FIX_PREFIX,
-        PhaseWorkflow,
-        failed_spend,
-        first_line,
-        root_message,
-        spend_of,
-    )
+    from workflows.phase import PhaseWorkflow, first_line, root_message
+    from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry, UntilResolved, retry_or
+
+ReviewVerdict = Literal["approve", "changes_requested", "skipped"]
 
 REVIEW_WORKTREE = "coord-review"  # the `coord-` prefix is reserved: no task can clash
 
@@ -82,158 +80,157 @@ class ReviewPhaseWorkflow(PhaseWorkflow):
             result.problems.append(f"GitHub review not posted: {root_message(err)}")
 
     async def _review(self, request: PhaseInput) -> ReviewResult:
+        return await ReviewLoop(self, request).run()
+
+
+class ReviewLoop:
+    """A review round is an attempt: the reviewer's verdict, and for "changes requested" (but
+    in the last round) the fixer, then the system gates. Three rounds, then a human."""
+
+    def __init__(self, phase: PhaseWorkflow, request: PhaseInput) -> None:
+        self.phase, self.request = phase, request
+        self.reviewer = request.specialists[request.plan.reviewer or "code-reviewer"]
+        self.rounds = 0  # reviews run, over every round
+        self.findings = ""
+        self.until = UntilResolved[ReviewResult]()
+
+    async def run(self) -> ReviewResult:
+        return await self.until.run(self._attempt, self._ask)
+
+    def _result(self, verdict: ReviewVerdict, *, aborted: bool = False) -> ReviewResult:
+        return ReviewResult(
+            verdict=verdict,
+            findings="" if verdict == "approve" else self.findings,
+            rounds=self.rounds,
+            aborted=aborted,
+            head=self.request.workspace.head_commit,
+        )
+
+    async def _attempt(self, review_round: int) -> Done[ReviewResult] | Miss:
+        phase, request = self.phase, self.request
+        if spends_tokens(self.reviewer.backend) and not await phase.within_budget(
+            request, "review"
+        ):
+            return Done(
+                self._result("changes_requested" if self.findings else "skipped", aborted=True)
+            )
+        self.rounds += 1
+        verdict, failure = await self._verdict()
+        if verdict is not None and verdict.ok:
+            return Done(self._result("approve"))
+        # No verdict at all (a failure, the turn limit, stuck, the budget, or an answer
+        # without one): nothing for a fixer to act on.
+        if verdict is None:
+            self.findings = failure
+            return Miss.STRIKE
+        agent = verdict.agent
+        if agent is not None and (agent.finish is None or agent.finish.verdict is None):
+            self.findings = f"the reviewer gave no verdict: {verdict.summary}"
+            return Miss.STRIKE
+        self.findings = verdict.output_tail or verdict.summary
+        if review_round == ATTEMPTS:
+            return Miss.STRIKE
+        return await self._fix(review_round)
+
+    async def _verdict(self) -> tuple[SpecialistResult | None, str]:
+        """The reviewer's verdict on the diff, in a worktree of its own; (None, why) when
+        the reviewer failed for good (a bad key, an overloaded API): a round without a
+        verdict, and after three of them a human decides."""
+        phase, request, reviewer, rounds = self.phase, self.request, self.reviewer, self.rounds
         ws = request.workspace
-        reviewer = request.specialists[request.plan.reviewer or "code-reviewer"]
-        rounds = 0
-        guidance = ""
-        findings = ""
-        while True:
-            for review_round in range(1, ATTEMPTS + 1):
-                if spends_tokens(reviewer.backend) and not await self.within_budget(
-                    request, "review"
-                ):
-                    return ReviewResult(
-                        verdict="changes_requested" if findings else "skipped",
-                        findings=findings,
-                        rounds=rounds,
-                        aborted=True,
-                        head=ws.head_commit,
-                    )
-                rounds += 1
-                diff = await steps.diff(
-                    ws,
-                    DiffRequest(
-                        workspace=ws.path,
-                        base_commit=ws.base_commit,
-                        execution_id=request.execution_id,
-                    ),
-                )
-                worktree = await self.fresh_worktree(request, REVIEW_WORKTREE)
-                limit = self.reserve_share(request, reviewer)
-                failure = ""
-                try:
-                    await self.set_up_worktree(request, worktree.path, REVIEW_WORKTREE)
-                    verdict = await steps.run_specialist(
-                        ws,
-                        reviewer,
-                        SpecialistRequest(
-                            execution_id=request.execution_id,
-                            task_id=REVIEW_WORKTREE,
-                            task_title=f"Review {request.plan.name}",
-                            task_prompt=REVIEW_PROMPT,
-                            files=diff.files,
-                            specialist=reviewer.name,
-                            backend=reviewer.backend,
-                            command=reviewer.command,
-                            timeout_s=reviewer.timeout_s,
-                            cwd=worktree.path,
-                            attempt=rounds,
-                            # The patch first: the reviewer's prompt says so.
-                            context_paths=[diff.diff_path, *request.context_paths],
-                            environment=request.environment,
-                            role="review",
-                            max_cost_usd=limit,
-                        ),
-                        summary=f"review round {rounds} ({reviewer.name})",
-                        plan=request.plan,
-                    )
-                    await self.record_spend(f"review round {rounds}", spend_of(verdict))
-                except ActivityError as err:
-                    if is_cancelled_exception(err):
-                        raise
-                    # The reviewer failed for good (a bad key, an overloaded API): a round
-                    # without a verdict, and after three of them a human decides.
-                    await self.record_spend(f"review round {rounds}", failed_spend(err))
-                    failure = f"the reviewer failed: {root_message(err)}"
-                finally:
-                    self.release(limit)
-                    await steps.remove_worktree(
-                        ws,
-                        RemoveWorktreeRequest(
-                            workspace=ws.path,
-                            execution_id=request.execution_id,
-                            task_id=REVIEW_WORKTREE,
-                            delete_branch=True,
-                        ),
-                    )
-                if not failure and verdict.ok:
-                    return ReviewResult(verdict="approve", rounds=rounds, head=ws.head_commit)
-                agent = None if failure else verdict.agent
-                if failure or (
-                    agent is not None and (agent.finish is None or agent.finish.verdict is None)
-                ):
-                    # No verdict at all (a failure, the turn limit, stuck, the budget, or an
-                    # answer without one): nothing for a fixer to act on.
-                    findings = failure or f"the reviewer gave no verdict: {verdict.summary}"
-                    if review_round == ATTEMPTS:
-                        break
-                    continue
-                findings = verdict.output_tail or verdict.summary
-                if review_round == ATTEMPTS:
-                    break
-                problem = await self.fix_in_worktree(
-                    request,
-                    fix_id=f"{FIX_PREFIX}review-{rounds}",
-                    title=f"Address review findings (round {rounds})",
-                    prompt="The reviewer requested changes. Address every finding with the "
-                    "smallest correct change.",
-                    feedback=findings,
-                    guidance=guidance,
-                    attempt=review_round,
-                )
-                guidance = ""
-                if self.budget_aborted:
-                    return ReviewResult(
-                        verdict="changes_requested",
-                        findings=findings,
-                        rounds=rounds,
-                        aborted=True,
-                        head=ws.head_commit,
-                    )
-                if problem is None and request.plan.gates:
-                    gates = await run_gates_with_fixes(
-                        self,
-                        request,
-                        level="system",
-                        scope="system",
-                        gates=request.plan.gates,
-                        phase_name="review",
-                    )
-                    if gates.aborted:
-                        return ReviewResult(
-                            verdict="changes_requested",
-                            findings=findings,
-                            rounds=rounds,
-                            aborted=True,
-                            head=ws.head_commit,
-                        )
-            answer = await self.escalate(
-                request,
-                Escalation(
-                    id="review:changes",
-                    phase="review",
-                    reason=f"the reviewer still requests changes after {ATTEMPTS} rounds",
-                    question="The review keeps requesting changes: retry with guidance for the "
-                    "fixer, skip (accept the branch as it is), or abort?",
-                    last_error=first_line(findings),
-                    output_tail=findings[-4000:],
-                    attempts=ATTEMPTS,
-                    recommended=[
-                        "Read the findings; retry with guidance on how to address them",
-                        "Skip if the findings are wrong",
-                    ],
+        diff = await steps.diff(
+            ws,
+            DiffRequest(
+                workspace=ws.path, base_commit=ws.base_commit, execution_id=request.execution_id
+            ),
+        )
+        review = WorktreeAttempt(phase, request, REVIEW_WORKTREE)
+        worktree = await review.open()
+        limit = review.reserve_share(reviewer)
+        try:
+            await review.set_up()
+            verdict = await review.run(
+                reviewer,
+                SpecialistRequest(
+                    execution_id=request.execution_id,
+                    task_id=REVIEW_WORKTREE,
+                    task_title=f"Review {request.plan.name}",
+                    task_prompt=REVIEW_PROMPT,
+                    files=diff.files,
+                    specialist=reviewer.name,
+                    backend=reviewer.backend,
+                    command=reviewer.command,
+                    timeout_s=reviewer.timeout_s,
+                    cwd=worktree.path,
+                    attempt=rounds,
+                    # The patch first: the reviewer's prompt says so.
+                    context_paths=[diff.diff_path, *request.context_paths],
+                    environment=request.environment,
+                    role="review",
+                    max_cost_usd=limit,
                 ),
+                summary=f"review round {rounds} ({reviewer.name})",
+                record=lambda spend: phase.record_spend(f"review round {rounds}", spend),
             )
-            if answer.action == Action.RETRY:
-                guidance = answer.guidance
-                continue
-            return ReviewResult(
-                verdict="changes_requested",
-                findings=findings,
-                rounds=rounds,
-                aborted=answer.action == Action.ABORT,
-                head=ws.head_commit,
+            return verdict, ""
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                raise
+            return None, f"the reviewer failed: {root_message(err)}"
+        finally:
+            await review.close()
+
+    async def _fix(self, review_round: int) -> Done[ReviewResult] | Miss:
+        """The fixer addresses the findings, then the system gates run (with their fixes)."""
+        phase, request = self.phase, self.request
+        problem = await fix_in_worktree(
+            phase,
+            request,
+            fix_id=f"{FIX_PREFIX}review-{self.rounds}",
+            title=f"Address review findings (round {self.rounds})",
+            prompt="The reviewer requested changes. Address every finding with the "
+            "smallest correct change.",
+            feedback=self.findings,
+            guidance=self.until.take_guidance(),
+            attempt=review_round,
+        )
+        if phase.budget_aborted:
+            return Done(self._result("changes_requested", aborted=True))
+        if problem is None and request.plan.gates:
+            gates = await run_gates_with_fixes(
+                phase,
+                request,
+                level="system",
+                scope="system",
+                gates=request.plan.gates,
+                phase_name="review",
             )
+            if gates.aborted:
+                return Done(self._result("changes_requested", aborted=True))
+        return Miss.STRIKE
+
+    async def _ask(self) -> Retry | Done[ReviewResult]:
+        answer = await self.phase.escalate(
+            self.request,
+            Escalation(
+                id="review:changes",
+                phase="review",
+                reason=f"the reviewer still requests changes after {ATTEMPTS} rounds",
+                question="The review keeps requesting changes: retry with guidance for the "
+                "fixer, skip (accept the branch as it is), or abort?",
+                last_error=first_line(self.findings),
+                output_tail=self.findings[-4000:],
+                attempts=ATTEMPTS,
+                recommended=[
+                    "Read the findings; retry with guidance on how to address them",
+                    "Skip if the findings are wrong",
+                ],
+            ),
+        )
+        return retry_or(
+            answer,
+            lambda answer: self._result("changes_requested", aborted=answer.action == Action.ABORT),
+        )
 
 
 def review_body(request: PhaseInput, result: ReviewResult) -> str:

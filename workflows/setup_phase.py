@@ -4,14 +4,10 @@ environment folder and the setup commands (three attempts each, then a human dec
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.workspace import WorkspaceActivities
     from coordinator.environment import CommandEnvironment, status_file_path
     from coordinator.escalation import Action, Escalation
     from coordinator.execution import (
@@ -25,10 +21,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from coordinator.plan import SetupCommand
     from workflows import steps
-    from workflows.phase import ATTEMPTS, WORKSPACE_READY, PhaseWorkflow, root_message
-
-# Three attempts is the product's rule for every retryable step.
-RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+    from workflows.phase import WORKSPACE_READY, PhaseWorkflow, root_message
+    from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry, UntilResolved, retry_or
 
 
 @workflow.defn(name="SetupPhase")
@@ -38,8 +32,7 @@ class SetupPhaseWorkflow(PhaseWorkflow):
         plan = request.plan
         # Clone first: a repository named by URL brings its own specialists, which the
         # check below must see. A missing repository fails here, with its path.
-        workspace = await workflow.execute_activity_method(
-            WorkspaceActivities.prepare_workspace,
+        workspace = await steps.prepare_workspace(
             PrepareWorkspaceInput(
                 execution_id=request.execution_id,
                 repository=request.repository,
@@ -47,9 +40,6 @@ class SetupPhaseWorkflow(PhaseWorkflow):
                 branch=plan.branch or default_branch(request.execution_id),
                 remote_home=not (plan.approval.before_start or plan.approval_before_handoff),
             ),
-            start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
             summary=f"prepare workspace: clone {request.repository}",
         )
         # A plan that became invalid since `coord run` is reported, not run.
@@ -100,10 +90,12 @@ class SetupPhaseWorkflow(PhaseWorkflow):
     async def _run_setup_command(
         self, request: ExecutionInput, result: SetupResult, command: SetupCommand
     ) -> Action | None:
-        """None when the command succeeded; else what the human chose instead of a retry."""
-        rounds = 0
-        while True:
-            rounds += 1
+        """None when the command succeeded; else what the human chose instead of a retry.
+        The activity's own retries are the three strikes: each failure asks a human."""
+        until = UntilResolved[Action | None](strikes=1)
+        failed: list[ActivityError] = []
+
+        async def attempt(strike: int) -> Done[Action | None] | Miss:
             try:
                 await steps.run_setup_command(
                     result.workspace,
@@ -112,37 +104,43 @@ class SetupPhaseWorkflow(PhaseWorkflow):
                         command=command,
                         cwd=result.workspace.path,
                         environment=result.environment,
-                        round=rounds,
+                        round=until.tries,
                     ),
                 )
-                return None
+                return Done(None)
             except ActivityError as err:
                 if is_cancelled_exception(err):
                     raise
-                tail, logs = _failure_details(err)
-                answer = await self.escalate(
-                    request,
-                    Escalation(
-                        id=f"setup:{_safe(command.name)}",
-                        phase="setup",
-                        reason=f"setup command '{command.name}' failed {ATTEMPTS} times",
-                        question=f"Setup command '{command.name}' ({command.run}) keeps "
-                        "failing, before any specialist ran: retry it (after fixing the "
-                        "cause on the worker), skip it (run without it), or abort?",
-                        last_error=root_message(err),
-                        output_tail=tail[-4000:],
-                        attempts=ATTEMPTS,
-                        artifacts=logs,
-                        recommended=[
-                            "Read the setup log listed under artifacts",
-                            "Fix what is missing on the worker (a tool, a network share, a "
-                            "credential in env_from), then --retry",
-                            "--skip only if gates and specialists do not need it",
-                        ],
-                    ),
-                )
-                if answer.action != Action.RETRY:
-                    return answer.action
+                failed.append(err)
+                return Miss.STRIKE
+
+        async def ask() -> Retry | Done[Action | None]:
+            answer = await self.escalate(request, _setup_escalation(command, failed[-1]))
+            return retry_or(answer, lambda answer: answer.action)
+
+        return await until.run(attempt, ask)
+
+
+def _setup_escalation(command: SetupCommand, err: ActivityError) -> Escalation:
+    tail, logs = _failure_details(err)
+    return Escalation(
+        id=f"setup:{_safe(command.name)}",
+        phase="setup",
+        reason=f"setup command '{command.name}' failed {ATTEMPTS} times",
+        question=f"Setup command '{command.name}' ({command.run}) keeps failing, before any "
+        "specialist ran: retry it (after fixing the cause on the worker), skip it (run "
+        "without it), or abort?",
+        last_error=root_message(err),
+        output_tail=tail[-4000:],
+        attempts=ATTEMPTS,
+        artifacts=logs,
+        recommended=[
+            "Read the setup log listed under artifacts",
+            "Fix what is missing on the worker (a tool, a network share, a "
+            "credential in env_from), then --retry",
+            "--skip only if gates and specialists do not need it",
+        ],
+    )
 
 
 def _failure_details(err: ActivityError) -> tuple[str, list[str]]:
