@@ -1,4 +1,4 @@
-"""Record the workflow histories that tests/test_replay.py replays.
+"""Record the workflow histories that tests/workflows/test_replay.py replays.
 
     python -m tests.record_histories                  # every scenario
     python -m tests.record_histories hello-service    # only the ones named
@@ -27,7 +27,7 @@ Scenarios:
   a fixer that leaves the markers has its commit refused twice; the escalation is answered
   `skip`; Partial.
 
-When to record (tests/test_replay.py says why):
+When to record (tests/workflows/test_replay.py says why):
 
 - A change to workflow code must replay the existing recordings unchanged; if it cannot,
   guard it with `workflow.patched()` until it can. Never re-record to make that test pass.

@@ -21,8 +21,14 @@ from tests.activities.claude_code_support import (
 )
 from tests.anthropic_server import MessagesAPI, RecordedRequest, Turn, reply, tool_use
 from tests.engine_support import git, make_repo, start, write_plan
-from tests.test_claude_engine import branch_file, finished
-from tests.test_durability import AFTER_A_CRASH, QUICK, until, worker_env, worker_processes
+from tests.workflows.test_claude_engine import branch_file, finished
+from tests.workflows.test_durability import (
+    AFTER_A_CRASH,
+    QUICK,
+    until,
+    worker_env,
+    worker_processes,
+)
 
 pytest.importorskip("claude_agent_sdk", reason="the claude-code extra: make install")
 

@@ -31,7 +31,7 @@ from tests.engine_support import (
     start,
     write_plan,
 )
-from tests.test_claude_engine import branch_file, finished
+from tests.workflows.test_claude_engine import branch_file, finished
 
 pytest.importorskip("claude_agent_sdk", reason="the claude-code extra: make install")
 

@@ -28,7 +28,7 @@ from coordinator.validation import (
 )
 from tests.conftest import EXAMPLES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "breakdowns"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "breakdowns"
 
 
 def registry(*names: str) -> SpecialistRegistry:
@@ -1014,7 +1014,7 @@ def test_a_yaml_plan_and_its_markdown_rendering_are_the_same_plan(plan: dict[str
 
 
 def test_the_documented_example_is_what_the_docs_say(tmp_path: Path) -> None:
-    readme = (Path(__file__).parents[1] / "docs" / "plans.md").read_text()
+    readme = (Path(__file__).parents[2] / "docs" / "plans.md").read_text()
     start = readme.index("````markdown\n") + len("````markdown\n")
     example = readme[start : readme.index("````\n", start)]
     (tmp_path / "repo").mkdir()

@@ -29,7 +29,7 @@ from tests.anthropic_server import finish, reply, serve_messages_api, tool_use
 from tests.cli_support import coord
 from tests.engine_support import git, make_repo, running_worker, shell_task, wait_for, write_plan
 from tests.github_server import GithubServer
-from tests.test_github_handoff import secret_forms, start
+from tests.workflows.test_github_handoff import secret_forms, start
 from workflows.execution import ExecutionWorkflow
 
 TOKEN = "fake-trust-SECRET-github-token-0123456789"

@@ -27,7 +27,7 @@ from activities.claude.tools import (
 )
 from coordinator.specialists import load_specialist_file, parse_specialist
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from coordinator.hosts import DEFAULT_HOST_GRACE_S, default_host_id, host_queue
 from coordinator.report import ExecutionReport
 from coordinator.settings import ConfigError
 from tests.engine_support import branch_log, git, make_repo, shell_task, start, write_plan
-from tests.test_durability import QUICK, Workers, alive, until, worker_env
+from tests.workflows.test_durability import QUICK, Workers, alive, until, worker_env
 from workflows.execution import ExecutionWorkflow
 
 # --- the settings -----------------------------------------------------------------------------

@@ -46,7 +46,13 @@ from tests.engine_support import (
     start,
     write_plan,
 )
-from tests.test_durability import AFTER_A_CRASH, QUICK, until, worker_env, worker_processes
+from tests.workflows.test_durability import (
+    AFTER_A_CRASH,
+    QUICK,
+    until,
+    worker_env,
+    worker_processes,
+)
 from workflows.execution import ExecutionWorkflow
 
 EDITOR = "str_replace_based_edit_tool"
@@ -592,7 +598,7 @@ async def test_bash_cannot_read_the_workers_keys_from_proc(
     """A command run by the same user can read its parent's initial environment in
     /proc/<ppid>/environ. The worker re-executes itself without its keys there, and still
     uses them: the Messages API server only answers the right key. (Without the jail, whose
-    PID namespace hides the worker entirely: tests/test_jail.py.)"""
+    PID namespace hides the worker entirely: tests/activities/test_jail.py.)"""
     make_repo(tmp_path / "repo")
     plan = write_plan(tmp_path, {"tasks": [claude_task("snoop", "Look around.")]})
     token = "ghp_proc_environ_must_not_show_this"

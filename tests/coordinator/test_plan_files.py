@@ -14,7 +14,7 @@ from cli.validate import validate_command
 from coordinator.readers import detect
 from coordinator.validation import ValidationResult, validate_plan_file
 
-PLANS = Path(__file__).parent / "fixtures" / "plans"
+PLANS = Path(__file__).parents[1] / "fixtures" / "plans"
 
 
 def validate(name: str) -> ValidationResult:

@@ -32,7 +32,7 @@ from cli.temporal_client import TemporalUnreachableError, connect, resolve_clien
 from cli.worker_process import running_worker, start_worker, stop_worker
 from coordinator.settings import DevServerConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # `coord` as the lead mounts it: `app.add_typer(server_app, name="server")`.
 COORD = (
     "import typer\n"
