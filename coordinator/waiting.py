@@ -80,7 +80,15 @@ def _quoted(text: str) -> list[str]:
     return [f"> {line}".rstrip() for line in text.strip().splitlines()] or ["> (no question)"]
 
 
+def _short_lines(command: str) -> list[str]:
+    """A `temporal` command on short lines (shell continuations): the UI does not wrap code."""
+    for flag in (" --workflow-id ", " --input "):
+        command = command.replace(flag, f" \\\n  {flag.strip()} ")
+    return command.split("\n")
+
+
 def _answers(choices: list[Choice], temporal: list[str]) -> list[str]:
+    temporal = [line for command in temporal for line in _short_lines(command)]
     lines = ["**Choices**", ""]
     lines += [f"- **{c.action}**: {c.meaning}" for c in choices] + [""]
     lines += ["**Answer with coord**", "", *_fenced([c.command for c in choices], "sh"), ""]
