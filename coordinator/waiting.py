@@ -15,6 +15,21 @@ from coordinator.report import Progress
 
 OUTPUT_LINES = 10  # of the failing output, in the Web UI
 
+# An execution's static details in the Web UI, fixed at start (no question exists yet): where
+# the question will be, and the list query that finds every execution waiting on someone.
+STATIC_DETAILS = "\n".join(
+    [
+        "When this execution waits on a human, **Current Details** lead with the question,",
+        "the choices and the commands that answer it.",
+        "",
+        "Everything waiting on a human, in the workflow list:",
+        "",
+        "```",
+        "CoordWaitingSince IS NOT NULL",
+        "```",
+    ]
+)
+
 
 class Choice(BaseModel):
     """One answer a person can give: what it does and the `coord` command that gives it."""

@@ -9,6 +9,7 @@ import asyncio
 import json
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,8 @@ from temporalio.client import Client, WorkflowHandle
 from cli.devserver import temporal_binary
 from coordinator.escalation import Action, Resolution
 from coordinator.report import ExecutionReport
+from coordinator.waiting import STATIC_DETAILS
+from tests.cli_support import coord
 from tests.engine_support import (
     make_repo,
     pending_escalation,
@@ -185,19 +188,24 @@ async def test_a_waiting_run_is_listed_described_and_announced_in_coord_json(
     assert [h["event"] for h in hooks.received] == ["waiting", "finished"]
 
 
-async def test_the_slack_form_carries_text_and_blocks(
-    client: Client, task_queue: str, tmp_path: Path, hooks: Hooks
+async def test_the_slack_form_carries_text_and_blocks_and_coord_run_points_to_the_details(
+    client: Client, cli_env: dict[str, str], worker: None, tmp_path: Path, hooks: Hooks
 ) -> None:
     plan = broken_plan(tmp_path, hooks, "slack")
-    async with running_worker(client, task_queue, tmp_path):
-        handle = await start(client, task_queue, plan)
-        escalation = await pending_escalation(handle)
-        eid = handle.id
-        [waiting] = await until(lambda: hooks.received)
-        await handle.execute_update(
-            "resolve_escalation", Resolution(escalation_id=escalation.id, action=Action.ABORT)
-        )
-        report = await handle.result()
+    eid = f"slack-{uuid.uuid4().hex[:8]}"
+    code, _, err = await coord("run", str(plan), "--id", eid, env=cli_env)
+    assert code == 0, err
+    handle = client.get_workflow_handle_for(ExecutionWorkflow.run, eid)
+    desc = await handle.describe()
+    assert await desc.static_summary() == "plan engine: 2 tasks"
+    assert await desc.static_details() == STATIC_DETAILS
+    assert "**Current Details** lead with the question" in STATIC_DETAILS
+    escalation = await pending_escalation(handle)
+    [waiting] = await until(lambda: hooks.received)
+    await handle.execute_update(
+        "resolve_escalation", Resolution(escalation_id=escalation.id, action=Action.ABORT)
+    )
+    report = await handle.result()
 
     assert set(waiting) == {"text", "blocks"}
     assert waiting["text"].startswith(
