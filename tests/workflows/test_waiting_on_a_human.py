@@ -145,6 +145,10 @@ async def test_a_waiting_run_is_listed_described_and_announced_in_coord_json(
         assert since is not None and escalation.raised_at is not None
         assert abs(since - escalation.raised_at) < timedelta(seconds=1)
         assert eid in cli_list(server_address, f"{WAITING} AND {EXECUTIONS_ONLY}")
+        # "Waiting for more than ..." is a comparison with a timestamp.
+        before, after = (since + timedelta(hours=h) for h in (-1, 1))
+        await listed(client, f'CoordWaitingSince < "{after.isoformat()}"', eid, present=True)
+        await listed(client, f'CoordWaitingSince < "{before.isoformat()}"', eid, present=False)
         # The phase children (listed beside it) do not match: only the execution waits.
         family = f"RootWorkflowId = '{eid}'"
         children = [wf.workflow_type async for wf in client.list_workflows(family)]
