@@ -111,34 +111,8 @@ def resolve_command(
     namespace: str | None = NamespaceOption,
 ) -> None:
     """Answer an escalation: --retry [--guidance TEXT] [--budget USD], --skip or --abort."""
-    chosen = [
-        action
-        for action, on in ((Action.RETRY, retry), (Action.SKIP, skip), (Action.ABORT, abort))
-        if on
-    ]
-    if len(chosen) != 1:
-        given = " and ".join(f"--{a.value}" for a in chosen)
-        fail(
-            "choose exactly one of --retry, --skip, --abort" + (f" (got {given})" if given else ""),
-            ExitCode.INVALID,
-        )
-    action = chosen[0]
-    if guidance is not None and action != Action.RETRY:
-        fail(
-            f"--guidance goes with --retry only (it is handed to the specialist on the next "
-            f"attempt); --{action.value} takes none",
-            ExitCode.INVALID,
-        )
-    if guidance is not None and not guidance.strip():
-        fail(
-            "--guidance is empty: say what the specialist should do differently, or leave "
-            "out --guidance to retry without any",
-            ExitCode.INVALID,
-        )
-    if budget is not None and action != Action.RETRY:
-        fail(f"--budget goes with --retry only; --{action.value} takes none", ExitCode.INVALID)
-    if budget is not None and budget <= 0:
-        fail(f"--budget must be a positive amount of USD, not {budget}", ExitCode.INVALID)
+    action = _chosen_action(retry=retry, skip=skip, abort=abort)
+    _check_retry_options(action, guidance, budget)
     resolution = _model(
         Resolution,
         escalation_id=escalation_id,
@@ -156,17 +130,60 @@ def resolve_command(
         answered = await _update(handle, "resolve_escalation", resolution, Escalation)
         if json_output:
             typer.echo(answered.model_dump_json(indent=2))
-            return ExitCode.COMPLETE
-        where = f"task {answered.task_id}" if answered.task_id else f"phase {answered.phase}"
-        typer.echo(f"resolved escalation {answered.id} ({where}): {action.value}")
-        typer.echo(f"next: {_after_resolution(answered, resolution, progress)}")
-        others = [e.id for e in progress.pending_escalations if e.id != answered.id]
-        if others:
-            typer.echo(f"still pending: {', '.join(others)} ('coord status {execution_id}')")
-        typer.echo(f"'coord watch {execution_id}' follows the execution")
+        else:
+            _echo_resolved(execution_id, answered, resolution, progress)
         return ExitCode.COMPLETE
 
     raise typer.Exit(int(run_async(resolve())))
+
+
+def _chosen_action(*, retry: bool, skip: bool, abort: bool) -> Action:
+    """The one action of --retry, --skip and --abort given (else exit 2 saying so)."""
+    chosen = [
+        action
+        for action, on in ((Action.RETRY, retry), (Action.SKIP, skip), (Action.ABORT, abort))
+        if on
+    ]
+    if len(chosen) != 1:
+        given = " and ".join(f"--{a.value}" for a in chosen)
+        fail(
+            "choose exactly one of --retry, --skip, --abort" + (f" (got {given})" if given else ""),
+            ExitCode.INVALID,
+        )
+    return chosen[0]
+
+
+def _check_retry_options(action: Action, guidance: str | None, budget: float | None) -> None:
+    """--guidance and --budget go with --retry only, and must say something (else exit 2)."""
+    if guidance is not None and action != Action.RETRY:
+        fail(
+            f"--guidance goes with --retry only (it is handed to the specialist on the next "
+            f"attempt); --{action.value} takes none",
+            ExitCode.INVALID,
+        )
+    if guidance is not None and not guidance.strip():
+        fail(
+            "--guidance is empty: say what the specialist should do differently, or leave "
+            "out --guidance to retry without any",
+            ExitCode.INVALID,
+        )
+    if budget is not None and action != Action.RETRY:
+        fail(f"--budget goes with --retry only; --{action.value} takes none", ExitCode.INVALID)
+    if budget is not None and budget <= 0:
+        fail(f"--budget must be a positive amount of USD, not {budget}", ExitCode.INVALID)
+
+
+def _echo_resolved(
+    execution_id: str, answered: Escalation, resolution: Resolution, progress: Progress
+) -> None:
+    """What `coord resolve` prints: what was answered, what comes next, what is still waiting."""
+    where = f"task {answered.task_id}" if answered.task_id else f"phase {answered.phase}"
+    typer.echo(f"resolved escalation {answered.id} ({where}): {resolution.action.value}")
+    typer.echo(f"next: {_after_resolution(answered, resolution, progress)}")
+    others = [e.id for e in progress.pending_escalations if e.id != answered.id]
+    if others:
+        typer.echo(f"still pending: {', '.join(others)} ('coord status {execution_id}')")
+    typer.echo(f"'coord watch {execution_id}' follows the execution")
 
 
 def approve_command(

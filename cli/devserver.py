@@ -211,25 +211,38 @@ def start(
             if announce is not None:
                 announce(handle)
             return handle
-        handles: list[ServerHandle] = []
-
-        def on_ready(record: ProcessRecord) -> None:
-            handles.append(_handle(record))
-            if announce is not None:
-                announce(handles[0])
-
-        code = processes.run_foreground(
-            PROCESS_NAME, argv, state_dir, ready, on_ready=on_ready, timeout=timeout, info=info
-        )
-        if code != 0:
-            raise DevServerError(f"the Temporal dev server exited with code {code}")
-        if not handles:
-            raise DevServerError("the Temporal dev server was stopped before it was ready")
-        return handles[0]
+        return _run_in_foreground(argv, state_dir, ready, announce, timeout=timeout, info=info)
     except AlreadyRunningError as exc:  # lost a race with a concurrent start
         return _already_running(exc.record, config, announce, timeout)
     except ProcessError as exc:
         raise DevServerError(f"the Temporal dev server did not start: {exc}") from None
+
+
+def _run_in_foreground(
+    argv: list[str],
+    state_dir: Path,
+    ready: processes.Ready,
+    announce: Callable[[ServerHandle], None] | None,
+    *,
+    timeout: float,
+    info: dict[str, str | None],
+) -> ServerHandle:
+    """Run the server until it exits (or Ctrl-C), announcing it once it answers."""
+    handles: list[ServerHandle] = []
+
+    def on_ready(record: ProcessRecord) -> None:
+        handles.append(_handle(record))
+        if announce is not None:
+            announce(handles[0])
+
+    code = processes.run_foreground(
+        PROCESS_NAME, argv, state_dir, ready, on_ready=on_ready, timeout=timeout, info=info
+    )
+    if code != 0:
+        raise DevServerError(f"the Temporal dev server exited with code {code}")
+    if not handles:
+        raise DevServerError("the Temporal dev server was stopped before it was ready")
+    return handles[0]
 
 
 def stop(config: DevServerConfig, *, grace: float = 10.0) -> bool:

@@ -90,6 +90,25 @@ def run_command(
     """
     if execution_id is not None and (problem := execution_id_problem(execution_id)):
         fail(problem, ExitCode.INVALID)
+    checked, plan_file = _plan_to_run(plan, from_issue, repo=repo, tag=tag, github=github)
+    if github is not None:
+        checked.handoff.github = _github_handoff(checked, github)
+    request = build_execution_input(
+        checked, plan_file, repository_override=repo, execution_id=execution_id
+    )
+    raise typer.Exit(int(run_async(_start(request, wait, json_output, address, namespace))))
+
+
+def _plan_to_run(
+    plan: Path | None,
+    from_issue: str | None,
+    *,
+    repo: Path | None,
+    tag: str | None,
+    github: str | None,
+) -> tuple[Plan, Path]:
+    """The checked plan and the file it came from: PLAN's, or the issue's breakdown (exactly
+    one of them). A plan with nothing left to do prints its summary and exits 0."""
     if (plan is None) == (from_issue is None):
         fail("give a plan file or --from-issue OWNER/REPO#N (one of them)", ExitCode.INVALID)
     if from_issue is not None:
@@ -98,20 +117,14 @@ def run_command(
                 "--from-issue hands off to the issue's repository: leave out --github",
                 ExitCode.INVALID,
             )
-        checked, plan_file = _plan_from_issue(from_issue, repo)
-    else:
-        assert plan is not None
-        result = validate_input(plan, repo=repo, tag=tag)
-        checked, plan_file = _valid(result), Path(result.plan_file or plan)  # a folder's file
-        if result.nothing_to_do:
-            typer.echo(format_summary(result))
-            raise typer.Exit(int(ExitCode.COMPLETE))
-    if github is not None:
-        checked.handoff.github = _github_handoff(checked, github)
-    request = build_execution_input(
-        checked, plan_file, repository_override=repo, execution_id=execution_id
-    )
-    raise typer.Exit(int(run_async(_start(request, wait, json_output, address, namespace))))
+        return _plan_from_issue(from_issue, repo)
+    assert plan is not None
+    result = validate_input(plan, repo=repo, tag=tag)
+    checked, plan_file = _valid(result), Path(result.plan_file or plan)  # a folder's file
+    if result.nothing_to_do:
+        typer.echo(format_summary(result))
+        raise typer.Exit(int(ExitCode.COMPLETE))
+    return checked, plan_file
 
 
 def _valid(result: ValidationResult) -> Plan:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretBytes, SecretStr
 from temporalio.client import Client
@@ -20,7 +21,7 @@ from temporalio.service import RPCError, TLSConfig
 
 from cli.config_file import load_config
 from coordinator.environment import CONFINE_VARIABLE, parse_worker_confine
-from coordinator.settings import ClientSettings, ConfigError
+from coordinator.settings import ClientSettings, ConfigError, DevServerConfig
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -55,31 +56,63 @@ def resolve_client_settings(
     env = dict(os.environ if environ is None else environ)
     config = load_config(config_path)
     prof = _load_profile(profile, env)
-    tls_env = _parse_bool("TEMPORAL_TLS", env.get("TEMPORAL_TLS"))
-
     resolved_address = address or prof.address or config.server.address
-    resolved_namespace = namespace or prof.namespace or config.server.namespace
     api_key = prof.api_key or None
+    return ClientSettings(
+        address=resolved_address,
+        namespace=namespace or prof.namespace or config.server.namespace,
+        task_queue=task_queue or env.get("COORD_TASK_QUEUE") or config.client.task_queue,
+        api_key=SecretStr(api_key) if api_key else None,
+        **_tls_fields(prof, env, api_key),
+        rpc_metadata=dict(prof.grpc_meta),
+        ui_url=_ui_url(env, resolved_address, config),
+        **_worker_fields(env, config),
+        claude=config.claude,
+    )
 
+
+def _tls_fields(
+    prof: ClientConfigProfile, env: Mapping[str, str], api_key: str | None
+) -> dict[str, Any]:
+    """The TLS settings: the profile's certificates, on when TEMPORAL_TLS (or the profile)
+    says so, else when there is an API key or any certificate."""
+    tls_env = _parse_bool("TEMPORAL_TLS", env.get("TEMPORAL_TLS"))
     tls_cfg = prof.tls
     cert_path, cert_data = _split_source(tls_cfg.client_cert if tls_cfg else None)
     key_path, key_data = _split_source(tls_cfg.client_private_key if tls_cfg else None)
     ca_path, ca_data = _split_source(tls_cfg.server_root_ca_cert if tls_cfg else None)
-    server_name = tls_cfg.server_name if tls_cfg else None
     explicit_tls = tls_env
     if explicit_tls is None and tls_cfg is not None and tls_cfg.disabled is not None:
         explicit_tls = not tls_cfg.disabled
     any_tls_material = any((cert_path, cert_data, key_path, key_data, ca_path, ca_data))
     # An API key (or certificates) implies TLS unless TLS is explicitly off.
     tls = explicit_tls if explicit_tls is not None else bool(api_key or any_tls_material)
+    return {
+        "tls": tls,
+        "tls_cert_path": cert_path,
+        "tls_key_path": key_path,
+        "tls_ca_path": ca_path,
+        "tls_cert_data": SecretBytes(cert_data) if cert_data else None,
+        "tls_key_data": SecretBytes(key_data) if key_data else None,
+        "tls_ca_data": SecretBytes(ca_data) if ca_data else None,
+        "tls_server_name": tls_cfg.server_name if tls_cfg else None,
+    }
 
+
+def _ui_url(env: Mapping[str, str], address: str, config: DevServerConfig) -> str | None:
+    """The Temporal Web UI of `address`: COORD_UI_URL, else the dev server's or Cloud's."""
     ui_url = env.get("COORD_UI_URL") or None
     if ui_url is None:
-        if _same_endpoint(resolved_address, config.server.address):
+        if _same_endpoint(address, config.server.address):
             ui_url = config.server.ui_url  # the YAML's dev server: its UI is known
-        elif _is_temporal_cloud(resolved_address):
+        elif _is_temporal_cloud(address):
             ui_url = "https://cloud.temporal.io"
+    return ui_url.rstrip("/") if ui_url else None
 
+
+def _worker_fields(env: Mapping[str, str], config: DevServerConfig) -> dict[str, Any]:
+    """Where a worker keeps its clones and artifacts, who it is and what it may touch:
+    COORD_* variables over temporal-dev.yaml's `worker:`."""
     workspace_root = _env_path(env, "COORD_WORKSPACE_ROOT") or config.worker.workspace_root
     host_id = env.get("COORD_HOST_ID") or config.worker.host_id
     if host_id is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", host_id):
@@ -91,33 +124,18 @@ def resolve_client_settings(
             confine = parse_worker_confine(env[CONFINE_VARIABLE])
         except ValueError as err:
             raise ConfigError(str(err)) from err
-    return ClientSettings(
-        address=resolved_address,
-        namespace=resolved_namespace,
-        task_queue=task_queue or env.get("COORD_TASK_QUEUE") or config.client.task_queue,
-        api_key=SecretStr(api_key) if api_key else None,
-        tls=tls,
-        tls_cert_path=cert_path,
-        tls_key_path=key_path,
-        tls_ca_path=ca_path,
-        tls_cert_data=SecretBytes(cert_data) if cert_data else None,
-        tls_key_data=SecretBytes(key_data) if key_data else None,
-        tls_ca_data=SecretBytes(ca_data) if ca_data else None,
-        tls_server_name=server_name,
-        rpc_metadata=dict(prof.grpc_meta),
-        ui_url=ui_url.rstrip("/") if ui_url else None,
-        workspace_root=workspace_root,
-        artifacts_root=_env_path(env, "COORD_ARTIFACTS_ROOT") or config.worker.artifacts_root,
-        host_id=host_id,
-        shared_root=_env_path(env, "COORD_SHARED_ROOT")
+    return {
+        "workspace_root": workspace_root,
+        "artifacts_root": _env_path(env, "COORD_ARTIFACTS_ROOT") or config.worker.artifacts_root,
+        "host_id": host_id,
+        "shared_root": _env_path(env, "COORD_SHARED_ROOT")
         or config.worker.shared_root
         or workspace_root.parent / "shared",
-        host_grace_s=_seconds("COORD_HOST_GRACE", env.get("COORD_HOST_GRACE"))
+        "host_grace_s": _seconds("COORD_HOST_GRACE", env.get("COORD_HOST_GRACE"))
         or config.worker.host_grace,
-        publish_to_remote=config.worker.publish_to_remote if publish is None else publish,
-        confine=confine,
-        claude=config.claude,
-    )
+        "publish_to_remote": config.worker.publish_to_remote if publish is None else publish,
+        "confine": confine,
+    }
 
 
 def _load_profile(profile: str | None, env: dict[str, str]) -> ClientConfigProfile:

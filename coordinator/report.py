@@ -136,9 +136,23 @@ class ExecutionReport(BaseModel):
         return total_cost([t.cost_usd for t in self.tasks] + [s.cost_usd for s in self.spend])
 
     def to_markdown(self, ui_url: str | None = None) -> str:
-        done = sum(1 for t in self.tasks if t.status == "passed")
-        counts = {s: sum(1 for t in self.tasks if t.status == s) for s in _UNDONE}
-        undone = [f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n]
+        lines = self._heading_lines()
+        lines += self._task_lines()
+        lines += self._gate_lines()
+        lines += self._decision_lines()
+        lines += self._branch_lines()
+        if self.handoff:
+            lines += ["", "### Handoff", "", *handoff_lines(self.handoff)]
+        if self.problems:
+            lines += ["", "### Problems", ""] + [f"- {p}" for p in self.problems]
+        lines += ["", "### Final Validation Required", ""]
+        lines += [f"- {item}" for item in self.human_todo] or ["- nothing"]
+        if ui_url:
+            lines += ["", f"Temporal UI: {ui_url}"]
+        return "\n".join(lines) + "\n"
+
+    def _heading_lines(self) -> list[str]:
+        """The title, the final status and the phases' table."""
         lines = [
             "## Execution Report",
             "",
@@ -151,8 +165,14 @@ class ExecutionReport(BaseModel):
             "| phase | status | summary |",
             "|---|---|---|",
         ]
-        lines += [f"| {p.name} | {p.status} | {_cell(p.summary)} |" for p in self.phases]
-        lines += [
+        return lines + [f"| {p.name} | {p.status} | {_cell(p.summary)} |" for p in self.phases]
+
+    def _task_lines(self) -> list[str]:
+        """The totals, the tasks' table, the plan file and the spend outside tasks."""
+        done = sum(1 for t in self.tasks if t.status == "passed")
+        counts = {s: sum(1 for t in self.tasks if t.status == s) for s in _UNDONE}
+        undone = [f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n]
+        lines = [
             "",
             "### Implementation Results",
             "",
@@ -180,18 +200,26 @@ class ExecutionReport(BaseModel):
                     for s in self.spend
                 ),
             ]
-        if self.gates:
-            lines += [
-                "",
-                "### Quality Gates",
-                "",
-                "| level | scope | gate | result |",
-                "|---|---|---|---|",
-            ]
-            lines += [
-                f"| {g.level} | {g.scope} | {g.name} | {'passed' if g.passed else 'FAILED'} |"
-                for g in self.gates
-            ]
+        return lines
+
+    def _gate_lines(self) -> list[str]:
+        """The quality gates' table, if any ran."""
+        if not self.gates:
+            return []
+        return [
+            "",
+            "### Quality Gates",
+            "",
+            "| level | scope | gate | result |",
+            "|---|---|---|---|",
+        ] + [
+            f"| {g.level} | {g.scope} | {g.name} | {'passed' if g.passed else 'FAILED'} |"
+            for g in self.gates
+        ]
+
+    def _decision_lines(self) -> list[str]:
+        """The review, the escalations and the approvals: what was judged and decided."""
+        lines: list[str] = []
         if self.review:
             lines += ["", "### Review", "", self.review]
         if self.escalations:
@@ -210,31 +238,28 @@ class ExecutionReport(BaseModel):
                 + (f" ({a.answer.reason})" if a.answer and a.answer.reason else "")
                 for a in self.approvals
             ]
-        if self.workspace:
-            ws = self.workspace
-            lines += [
-                "",
-                "### Branch",
-                "",
-                f"- `{ws.branch}` from `{ws.base_branch}` at `{ws.base_commit[:12]}`, "
-                f"head `{ws.head_commit[:12]}`",
-                f"- workspace: `{ws.path}`"
-                + (f" (host queue `{ws.host_queue}`)" if ws.host_queue else ""),
-            ]
-            if ws.moves:
-                lines.append(
-                    f"- re-homed {ws.moves} time(s): its worker was gone longer than the grace "
-                    "period; the branch came back from its home"
-                )
-        if self.handoff:
-            lines += ["", "### Handoff", "", *handoff_lines(self.handoff)]
-        if self.problems:
-            lines += ["", "### Problems", ""] + [f"- {p}" for p in self.problems]
-        lines += ["", "### Final Validation Required", ""]
-        lines += [f"- {item}" for item in self.human_todo] or ["- nothing"]
-        if ui_url:
-            lines += ["", f"Temporal UI: {ui_url}"]
-        return "\n".join(lines) + "\n"
+        return lines
+
+    def _branch_lines(self) -> list[str]:
+        """Where the work is: the branch, its workspace and any re-homing."""
+        if not self.workspace:
+            return []
+        ws = self.workspace
+        lines = [
+            "",
+            "### Branch",
+            "",
+            f"- `{ws.branch}` from `{ws.base_branch}` at `{ws.base_commit[:12]}`, "
+            f"head `{ws.head_commit[:12]}`",
+            f"- workspace: `{ws.path}`"
+            + (f" (host queue `{ws.host_queue}`)" if ws.host_queue else ""),
+        ]
+        if ws.moves:
+            lines.append(
+                f"- re-homed {ws.moves} time(s): its worker was gone longer than the grace "
+                "period; the branch came back from its home"
+            )
+        return lines
 
 
 def handoff_lines(h: HandoffState) -> list[str]:

@@ -96,6 +96,112 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+@dataclass
+class _Fields:
+    """One definition's front matter being read: each reader appends what is wrong to
+    `errors` (or `warnings`) with the line it is on, so every problem is reported at once."""
+
+    data: dict[Any, Any]
+    key_lines: dict[str, int]
+    source: str
+    warnings: list[str]
+    errors: list[str]
+
+    def at(self, key: str) -> str:
+        return where(self.source, self.key_lines.get(key))
+
+    def text(self, key: str, *, required: bool) -> str | None:
+        value = self.data.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.errors.append(f"{self.at(key)}: '{key}' is required")
+            return None
+        if not isinstance(value, str):
+            self.errors.append(f"{self.at(key)}: '{key}' must be a string, got {_type_name(value)}")
+            return None
+        return value.strip()
+
+    def positive_int(self, key: str) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        # bool is an int in Python; `max_turns: yes` is a mistake, not 1.
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            self.errors.append(f"{self.at(key)}: '{key}' must be a positive integer, got {value!r}")
+            return None
+        return value
+
+    def name(self) -> str | None:
+        name = self.text("name", required=True)
+        if name is not None and not NAME_PATTERN.match(name):
+            self.errors.append(
+                f"{self.at('name')}: name {name!r} must be letters, digits, '-', '_' or '.', "
+                "start with a letter or digit, at most 64 characters"
+            )
+        return name
+
+    def tools(self) -> list[str]:
+        tools: list[str] = []
+        raw_tools = self.data.get("tools")
+        at = self.at("tools")
+        if isinstance(raw_tools, str):
+            tools = split_tools(raw_tools)
+        elif isinstance(raw_tools, list):
+            bad = [item for item in raw_tools if not isinstance(item, str)]
+            if bad:
+                self.errors.append(f"{at}: 'tools' entries must be strings, got {bad[0]!r}")
+            tools = [item.strip() for item in raw_tools if isinstance(item, str) and item.strip()]
+        elif raw_tools is not None:
+            self.errors.append(
+                f"{at}: 'tools' must be a comma-separated string or a list, "
+                f"got {_type_name(raw_tools)}"
+            )
+        if isinstance(raw_tools, str | list) and not raw_tools:
+            # Claude Code reads an empty list as "no tools"; `tools: list[str]` cannot say that.
+            self.warnings.append(
+                f"{at}: 'tools' is empty, so the specialist is not restricted to any "
+                "tools (remove the key, or list the tools it may use)"
+            )
+        return list(dict.fromkeys(tools))
+
+    def backend(self, command: str | None) -> Any:
+        """The backend named (or "claude"), checked against the `command` it needs or ignores."""
+        backend = self.data.get("backend")
+        if backend is None:
+            backend = "claude"
+        elif backend not in BACKENDS:
+            names = ", ".join(repr(name) for name in BACKENDS)
+            self.errors.append(
+                f"{self.at('backend')}: 'backend' must be one of {names}, got {backend!r}"
+            )
+            backend = "claude"
+        raw_command = self.data.get("command")
+        if (
+            backend == "command"
+            and command is None
+            and (raw_command is None or isinstance(raw_command, str))
+        ):
+            place = self.at("command") if "command" in self.key_lines else self.at("backend")
+            self.errors.append(
+                f"{place}: 'backend: command' needs a 'command' (a shell command line)"
+            )
+        if is_agent(backend) and command is not None:
+            self.warnings.append(
+                f"{self.at('command')}: 'command' is ignored unless 'backend: command'"
+            )
+        return backend
+
+    def extra(self) -> dict[str, Any]:
+        """The keys coord does not know, kept (with a warning unless they are common)."""
+        extra = {str(key): value for key, value in self.data.items() if str(key) not in _KNOWN_KEYS}
+        for key in extra:
+            if key not in _QUIET_KEYS:
+                self.warnings.append(
+                    f"{self.at(key)}: unknown key '{key}' is kept but not used by coord"
+                )
+        return extra
+
+
 def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
     """Parse one definition. Returns (specialist, warnings); raises SpecialistError listing
     every problem found in the text."""
@@ -107,96 +213,23 @@ def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
         kind = _type_name(data)
         raise SpecialistError([f"{source}:2: front matter must be a YAML mapping, not a {kind}"])
 
-    errors: list[str] = []
-
-    def at(key: str) -> str:
-        return where(source, key_lines.get(key))
-
-    def text_field(key: str, *, required: bool) -> str | None:
-        value = data.get(key)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            if required:
-                errors.append(f"{at(key)}: '{key}' is required")
-            return None
-        if not isinstance(value, str):
-            errors.append(f"{at(key)}: '{key}' must be a string, got {_type_name(value)}")
-            return None
-        return value.strip()
-
-    def positive_int(key: str) -> int | None:
-        value = data.get(key)
-        if value is None:
-            return None
-        # bool is an int in Python; `max_turns: yes` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            errors.append(f"{at(key)}: '{key}' must be a positive integer, got {value!r}")
-            return None
-        return value
-
-    name = text_field("name", required=True)
-    if name is not None and not NAME_PATTERN.match(name):
-        errors.append(
-            f"{at('name')}: name {name!r} must be letters, digits, '-', '_' or '.', "
-            "start with a letter or digit, at most 64 characters"
-        )
-    description = text_field("description", required=True)
-    model = text_field("model", required=False)
-    command = text_field("command", required=False)
-
-    tools: list[str] = []
-    raw_tools = data.get("tools")
-    if isinstance(raw_tools, str):
-        tools = split_tools(raw_tools)
-    elif isinstance(raw_tools, list):
-        bad = [item for item in raw_tools if not isinstance(item, str)]
-        if bad:
-            errors.append(f"{at('tools')}: 'tools' entries must be strings, got {bad[0]!r}")
-        tools = [item.strip() for item in raw_tools if isinstance(item, str) and item.strip()]
-    elif raw_tools is not None:
-        errors.append(
-            f"{at('tools')}: 'tools' must be a comma-separated string or a list, "
-            f"got {_type_name(raw_tools)}"
-        )
-    if isinstance(raw_tools, str | list) and not raw_tools:
-        # Claude Code reads an empty list as "no tools"; `tools: list[str]` cannot say that.
-        warnings.append(
-            f"{at('tools')}: 'tools' is empty, so the specialist is not restricted to any "
-            "tools (remove the key, or list the tools it may use)"
-        )
-    tools = list(dict.fromkeys(tools))
-
-    backend = data.get("backend")
-    if backend is None:
-        backend = "claude"
-    elif backend not in BACKENDS:
-        names = ", ".join(repr(name) for name in BACKENDS)
-        errors.append(f"{at('backend')}: 'backend' must be one of {names}, got {backend!r}")
-        backend = "claude"
-    raw_command = data.get("command")
-    if (
-        backend == "command"
-        and command is None
-        and (raw_command is None or isinstance(raw_command, str))
-    ):
-        place = at("command") if "command" in key_lines else at("backend")
-        errors.append(f"{place}: 'backend: command' needs a 'command' (a shell command line)")
-    if is_agent(backend) and command is not None:
-        warnings.append(f"{at('command')}: 'command' is ignored unless 'backend: command'")
-
-    max_turns = positive_int("max_turns")
-    timeout = positive_int("timeout")
-
-    extra = {str(key): value for key, value in data.items() if str(key) not in _KNOWN_KEYS}
-    for key in extra:
-        if key not in _QUIET_KEYS:
-            warnings.append(f"{at(key)}: unknown key '{key}' is kept but not used by coord")
+    fields = _Fields(data, key_lines, source, warnings, errors=[])
+    name = fields.name()
+    description = fields.text("description", required=True)
+    model = fields.text("model", required=False)
+    command = fields.text("command", required=False)
+    tools = fields.tools()
+    backend = fields.backend(command)
+    max_turns = fields.positive_int("max_turns")
+    timeout = fields.positive_int("timeout")
+    extra = fields.extra()
 
     prompt = body.strip("\n").rstrip()  # keep the first line's indentation
     if is_agent(backend) and not prompt.strip():
         warnings.append(f"{source}: no system prompt: the body after the front matter is empty")
 
-    if errors:
-        raise SpecialistError(errors)
+    if fields.errors:
+        raise SpecialistError(fields.errors)
     assert name is not None and description is not None  # errors would have been raised
     specialist = Specialist(
         name=name,

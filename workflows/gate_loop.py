@@ -17,26 +17,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry, UntilResolved, retry_or
 
 
-async def run_gates_with_fixes(
-    phase: PhaseWorkflow,
-    request: PhaseInput,
-    *,
-    level: GateLevel,
-    scope: str,
-    gates: list[Gate],
-    phase_name: str,
-) -> GateRoundResult:
-    return await GateLoop(phase, request, level, scope, gates, phase_name).run()
-
-
 class GateLoop:
     """One run of the gates is an attempt; a failing run but the last is followed by a fix.
-    Four runs (three fixes) to a round, then a human."""
+    Four runs (three fixes) to a round, then a human. `await GateLoop(...).run()` is the
+    round's result."""
 
     def __init__(
         self,
         phase: PhaseWorkflow,
         request: PhaseInput,
+        *,
         level: GateLevel,
         scope: str,
         gates: list[Gate],

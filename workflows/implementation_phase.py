@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.execution import ImplementationResult, PhaseInput, SchedulerCarry
     from coordinator.report import TaskState
     from workflows import steps
-    from workflows.gate_loop import run_gates_with_fixes
+    from workflows.gate_loop import GateLoop
     from workflows.task_board import plan_task_states
     from workflows.task_run import FINISHED, TaskWork
 
@@ -135,14 +135,14 @@ class ImplementationPhaseWorkflow(TaskWork):
                 continue
             if all(self._states[tid].status in FINISHED for tid in ids):
                 gated_layers.add(layer)
-                outcome = await run_gates_with_fixes(
+                outcome = await GateLoop(
                     self,
                     request,
                     level="layer",
                     scope=layer,
                     gates=plan.layer_gates,
                     phase_name="implementation",
-                )
+                ).run()
                 self._abort = self._abort or outcome.aborted
 
     async def _finish(self, request: PhaseInput) -> ImplementationResult:

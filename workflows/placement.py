@@ -193,6 +193,20 @@ async def on_host(
         await rehome(ws, lost=queue)
 
 
+async def prepare_workspace(request: PrepareWorkspaceInput, *, summary: str) -> Workspace:
+    """The clone and the execution branch, on any worker (its host queue is in the result):
+    the first time (workflows/steps.py) and again when re-homing."""
+    workspace: Workspace = await workflow.execute_activity_method(
+        WorkspaceActivities.prepare_workspace,
+        request,
+        start_to_close_timeout=PREPARE_TIMEOUT,
+        heartbeat_timeout=HEARTBEAT,
+        retry_policy=RETRY,
+        summary=summary,
+    )
+    return workspace
+
+
 async def rehome(ws: Workspace, *, lost: str) -> None:
     """Move the execution off a host queue nobody serves: any worker (the shared queue)
     clones the repository again and takes the branch from its home, with every task merged so
@@ -204,8 +218,7 @@ async def rehome(ws: Workspace, *, lost: str) -> None:
         return  # another step moved it already
     ws.moving = True
     try:
-        moved: Workspace = await workflow.execute_activity_method(
-            WorkspaceActivities.prepare_workspace,
+        moved = await prepare_workspace(
             PrepareWorkspaceInput(
                 execution_id=ws.execution_id,
                 repository=ws.repository,
@@ -214,9 +227,6 @@ async def rehome(ws: Workspace, *, lost: str) -> None:
                 home=ws.home,
                 resume_head=ws.base_commit,
             ),
-            start_to_close_timeout=PREPARE_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=RETRY,
             summary=f"re-home: {lost} is gone; the workspace again from {ws.home}"[:200],
         )
         if _exec_dir(moved.path) != _exec_dir(ws.path):

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.work import SpecialistRequest, SpecialistResult
     from workflows import steps
     from workflows.attempts import FIX_PREFIX, WorktreeAttempt, fix_in_worktree
-    from workflows.gate_loop import run_gates_with_fixes
+    from workflows.gate_loop import GateLoop
     from workflows.phase import PhaseWorkflow, first_line, root_message
     from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry, UntilResolved, retry_or
 
@@ -197,14 +197,14 @@ class ReviewLoop:
         if phase.budget_aborted:
             return Done(self._result("changes_requested", aborted=True))
         if problem is None and request.plan.gates:
-            gates = await run_gates_with_fixes(
+            gates = await GateLoop(
                 phase,
                 request,
                 level="system",
                 scope="system",
                 gates=request.plan.gates,
                 phase_name="review",
-            )
+            ).run()
             if gates.aborted:
                 return Done(self._result("changes_requested", aborted=True))
         return Miss.STRIKE

@@ -25,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.github import GithubActivities
     from activities.home import COMMIT_MISSING, publish_branch
     from activities.plan_check import check_plan as check_plan_activity
-    from activities.workspace import WorkspaceActivities
     from activities.worktrees import TASK_BRANCH_MISSING, WorktreeActivities
     from coordinator.branches import (
         CommitRequest,
@@ -48,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         PlanCheckInput,
         PreparedEnvironment,
         PrepareEnvironmentInput,
-        PrepareWorkspaceInput,
         SetupCommandRequest,
         SetupCommandResult,
         SpecialistRef,
@@ -81,11 +79,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.placement import WORKSPACE_MOVED as WORKSPACE_MOVED
     from workflows.placement import HostLost as HostLost
     from workflows.placement import on_host
+    from workflows.placement import prepare_workspace as prepare_workspace
     from workflows.timeouts import (
         GIT_TIMEOUT,
         HEARTBEAT,
         PLAN_CHECK_TIMEOUT,
-        PREPARE_TIMEOUT,
         RETRY,
         SLACK,
         STATUS_FILE_TIMEOUT,
@@ -99,19 +97,6 @@ R = TypeVar("R", bound=BaseModel)
 def _failure_type(err: BaseException) -> str | None:
     cause = err.__cause__
     return cause.type if isinstance(cause, ApplicationError) else None
-
-
-async def prepare_workspace(request: PrepareWorkspaceInput, *, summary: str) -> Workspace:
-    """The clone and the execution branch, on any worker (its host queue is in the result)."""
-    workspace: Workspace = await workflow.execute_activity_method(
-        WorkspaceActivities.prepare_workspace,
-        request,
-        start_to_close_timeout=PREPARE_TIMEOUT,
-        heartbeat_timeout=HEARTBEAT,
-        retry_policy=RETRY,
-        summary=summary,
-    )
-    return workspace
 
 
 async def run_specialist(

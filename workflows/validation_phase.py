@@ -6,7 +6,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.execution import GateRoundResult, PhaseInput
-    from workflows.gate_loop import run_gates_with_fixes
+    from workflows.gate_loop import GateLoop
     from workflows.phase import PhaseWorkflow
 
 
@@ -14,11 +14,11 @@ with workflow.unsafe.imports_passed_through():
 class ValidationPhaseWorkflow(PhaseWorkflow):
     @workflow.run
     async def run(self, request: PhaseInput) -> GateRoundResult:
-        return await run_gates_with_fixes(
+        return await GateLoop(
             self,
             request,
             level="system",
             scope="system",
             gates=request.plan.gates,
             phase_name="validation",
-        )
+        ).run()

@@ -17,10 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any
 
 import anthropic
 from temporalio import activity
@@ -32,6 +29,7 @@ from activities.claude.toolbox import BashSetup
 from activities.claude.transcript import Transcript
 from activities.command_runner import environment_for, jail_for, require_folder
 from activities.command_specialist import SPECIALIST_SLOT
+from activities.heartbeat import heartbeating_live
 from activities.jail import Sandbox, make_private_tmp, remove_private_tmp
 from activities.process import safe_name
 from coordinator.claude import AgentAttempt, ClaudeSettings, Usage
@@ -105,7 +103,10 @@ class ClaudeSpecialistActivities:
                 activity_attempt=activity.info().attempt,
                 logger=activity.logger,
             )
-            async with _heartbeating(loop.heartbeat_details):
+            # Beat during model calls and tool runs; the details say where a resume would start.
+            async with heartbeating_live(
+                lambda: [loop.heartbeat_details()], every=HEARTBEAT_EVERY_S
+            ):
                 outcome = await loop.run()
         finally:
             await asyncio.shield(asyncio.to_thread(remove_private_tmp, tmp))
@@ -192,24 +193,6 @@ def _tools_note(perms: ToolPermissions) -> str:
     if not perms.bash:
         notes.append("You have no shell.")
     return ("\n\n" + " ".join(notes)) if notes else ""
-
-
-@asynccontextmanager
-async def _heartbeating(details: Callable[[], dict[str, Any]]) -> AsyncIterator[None]:
-    """Beat during model calls and tool runs; the details say where a resume would start."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat(details())
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
 
 
 def _result(

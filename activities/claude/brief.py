@@ -42,7 +42,28 @@ _ROLE_INSTRUCTIONS = {
 def system_prompt(
     request: SpecialistRequest, definition: str, *, context_chars: int, tools_note: str
 ) -> str:
-    parts = [definition.strip(), "", "# Your task", "", _task_section(request)]
+    parts = [definition.strip(), "", "# Your task", "", *task_lines(request)]
+    parts += brief_sections(request, context_chars=context_chars)
+    parts += ["", "# How you work here", "", _ROLE_INSTRUCTIONS[request.role], tools_note]
+    return "\n".join(parts).strip() + "\n"
+
+
+def task_lines(request: SpecialistRequest, *, heading: str = "") -> list[str]:
+    """The task: its title (after `heading`, "# " to make it one), prompt and owned files."""
+    lines = [f"{heading}Task `{request.task_id}`: {request.task_title}"]
+    if request.task_prompt.strip():
+        lines += ["", request.task_prompt.strip()]
+    if request.files:
+        lines += ["", "Files this task owns (change these; others only when unavoidable):"]
+        lines += [f"- {path}" for path in request.files]
+    return lines
+
+
+def brief_sections(request: SpecialistRequest, *, context_chars: int) -> list[str]:
+    """What the specialist reads after the task, each section led by a blank line: the
+    repository's layout, the context documents (at most `context_chars`), what failed last
+    time and a human's guidance."""
+    parts: list[str] = []
     layout = repository_layout(Path(request.cwd))
     if layout:
         parts += ["", "# Repository layout", "", layout]
@@ -67,18 +88,7 @@ def system_prompt(
             "",
             request.guidance.strip(),
         ]
-    parts += ["", "# How you work here", "", _ROLE_INSTRUCTIONS[request.role], tools_note]
-    return "\n".join(parts).strip() + "\n"
-
-
-def _task_section(request: SpecialistRequest) -> str:
-    lines = [f"Task `{request.task_id}`: {request.task_title}"]
-    if request.task_prompt.strip():
-        lines += ["", request.task_prompt.strip()]
-    if request.files:
-        lines += ["", "Files this task owns (change these; others only when unavoidable):"]
-        lines += [f"- {path}" for path in request.files]
-    return "\n".join(lines)
+    return parts
 
 
 def repository_layout(worktree: Path) -> str:

@@ -78,24 +78,8 @@ def attempt_result(
     max_turns: int,
 ) -> SpecialistResult:
     """A run that ended (not by an API failure) as the attempt's result."""
-    result = end.result or {}
-    subtype = str(result.get("subtype") or "")
-    text = str(result.get("result") or end.last_text or "")
-    reason: StopReason
-    if end.timed_out:
-        reason, summary = "error", f"timed out after {request.timeout_s} s"
-    elif end.token_budget_hit:
-        reason, summary = "budget", end.token_budget_hit
-    elif subtype == "error_max_budget_usd":
-        limit = request.max_cost_usd or 0.0
-        reason, summary = "budget", f"budget reached: ${end.cost_usd or 0:.2f} of ${limit:.2f}"
-    elif subtype == "error_max_turns":
-        reason, summary = "max_turns", f"stopped after {max_turns} turns without finishing"
-    elif subtype == "success" and not result.get("is_error"):
-        reason, summary = "end_turn", _clip(text or "done (no summary given)")
-    else:
-        errors = "; ".join(str(e) for e in result.get("errors") or []) or text
-        reason, summary = "error", _clip(f"Claude Code ended with {subtype}: {errors}")
+    text = str((end.result or {}).get("result") or end.last_text or "")
+    reason, summary = _stop(request, end, text, max_turns=max_turns)
     finish = None
     ok = reason == "end_turn"
     if request.role == "review":
@@ -133,6 +117,27 @@ def attempt_result(
             resumed_from_turn=max(1, end.turns_before) if end.resumed else 0,
         ),
     )
+
+
+def _stop(
+    request: SpecialistRequest, end: RunEnd, text: str, *, max_turns: int
+) -> tuple[StopReason, str]:
+    """Why the run stopped, and the attempt's one-line summary of it."""
+    result = end.result or {}
+    subtype = str(result.get("subtype") or "")
+    if end.timed_out:
+        return "error", f"timed out after {request.timeout_s} s"
+    if end.token_budget_hit:
+        return "budget", end.token_budget_hit
+    if subtype == "error_max_budget_usd":
+        limit = request.max_cost_usd or 0.0
+        return "budget", f"budget reached: ${end.cost_usd or 0:.2f} of ${limit:.2f}"
+    if subtype == "error_max_turns":
+        return "max_turns", f"stopped after {max_turns} turns without finishing"
+    if subtype == "success" and not result.get("is_error"):
+        return "end_turn", _clip(text or "done (no summary given)")
+    errors = "; ".join(str(e) for e in result.get("errors") or []) or text
+    return "error", _clip(f"Claude Code ended with {subtype}: {errors}")
 
 
 def _clip(text: str) -> str:

@@ -10,9 +10,7 @@ a retried activity resumes the session.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from activities.claude.brief import context_documents, repository_layout
+from activities.claude.brief import brief_sections, task_lines
 from coordinator.work import SpecialistRequest
 
 _ROLE_INSTRUCTIONS = {
@@ -50,34 +48,9 @@ def system_prompt(request: SpecialistRequest, definition: str) -> str:
 
 
 def task_message(request: SpecialistRequest, *, context_chars: int) -> str:
-    """The first user message of the session."""
-    lines = [f"# Task `{request.task_id}`: {request.task_title}"]
-    if request.task_prompt.strip():
-        lines += ["", request.task_prompt.strip()]
-    if request.files:
-        lines += ["", "Files this task owns (change these; others only when unavoidable):"]
-        lines += [f"- {path}" for path in request.files]
-    if layout := repository_layout(Path(request.cwd)):
-        lines += ["", "# Repository layout", "", layout]
-    if context := context_documents(request.context_paths, context_chars):
-        lines += ["", "# Context documents", "", context]
-    if request.feedback:
-        lines += [
-            "",
-            "# What went wrong last time",
-            "",
-            f"This is attempt {request.attempt}. The previous attempt failed:",
-            "",
-            "```",
-            request.feedback.strip(),
-            "```",
-        ]
-    if request.guidance:
-        lines += [
-            "",
-            "# Guidance from a human (takes precedence over your own judgement)",
-            "",
-            request.guidance.strip(),
-        ]
+    """The first user message of the session: the same brief a Claude specialist gets
+    (activities/claude/brief.py), the task's title as its heading."""
+    lines = task_lines(request, heading="# ")
+    lines += brief_sections(request, context_chars=context_chars)
     lines += ["", "# How you work here", "", _ROLE_INSTRUCTIONS[request.role]]
     return "\n".join(lines).strip() + "\n"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing, asynccontextmanager, suppress
+from collections.abc import AsyncGenerator
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -24,6 +24,7 @@ from temporalio import activity
 from activities.claude.transcript import Transcript
 from activities.claude_code.launch import Launch
 from activities.claude_code.prompt import RESUME_MESSAGE
+from activities.heartbeat import heartbeating_live
 from coordinator.claude import AttemptSpend, ClaudeSettings, Usage
 
 HEARTBEAT_EVERY_S = 5.0
@@ -210,8 +211,9 @@ class SessionRun:
         result: dict[str, Any] | None = None
         budget_hit = ""
         try:
+            # Beat while Claude Code works, also when it sends nothing for a while (a long tool).
             async with (
-                _heartbeating(self.heartbeat_details),
+                heartbeating_live(lambda: [self.heartbeat_details()], every=HEARTBEAT_EVERY_S),
                 asyncio.timeout(timeout_s),
                 aclosing(self._messages(query, prompt, resume)) as messages,
             ):
@@ -343,21 +345,3 @@ def _usage(raw: dict[str, Any]) -> Usage:
         cache_creation_input_tokens=count("cache_creation_input_tokens"),
         cache_read_input_tokens=count("cache_read_input_tokens"),
     )
-
-
-@asynccontextmanager
-async def _heartbeating(details: Callable[[], dict[str, Any]]) -> AsyncIterator[None]:
-    """Beat while Claude Code works, also when it sends nothing for a while (a long tool)."""
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat(details())
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
