@@ -45,6 +45,7 @@ from coordinator.validation import (
     format_summary,
     validate_breakdown,
 )
+from coordinator.waiting import STATIC_DETAILS
 from workflows import search_attributes as sa
 
 
@@ -235,6 +236,7 @@ async def _start(
                 ]
             ),
             static_summary=f"plan {request.plan.name}: {len(request.plan.tasks)} tasks",
+            static_details=STATIC_DETAILS,
         )
     except WorkflowAlreadyStartedError:
         fail(f"an execution with id '{request.execution_id}' already exists", ExitCode.INVALID)

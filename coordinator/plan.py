@@ -163,6 +163,9 @@ class Notify(StrictModel):
     # are) belongs in the worker's environment: name the variable with `webhook_env`.
     webhook: Annotated[str, StringConstraints(pattern=WEBHOOK_URL_PATTERN)] | None = None
     webhook_env: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)] | None = None
+    # json: coord's own payload (it has a `text`, so chats take it too); slack: a Slack
+    # incoming-webhook message (`text` + `blocks`) with the question, choices and commands.
+    format: Literal["json", "slack"] = "json"
 
     @model_validator(mode="after")
     def _one_target(self) -> Notify:

@@ -8,6 +8,7 @@ from typing import Any
 
 from coordinator.escalation import Approval, Escalation, approval_commands, resolve_commands
 from coordinator.report import ExecutionReport, Progress
+from coordinator.waiting import approval_choices, escalation_choices, waiting_since
 
 TAIL_LINES = 15  # of a failure's output, in the comment
 _STATUS_TEXT = {
@@ -166,6 +167,8 @@ def webhook_payload(
                 "reason": e.reason,
                 "question": e.question,
                 "last_error": e.last_error,
+                "raised_at": e.raised_at.isoformat() if e.raised_at else None,
+                "choices": [c.model_dump() for c in escalation_choices(eid, e)],
                 "commands": coord,
                 "temporal_commands": temporal,
             }
@@ -178,11 +181,14 @@ def webhook_payload(
                 "kind": "approval",
                 "id": a.name,
                 "question": a.question,
+                "raised_at": a.asked_at.isoformat() if a.asked_at else None,
+                "choices": [c.model_dump() for c in approval_choices(eid)],
                 "commands": coord,
                 "temporal_commands": temporal,
             }
         )
     handoff = progress.handoff
+    since = waiting_since(progress) if waiting else None
     return {
         "event": event,
         "text": text,
@@ -191,6 +197,7 @@ def webhook_payload(
         "status": report.status if report else progress.status.value,
         "phase": progress.phase,
         "waiting": waiting,
+        "waiting_since": since.isoformat() if since else None,
         "human_todo": report.human_todo if report else [],
         "pull_request": handoff.pull_request.url if handoff and handoff.pull_request else None,
         "ui_url": ui_url,

@@ -9,10 +9,14 @@ STATUS = "CoordinatorStatus"
 PHASE = "CoordinatorPhase"
 PROGRESS = "CoordinatorProgress"
 PLAN = "CoordinatorPlan"
+# Set while an escalation or an approval waits on a human (to when it was asked), unset once
+# answered: `CoordWaitingSince IS NOT NULL` lists everything waiting on someone.
+WAITING_SINCE = "CoordWaitingSince"
 
 SEARCH_ATTRIBUTES: dict[str, SearchAttributeType] = {
     STATUS: "Keyword",
     PHASE: "Keyword",
     PROGRESS: "Int",
     PLAN: "Keyword",
+    WAITING_SINCE: "Datetime",
 }

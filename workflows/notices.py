@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.execution import ExecutionInput
     from coordinator.handoff import StatusCommentRequest, WebhookRequest
     from coordinator.report import ExecutionReport, Progress
+    from coordinator.slack_message import slack_payload
     from coordinator.status_comment import (
         render_status,
         status_signature,
@@ -136,13 +137,16 @@ class Notices:
         ui_url = self._request.ui_url
         notify = self._request.plan.notify
         text = webhook_text(p, ui_url=ui_url, report=report)
-        payload = webhook_payload(
-            p,
-            event="finished" if report is not None else "waiting",
-            text=text,
-            ui_url=ui_url,
-            report=report,
-        )
+        if notify.format == "slack":
+            payload = slack_payload(p, text=text, ui_url=ui_url, report=report)
+        else:
+            payload = webhook_payload(
+                p,
+                event="finished" if report is not None else "waiting",
+                text=text,
+                ui_url=ui_url,
+                report=report,
+            )
         await quietly(
             p,
             "webhook not delivered",

@@ -8,5 +8,6 @@ STATUS = SearchAttributeKey.for_keyword(visibility.STATUS)
 PHASE = SearchAttributeKey.for_keyword(visibility.PHASE)
 PROGRESS = SearchAttributeKey.for_int(visibility.PROGRESS)
 PLAN = SearchAttributeKey.for_keyword(visibility.PLAN)
+WAITING_SINCE = SearchAttributeKey.for_datetime(visibility.WAITING_SINCE)
 
-ALL = (STATUS, PHASE, PROGRESS, PLAN)
+ALL = (STATUS, PHASE, PROGRESS, PLAN, WAITING_SINCE)

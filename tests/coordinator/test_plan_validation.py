@@ -1288,3 +1288,21 @@ def test_a_folder_with_only_a_breakdown_reads_it_as_the_plan(tmp_path: Path) -> 
     # Read by the same loader as `coord run breakdown.md` (the Markdown format comes with
     # coordinator/breakdown.py); here the file is simply the one picked.
     assert result.plan_file == str(tmp_path / "breakdown.md")
+
+
+def test_an_unknown_notify_format_is_located(tmp_path: Path) -> None:
+    plan = """
+        name: demo
+        repository: .
+        notify:
+          webhook: https://chat.example/hooks/abc
+          format: teams
+        tasks:
+          - {id: a, title: A, specialist: shell, prompt: "true"}
+        """
+    result = validate_plan_file(write(tmp_path, plan))
+    assert located(result) == [
+        ("error", "notify.format", 5, "must be 'json' or 'slack', got 'teams'"),
+    ]
+    slack = validate_plan_file(write(tmp_path, plan.replace("teams", "slack")))
+    assert slack.ok and slack.plan is not None and slack.plan.notify.format == "slack"

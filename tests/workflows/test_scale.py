@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.api.history.v1 import History
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -121,6 +123,22 @@ def run_with(runs: list[History], kind: str, name: str) -> int:
     raise AssertionError(f"no {kind} {name} in {len(runs)} runs")
 
 
+async def waiting_since_in_a_later_run(
+    handle: WorkflowHandle[Any, Any], asked_at: datetime | None
+) -> None:
+    """The Web UI's CoordWaitingSince still says when the approval was asked once the
+    execution has continued as new while it waits."""
+    assert asked_at is not None
+    for _ in range(300):
+        desc = await handle.describe()
+        if desc.run_id != handle.first_execution_run_id:
+            since = desc.typed_search_attributes.get(sa.WAITING_SINCE)
+            assert since is not None and abs(since - asked_at) < timedelta(milliseconds=1)
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the execution did not continue as new while the approval waited")
+
+
 async def test_continue_as_new_carries_a_pending_escalation_and_approval(
     eager_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
@@ -150,7 +168,9 @@ async def test_continue_as_new_carries_a_pending_escalation_and_approval(
             result_type=Escalation,
         )
         assert resolved.state == "answered"
-        await wait_for(handle, lambda p: p.pending_approval is not None, timeout=120)
+        asking = await wait_for(handle, lambda p: p.pending_approval is not None, timeout=120)
+        assert asking.pending_approval is not None
+        await waiting_since_in_a_later_run(handle, asking.pending_approval.asked_at)
         await handle.execute_update(ExecutionWorkflow.approve, ApprovalAnswer(reason="ok"))
         report = await asyncio.wait_for(handle.result(), timeout=120)
 
