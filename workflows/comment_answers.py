@@ -38,6 +38,11 @@ with workflow.unsafe.imports_passed_through():
 # Executions started before answers by comment existed replay without reading comments.
 COMMENT_ANSWERS_PATCH = "comment-answers"
 
+# After a day of the same questions, read at most every hour (with the default settings):
+# a 30-day wait then costs about 10k history events, far below Temporal's limit.
+LONG_WAIT = timedelta(days=1)
+SLOWEST = timedelta(hours=1)
+
 Resolve = Callable[[Resolution], Awaitable[Escalation]]
 Check = Callable[[Resolution], object]
 Approve = Callable[[Literal["approved", "rejected"], ApprovalAnswer], Approval]
@@ -95,25 +100,32 @@ class CommentAnswers:
         return handoff.issue or (handoff.pull_request.number if handoff.pull_request else None)
 
     async def _loop(self) -> None:
+        # Where the comments end once there is somewhere to read (the issue, or the pull
+        # request when it is opened): older comments answer nothing.
+        await workflow.wait_condition(lambda: self._closing or self._number() is not None)
+        if self._closing:
+            return
         if self._progress.handoff and self._progress.handoff.comments_read_to is None:
-            await self._read()  # where the comments end: older ones answer nothing
+            await self._read()
         assert self._github is not None
         first = timedelta(seconds=self._github.comment_poll_seconds)
         longest = max(first, timedelta(seconds=self._github.comment_poll_max_seconds))
-        interval, self._asked = first, ()
+        interval, self._asked, since = first, (), workflow.now()
         while True:
             await workflow.wait_condition(lambda: self._closing or bool(self._waiting()))
             if self._closing:
                 return
             if self._waiting() != self._asked:  # a new question (or one fewer): look soon
-                interval, self._asked = first, self._waiting()
+                interval, self._asked, since = first, self._waiting(), workflow.now()
+            elif workflow.now() - since > LONG_WAIT:  # a wait of days: fewer events
+                interval = max(interval, min(SLOWEST, longest * 6))
             try:
                 await workflow.wait_condition(
                     lambda: self._closing or self._waiting() != self._asked, timeout=interval
                 )
             except TimeoutError:
                 await self._read()
-                interval = min(interval * 2, longest)
+                interval = max(interval, min(interval * 2, longest))
             if self._closing:
                 return
 
