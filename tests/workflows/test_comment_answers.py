@@ -109,9 +109,12 @@ async def test_answers_by_comment_refusals_and_exactly_once(
         eid = handle.id
         progress = await wait_for(handle, lambda p: len(p.pending_escalations) == 2, 90)
         first, second = (e.id for e in progress.pending_escalations)
+        # The status comment says that a comment answers too.
         await eventually(
             lambda: any(
-                c["body"].startswith(status_marker(eid)) for c in github.issue_comments(REPO, 1)
+                c["body"].startswith(status_marker(eid))
+                and "Or answer right here (write access needed): `/coord retry" in c["body"]
+                for c in github.issue_comments(REPO, 1)
             )
         )
 
@@ -146,6 +149,7 @@ async def test_answers_by_comment_refusals_and_exactly_once(
         taken = say(github, WRITER_TOKEN, f"/coord skip {second}")
         await wait_for(handle, lambda p: answered(p, second), 40)
         await eventually(lambda: [c for c in github.requests("POST", COMMENTS) if c.status == 500])
+    assert replies_to(github, eid, taken) == []  # read and taken, not yet acknowledged
     async with running_worker(client, task_queue, tmp_path, acts):
         text = await reply(github, eid, taken)
         assert text.endswith(f"@{WRITER}: taken: escalation `{second}`: skip.")
