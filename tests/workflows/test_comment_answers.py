@@ -4,6 +4,7 @@ GitHub of tests/github_server.py, and the CLI answering too."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from github import Auth, Github
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from activities.github_comments import GithubCommentActivities
@@ -24,7 +26,15 @@ from coordinator.validation import validate_plan_file
 from tests.cli_support import coord
 from tests.engine_support import make_repo, running_worker, shell_task, wait_for, write_plan
 from tests.github_server import GithubServer, Json
-from tests.workflows.test_github_handoff import REPO, TOKEN, Handle, eventually
+from tests.workflows.test_github_handoff import (
+    REPO,
+    TOKEN,
+    Handle,
+    eventually,
+    github_activities,
+)
+from tests.workflows.test_scale import eager_env as eager_env
+from tests.workflows.test_scale import runs_of
 from worker import WORKFLOWS
 from workflows.execution import ExecutionWorkflow
 
@@ -187,3 +197,53 @@ async def test_answers_by_comment_refusals_and_exactly_once(
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert replayed.replay_failure is None, replayed.replay_failure
+
+
+async def test_comments_read_across_continue_as_new_are_taken_once(
+    eager_env: WorkflowEnvironment, tmp_path: Path, github: GithubServer
+) -> None:
+    """A dev server that suggests continue-as-new after a few dozen events: the reads of the
+    comments themselves make the waiting execution hand over to new runs. What was read
+    before a handover is never taken or answered again after it."""
+    client = eager_env.client
+    task_queue = f"comments-carry-{uuid.uuid4().hex[:6]}"
+    make_repo(tmp_path / "repo")
+    github.add_repo(REPO, tmp_path / "repo")
+    github.add_issue(REPO, "Greeting", "- [ ] a\n")
+    plan = write_plan(
+        tmp_path,
+        {
+            "tasks": [shell_task("a", "echo a > a.txt")],
+            "handoff": {
+                "github": {
+                    "repo": REPO,
+                    "issue": 1,
+                    "comment_poll_seconds": 1,
+                    "comment_poll_max_seconds": 1,
+                }
+            },
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path, github_activities(github)):
+        handle = await start(client, task_queue, plan)
+        eid = handle.id
+        await wait_for(handle, lambda p: p.pending_approval is not None, 90)
+        early = say(github, WRITER_TOKEN, "/coord skip")
+        assert "no escalation is waiting" in await reply(github, eid, early)
+        runs = len(await runs_of(client, eid))
+        # Wait until the execution has handed over at least once more since the reply.
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(await runs_of(client, eid)) < runs + 2:
+            assert asyncio.get_running_loop().time() < deadline, "no continue-as-new"
+            await asyncio.sleep(0.5)
+        approve = say(github, WRITER_TOKEN, "/coord approve")
+        report = await handle.result()
+        text = await reply(github, eid, approve)
+
+    assert report.status == "Complete", report.to_markdown()
+    [approval] = report.approvals
+    assert approval.answer is not None and approval.answer.by == WRITER
+    assert text.endswith(f"@{WRITER}: taken: `before_handoff` approved.")
+    assert len(replies_to(github, eid, early)) == 1
+    assert len(replies_to(github, eid, approve)) == 1
+    assert len(await runs_of(client, eid)) >= 3
