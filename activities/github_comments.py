@@ -83,7 +83,9 @@ class GithubCommentActivities(GithubActivities):
 
 def _permission(repo: Repository, login: str) -> str:
     """GitHub's permission of `login` on the repository; "none" for someone GitHub does not
-    know as a collaborator (404)."""
+    know as a collaborator (404) or a deleted account (no login)."""
+    if not login:
+        return "none"
     try:
         permission = repo.get_collaborator_permission(login)
     except GithubException as err:
