@@ -35,7 +35,7 @@ from activities.claude_code.activity import ClaudeCodeActivities
 from activities.command_specialist import CommandSpecialistActivities
 from activities.environment import EnvironmentActivities, write_status_file
 from activities.gates import GateActivities
-from activities.github import GithubActivities
+from activities.github_comments import GithubCommentActivities
 from activities.home import publish_branch
 from activities.jail import Jail, configure, worker_jail
 from activities.notify import NotifyActivities
@@ -78,7 +78,7 @@ def activities(
 ) -> list[Any]:
     workspace = WorkspaceActivities(workspace_root, host)
     worktrees = WorktreeActivities(workspace_root)
-    github = GithubActivities()  # GITHUB_TOKEN and GITHUB_API_URL: read when a step runs
+    github = GithubCommentActivities()  # GITHUB_TOKEN and GITHUB_API_URL: read when a step runs
     environment = EnvironmentActivities(workspace_root, artifacts_root)
     return [
         check_plan,
@@ -99,6 +99,8 @@ def activities(
         github.tick_issue,
         github.status_comment,
         github.review,
+        github.read_commands,
+        github.reply,
         NotifyActivities().webhook,
         environment.prepare_environment,
         environment.run_setup_command,

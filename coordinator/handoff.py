@@ -170,3 +170,6 @@ class HandoffState(BaseModel):
     ticked: list[str] = Field(default_factory=list)
     status_comment_url: str | None = None
     review_event: str | None = None
+    # The newest comment on the issue or pull request the execution has read for answers
+    # (`/coord ...`, workflows/comment_answers.py); None: not read yet.
+    comments_read_to: int | None = None

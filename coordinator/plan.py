@@ -146,6 +146,12 @@ class GithubHandoff(StrictModel):
     # Task id -> the text of its `- [ ]` item in the issue, as `coord run --from-issue` read
     # it: that exact line is ticked when the task is done (others match by id or title).
     checkboxes: dict[str, str] = Field(default_factory=dict)
+    # Answers by `/coord ...` comment on the issue (or the pull request): read while a
+    # question waits, first after `comment_poll_seconds`, then twice as long each time up to
+    # `comment_poll_max_seconds` (docs/github.md).
+    answers_by_comment: bool = True
+    comment_poll_seconds: Annotated[float, Field(ge=1, le=3600)] = 30
+    comment_poll_max_seconds: Annotated[float, Field(ge=1, le=86400)] = 600
 
 
 class Handoff(StrictModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from coordinator.comment_commands import USAGE as COMMENT_USAGE
 from coordinator.escalation import Approval, Escalation, approval_commands, resolve_commands
 from coordinator.report import ExecutionReport, Progress
 from coordinator.waiting import approval_choices, escalation_choices, waiting_since
@@ -131,6 +132,8 @@ def render_status(
             lines += escalation_markdown(progress.execution_id, e)
         if progress.pending_approval:
             lines += approval_markdown(progress.execution_id, progress.pending_approval)
+        if handoff and handoff.comments_read_to is not None:  # read for `/coord` answers
+            lines += [f"Or answer right here (write access needed): {COMMENT_USAGE}.", ""]
     lines += ["| phase | status | summary |", "|---|---|---|"]
     # The end's phases are the report's: those that did not run say so (coordinator/outcome).
     phases = report.phases if report is not None else progress.phases

@@ -43,6 +43,7 @@ class Fault:
     headers: dict[str, str]
     message: str
     after: bool  # do the work first, then answer with the fault (a reply lost in transit)
+    login: str | None = None  # only requests by this person (None: anyone's)
 
 
 @dataclass
@@ -92,6 +93,10 @@ class GithubServer:
     git_requests: list[tuple[str, str]] = field(default_factory=list)  # (service path, user)
     webhooks: list[Json] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    # More people than the token's user: token -> login, and login -> repository permission
+    # (admin, maintain, write, triage, read; anyone else: none), as the collaborator API says.
+    people: dict[str, str] = field(default_factory=dict)
+    permissions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1001)
@@ -146,6 +151,12 @@ class GithubServer:
             )
             return number
 
+    def add_person(self, login: str, token: str, permission: str) -> None:
+        """Someone who can call the API with `token` (to comment, say) and has `permission`
+        on every repository."""
+        self.people[token] = login
+        self.permissions[login] = permission
+
     def fail(
         self,
         method: str,
@@ -156,8 +167,10 @@ class GithubServer:
         headers: dict[str, str] | None = None,
         message: str | None = None,
         after: bool = False,
+        login: str | None = None,
     ) -> None:
-        """Answer the next `times` requests matching (method, path regex) with `status`."""
+        """Answer the next `times` requests matching (method, path regex) with `status`
+        (only those by `login`, if given)."""
         default = {401: "Bad credentials", 404: "Not Found", 403: "Forbidden"}
         self.faults.append(
             Fault(
@@ -168,6 +181,7 @@ class GithubServer:
                 headers or {},
                 message or default.get(status, "Server Error"),
                 after,
+                login,
             )
         )
 
@@ -301,7 +315,7 @@ class GithubServer:
     # --- the REST API ---
 
     def handle_api(
-        self, method: str, path: str, query: dict[str, list[str]], body: Any
+        self, method: str, path: str, query: dict[str, list[str]], body: Any, login: str = ""
     ) -> tuple[int, Json | list[Json], dict[str, str]]:
         routes: list[tuple[str, str, Callable[..., Any]]] = [
             ("GET", r"/repos/([^/]+/[^/]+)", self._get_repo),
@@ -316,6 +330,11 @@ class GithubServer:
             ("GET", r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments", self._list_comments),
             ("POST", r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments", self._create_comment),
             ("PATCH", r"/repos/([^/]+/[^/]+)/issues/comments/(\d+)", self._edit_comment),
+            (
+                "GET",
+                r"/repos/([^/]+/[^/]+)/collaborators/([^/]+)/permission",
+                self._collaborator_permission,
+            ),
         ]
         for verb, pattern, handler in routes:
             match = re.fullmatch(pattern, path)
@@ -323,10 +342,10 @@ class GithubServer:
                 repo = self.repos.get(match.group(1))
                 if repo is None:
                     return _error(404, "Not Found")
-                args = [int(g) for g in match.groups()[1:]]
+                args = [int(g) if g.isdigit() else g for g in match.groups()[1:]]
                 with self._lock:
                     result: tuple[int, Json | list[Json], dict[str, str]] = handler(
-                        repo, *args, query=query, body=body
+                        repo, *args, query=query, body=body, login=login or self.user
                     )
                     return result
         return _error(404, "Not Found")
@@ -487,7 +506,15 @@ class GithubServer:
         found = [self._comment_json(c) for c in self.issue_comments(repo.full_name, number)]
         return self._paged(f"/repos/{repo.full_name}/issues/{number}/comments", found, query)
 
-    def _create_comment(self, repo: Repo, number: int, *, body: Json, **_: Any) -> Any:
+    def _collaborator_permission(self, repo: Repo, person: str, **_: Any) -> Any:
+        permission = "admin" if person == self.user else self.permissions.get(person, "none")
+        return (
+            200,
+            {"permission": permission, "role_name": permission, "user": self._user(person)},
+            {},
+        )
+
+    def _create_comment(self, repo: Repo, number: int, *, body: Json, login: str, **_: Any) -> Any:
         if (repo.full_name, number) not in self.issues:
             return _error(404, "Not Found")
         if not body.get("body"):
@@ -499,7 +526,7 @@ class GithubServer:
             "updated_at": _now(),
             "_repo": repo.full_name,
             "_number": number,
-            "_author": self.user,
+            "_author": login,
         }
         self.comments[comment["id"]] = comment
         return 201, self._comment_json(comment), {}
@@ -514,7 +541,7 @@ class GithubServer:
 
     # --- faults ---
 
-    def take_fault(self, method: str, path: str, after: bool) -> Fault | None:
+    def take_fault(self, method: str, path: str, after: bool, login: str = "") -> Fault | None:
         with self._lock:
             for fault in self.faults:
                 if (
@@ -522,6 +549,7 @@ class GithubServer:
                     and fault.after == after
                     and fault.method == method
                     and fault.path.fullmatch(path)
+                    and fault.login in (None, login)
                 ):
                     fault.times -= 1
                     return fault
@@ -611,14 +639,16 @@ class _Handler(BaseHTTPRequestHandler):
                 gh.calls.append(Call(method, path, query, status, time.time(), body))
 
         auth = self.headers.get("Authorization", "")
-        if auth not in (f"token {gh.token}", f"Bearer {gh.token}"):
+        token = auth.split(" ", 1)[-1]
+        login = gh.user if token == gh.token else gh.people.get(token, "")
+        if auth.split(" ", 1)[0] not in ("token", "Bearer") or not login:
             record(401)
             return self._send(*_error(401, "Bad credentials"))
-        fault = gh.take_fault(method, path, after=False)
+        fault = gh.take_fault(method, path, after=False, login=login)
         data: Json | list[Json]
         if fault is None:
-            status, data, headers = gh.handle_api(method, path, query, body)
-            fault = gh.take_fault(method, path, after=True) if status < 400 else None
+            status, data, headers = gh.handle_api(method, path, query, body, login)
+            fault = gh.take_fault(method, path, True, login) if status < 400 else None
         if fault is not None:
             status, data, headers = (
                 fault.status,

@@ -56,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows import steps
     from workflows.approvals import Approvals, rejection_note
+    from workflows.comment_answers import CommentAnswers
     from workflows.escalations import Escalations, timed_out_note
     from workflows.github_handoff import GithubHandoff
     from workflows.implementation_phase import ImplementationPhaseWorkflow
@@ -120,6 +121,10 @@ class ExecutionWorkflow:
         self._status_file = StatusFile(progress, request.plan.status_file, request.execution_id)
         self._notices = Notices(progress, request)
         self._handoff = GithubHandoff(progress, request)
+        # `/coord ...` comments on the issue or pull request: answers by the same path.
+        self._answers = CommentAnswers(
+            progress, request, self._resolve, self._escalations.check, self._answer_approval
+        )
 
     # --- queries -------------------------------------------------------------------------
 
@@ -264,6 +269,7 @@ class ExecutionWorkflow:
 
     async def _finish(self, status: ExecutionStatus) -> ExecutionReport:
         """The report; the handoff, the notices and the status file show the end."""
+        await self._answers.close()
         status, notes = outcomes.ending(status, self._progress, self._human_todo)
         self._human_todo += notes
         self._escalations.withdraw_pending()
@@ -292,6 +298,7 @@ class ExecutionWorkflow:
             if self._progress.workspace is not None:  # one object again, as before the carry
                 phase_input.workspace = self._progress.workspace
             self._notices.resume()
+            self._answers.start()
         ws = phase_input.workspace
         plan = request.plan
 
@@ -445,6 +452,7 @@ class ExecutionWorkflow:
         approval: Approval,
     ) -> None:
         notices = self._notices.running
+        await self._answers.close()
         await self._notices.pause()
         await self._status_file.close()  # the file shows this moment before the handover
         await self._handlers_finished()
@@ -452,6 +460,7 @@ class ExecutionWorkflow:
             # Answered while the comment and the file were brought up to date: carry on here.
             if notices:
                 self._notices.start()
+                self._answers.start()
             self._status_file.start()
             self._publish()  # what changed meanwhile (the answer) is noticed again
             return
@@ -477,6 +486,7 @@ class ExecutionWorkflow:
         if self._notices.wanted() and workflow.patched(HANDOFF_PATCH):
             await self._handoff.check_access()
             self._notices.start()
+            self._answers.start()
             self._publish()
 
     # --- the progress --------------------------------------------------------------------

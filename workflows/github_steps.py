@@ -12,7 +12,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.github import GithubActivities
+    from activities.github_comments import GithubCommentActivities
     from activities.notify import NotifyActivities
+    from coordinator.comment_commands import (
+        CommandsRequest,
+        CommandsResult,
+        ReplyRef,
+        ReplyRequest,
+    )
     from coordinator.handoff import (
         CommentRef,
         GithubAccess,
@@ -85,6 +92,22 @@ async def github_review(request: ReviewRequest) -> ReviewRef:
         GithubActivities.review,
         request,
         f"review ({request.verdict}) on {request.repo}#{request.number}",
+    )
+
+
+async def github_read_commands(request: CommandsRequest) -> CommandsResult:
+    return await _github_step(
+        GithubCommentActivities.read_commands,
+        request,
+        f"read /coord comments on {request.repo}#{request.number}",
+    )
+
+
+async def github_reply(request: ReplyRequest) -> ReplyRef:
+    return await _github_step(
+        GithubCommentActivities.reply,
+        request,
+        f"reply to comment {request.comment_id} on {request.repo}#{request.number}",
     )
 
 

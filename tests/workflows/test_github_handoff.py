@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from activities.github import GithubActivities
+from activities.github_comments import GithubCommentActivities
 from activities.notify import NotifyActivities
 from coordinator.escalation import Action, ApprovalAnswer, Resolution
 from coordinator.execution import PhaseInput, build_execution_input
@@ -73,7 +73,7 @@ def github(tmp_path: Path) -> Iterator[GithubServer]:
 def github_activities(github: GithubServer, token: str | None = TOKEN) -> list[Any]:
     """The GitHub activities with their own environment and no throttling (fast tests)."""
     env = {"GITHUB_API_URL": github.api_url} | ({"GITHUB_TOKEN": token} if token else {})
-    acts = GithubActivities(env, seconds_between_requests=None, seconds_between_writes=None)
+    acts = GithubCommentActivities(env, seconds_between_requests=None, seconds_between_writes=None)
     return [
         acts.access,
         acts.push,
@@ -81,6 +81,8 @@ def github_activities(github: GithubServer, token: str | None = TOKEN) -> list[A
         acts.tick_issue,
         acts.status_comment,
         acts.review,
+        acts.read_commands,
+        acts.reply,
     ]
 
 
