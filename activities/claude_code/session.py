@@ -30,6 +30,8 @@ from coordinator.claude import AttemptSpend, ClaudeSettings, Usage
 HEARTBEAT_EVERY_S = 5.0
 STDERR_LINES = 40
 TOOL_INPUT_CHARS = 160
+# Passed as `--settings`, which outranks every settings file.
+LOCKED_SETTINGS = json.dumps({"disableAllHooks": True})
 
 
 @dataclass
@@ -164,9 +166,13 @@ class SessionRun:
             max_turns=max(1, spec.max_turns - self.saved.turns),
             max_budget_usd=budget,
             resume=resume,
-            # The repository's .claude/settings.json and CLAUDE.md apply, as for its team;
-            # the config folder is coord's own, so the user's settings are not read.
-            setting_sources=["project"],
+            # No settings file is read: not the repository's (an agent with Write could
+            # plant hooks, an `env` that sends the key elsewhere, an `apiKeyHelper`), not
+            # the config folder's (writable in the jail). Hooks and MCP servers are off;
+            # the repository's CLAUDE.md reaches the task message instead (prompt.py).
+            setting_sources=[],
+            settings=LOCKED_SETTINGS,
+            strict_mcp_config=True,
             agents={name: AgentDefinition(**fields) for name, fields in spec.agents.items()}
             or None,
             stderr=self._stderr,
