@@ -37,8 +37,9 @@ BUILTIN_DIR = Path(__file__).resolve().parent.parent / "specialists"
 # hyphens, we also let dots, underscores and capitals through so existing libraries still load.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-# Tools that change files (Bash can, whatever it is scoped to).
-_WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"})
+# Tools that change files (Bash can, whatever it is scoped to; `Task`/`Agent` hand work to a
+# sub-agent, which may hold any of them).
+_WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit", "Bash", "Task", "Agent"})
 # Who takes a task no specialist matches by its words.
 DEFAULT_SPECIALIST = "implementer"
 

@@ -539,3 +539,9 @@ def test_route_ties_are_broken_by_name() -> None:
     registry = SpecialistRegistry(twins)
     assert routed(registry, "Tune the database indexes") == "alpha"
     assert routed(registry, "Database") is None  # one description word is not enough
+
+
+@pytest.mark.parametrize("tools", ["Read, Grep", "Read, Task", "Read, Agent", "Read, Bash(ls:*)"])
+def test_only_tools_that_cannot_change_a_file_make_a_specialist_read_only(tools: str) -> None:
+    specialist, _ = parse(f"---\nname: x\ndescription: d\ntools: {tools}\n---\nBody.\n")
+    assert specialist.read_only == (tools == "Read, Grep")
