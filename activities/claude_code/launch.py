@@ -94,6 +94,10 @@ def prepare(request: SpecialistRequest, folder: Path, cli: Path, tmp: Path, api_
     env.update({name: os.environ[name] for name in PASSED_THROUGH if os.environ.get(name)})
     env["CLAUDE_CONFIG_DIR"] = str(config)
     env["ANTHROPIC_API_KEY"] = api_key
+    # Not CLAUDE_CODE_SUBPROCESS_ENV_SCRUB: with it this Claude Code requires its own Bash
+    # sandbox (refusing loops, variables and `env` without a human to approve, and failing
+    # where its dependencies are missing), so the agent's shell sees the key; what the run
+    # leaves behind is redacted instead (redact.py).
     if os.geteuid() == 0:
         env["IS_SANDBOX"] = "1"
     launcher = folder / LAUNCHER_NAME

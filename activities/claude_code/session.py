@@ -24,6 +24,7 @@ from temporalio import activity
 from activities.claude.transcript import Transcript
 from activities.claude_code.launch import Launch
 from activities.claude_code.prompt import RESUME_MESSAGE
+from activities.claude_code.redact import Redactor
 from activities.heartbeat import heartbeating_live
 from coordinator.claude import AttemptSpend, ClaudeSettings, Usage
 
@@ -121,6 +122,8 @@ class SessionRun:
         self.last_tool = ""
         self.last_text = ""
         self.stderr: list[str] = []
+        # The key and the plan's secret-named values, wherever the agent's shell printed them.
+        self.redact = Redactor.for_env(launch.env)
 
     def resume_from(self, details: list[Any]) -> None:
         """A session id from the last heartbeat, when the state file has none."""
@@ -193,7 +196,7 @@ class SessionRun:
         )
 
     def _stderr(self, line: str) -> None:
-        self.stderr = [*self.stderr[-(STDERR_LINES - 1) :], line.rstrip()]
+        self.stderr = [*self.stderr[-(STDERR_LINES - 1) :], self.redact.text(line.rstrip())]
 
     async def run(self, timeout_s: float) -> RunEnd:
         from claude_agent_sdk import ClaudeSDKError, query
@@ -205,14 +208,14 @@ class SessionRun:
             prompt = RESUME_MESSAGE
         else:
             self.transcript.start_fresh()
-            self.transcript.write(
-                "start",
-                model=self.spec.model,
-                system=self.spec.system,
-                prompt=self.spec.prompt,
-                tools=self.spec.tools,
-                agents=sorted(self.spec.agents),
-            )
+            start = {
+                "model": self.spec.model,
+                "system": self.spec.system,
+                "prompt": self.spec.prompt,
+                "tools": self.spec.tools,
+                "agents": sorted(self.spec.agents),
+            }
+            self.transcript.write("start", **self.redact.record(start))
             prompt = self.spec.prompt
         result: dict[str, Any] | None = None
         budget_hit = ""
@@ -243,7 +246,7 @@ class SessionRun:
 
     def _take(self, message: Any) -> dict[str, Any] | None:
         kind = type(message).__name__
-        record = (
+        record = self.redact.record(
             dataclasses.asdict(message)
             if dataclasses.is_dataclass(message) and not isinstance(message, type)
             else {}
@@ -270,9 +273,9 @@ class SessionRun:
         for block in message.content:
             if type(block).__name__ == "ToolUseBlock":
                 said = json.dumps(block.input, ensure_ascii=False, default=str)
-                self.last_tool = f"{block.name} {said}"[:TOOL_INPUT_CHARS]
+                self.last_tool = self.redact.text(f"{block.name} {said}")[:TOOL_INPUT_CHARS]
             elif type(block).__name__ == "TextBlock" and block.text.strip():
-                self.last_text = block.text
+                self.last_text = self.redact.text(block.text)
         self._save()
         activity.heartbeat(self.heartbeat_details())
 

@@ -76,3 +76,39 @@ async def test_the_repositorys_own_settings_neither_run_hooks_nor_redirect_the_a
     assert not hooked.exists(), hooked.read_text()
     # Its CLAUDE.md still reaches the agent, in the task message.
     assert "Use tabs." in user_text(api.requests_for("delegate")[0])
+
+
+async def test_the_key_and_the_plans_secrets_stay_out_of_the_transcript_and_history(
+    tmp_path: Path, api: MessagesAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "deploy-token-0123456789"
+    monkeypatch.setenv("DEPLOY_TOKEN", token)
+    lead = agent_file(tmp_path / "agents", "lead", tools="Bash", body="You run things.")
+    repo = make_repo(tmp_path / "repo")
+    api.script(
+        reply(tool_use("Bash", {"command": "env"})),
+        reply(tool_use("Bash", {"command": f"echo {token} {api.api_key}"})),
+        reply(f"The token is {token}, the key {api.api_key}."),
+        key="delegate",
+    )
+    beats: list[object] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.extend(details)
+    activities = ClaudeCodeActivities(tmp_path / "artifacts")
+    request = request_for(lead, repo, environment={"env_from": ["DEPLOY_TOKEN"]})
+    result = await env.run(activities.run, request)
+
+    assert result.ok, result.output_tail
+    # The agent's own shell sees the key and the plan's secret (docs/claude-code.md says so).
+    printed = user_text(api.requests_for("delegate")[1])
+    assert f"ANTHROPIC_API_KEY={api.api_key}" in printed and f"DEPLOY_TOKEN={token}" in printed
+    # What the run leaves behind does not: the transcript, the last tool call in
+    # heartbeats (and failure details), the summary.
+    transcript = Path(result.log_path).read_text()
+    assert "[redacted]" in transcript
+    assert any("[redacted]" in str(beat) for beat in beats)
+    assert "[redacted]" in result.summary
+    for secret in (api.api_key, token):
+        assert secret not in transcript
+        assert secret not in str(beats)
+        assert secret not in result.summary and secret not in result.output_tail
