@@ -183,15 +183,16 @@ class SessionRun:
 
     def _recount(self, session: str) -> None:
         """What the runs before spent, from Claude Code's own session file: the streamed
-        messages carry the usage of their start only (one output token)."""
+        messages carry the usage of their start only (one output token). The agent can
+        write that file, so it can only raise the recorded spend, never lower it."""
         usage = session_usage(self.launch.config_dir, session)
         if usage is None:
             return
         cost = self.settings.cost(self.spec.model, usage)
         self.saved = SavedState(
             session_id=session,
-            usage=usage,
-            cost_usd=cost if cost is not None else self.saved.cost_usd,
+            usage=larger_usage(self.saved.usage, usage),
+            cost_usd=max(self.saved.cost_usd, cost or 0.0),
             turns=self.saved.turns,
         )
 
@@ -341,6 +342,16 @@ def session_usage(config_dir: Path, session: str) -> Usage | None:
                 continue
             counted[str(message.get("id"))] = _usage(message["usage"])
     return sum(counted.values(), Usage())
+
+
+def larger_usage(recorded: Usage, counted: Usage) -> Usage:
+    """The larger of the two, field by field."""
+    return Usage(
+        **{
+            name: max(getattr(recorded, name), getattr(counted, name))
+            for name in Usage.model_fields
+        }
+    )
 
 
 def _usage(raw: dict[str, Any]) -> Usage:

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 from temporalio.testing import ActivityEnvironment
 
+from activities.claude.transcript import Transcript
 from activities.claude_code.activity import ClaudeCodeActivities
+from activities.claude_code.launch import Launch
+from activities.claude_code.session import RunSpec, SavedState, SessionRun
+from coordinator.claude import ClaudeSettings, Usage
 from tests.activities.claude_code_support import agent_file, records, user_text
 from tests.activities.test_claude_code_activity import request_for
 from tests.anthropic_server import MessagesAPI, reply, tool_use
@@ -112,3 +116,32 @@ async def test_the_key_and_the_plans_secrets_stay_out_of_the_transcript_and_hist
         assert secret not in transcript
         assert secret not in str(beats)
         assert secret not in result.summary and secret not in result.output_tail
+
+
+def test_a_rewritten_session_file_cannot_lower_the_recorded_spend(tmp_path: Path) -> None:
+    """On a resume the spend is recounted from Claude Code's session file, which the agent
+    can write: a file claiming less than the worker recorded changes nothing."""
+    config = tmp_path / "config"
+    project = config / "projects" / "-repo"
+    project.mkdir(parents=True)
+    usage = {"input_tokens": 1, "cache_read_input_tokens": 7000}
+    message = {"id": "m1", "model": "claude-sonnet-4-6", "usage": usage}
+    entry = {"type": "assistant", "message": message}
+    (project / "s-1.jsonl").write_text(json.dumps(entry) + "\n")
+    state = tmp_path / "state.json"
+    recorded = Usage(input_tokens=5000, output_tokens=900)
+    SavedState("s-1", recorded, cost_usd=2.5, turns=3).save(state)
+    launch = Launch(tmp_path / "l.sh", tmp_path, config, {}, jailed=False)
+    spec = RunSpec("s", "p", "claude-sonnet-4-6", None, 10, {}, None, None)
+    run = SessionRun(
+        launch,
+        spec,
+        transcript=Transcript(tmp_path / "t.jsonl"),
+        state_path=state,
+        settings=ClaudeSettings(),
+    )
+    run._recount("s-1")
+    assert run.saved.usage == Usage(
+        input_tokens=5000, output_tokens=900, cache_read_input_tokens=7000
+    )
+    assert run.saved.cost_usd == 2.5
