@@ -31,6 +31,7 @@ from coordinator.claude import AttemptSpend, ClaudeSettings, Usage
 HEARTBEAT_EVERY_S = 5.0
 STDERR_LINES = 40
 TOOL_INPUT_CHARS = 160
+SYSTEM_PROMPT_NAME = "system-prompt.md"  # in the config folder, which the jail mounts
 # Passed as `--settings`, which outranks every settings file.
 LOCKED_SETTINGS = json.dumps({"disableAllHooks": True})
 
@@ -158,8 +159,11 @@ class SessionRun:
         budget = None
         if spec.max_cost_usd is not None:
             budget = max(0.0, spec.max_cost_usd - self.saved.cost_usd)
+        # From a file: an argument is limited to 128 KiB, an agent body is not.
+        system_file = self.launch.config_dir / SYSTEM_PROMPT_NAME
+        system_file.write_text(spec.system, encoding="utf-8")
         return ClaudeAgentOptions(
-            system_prompt=spec.system,
+            system_prompt={"type": "file", "path": str(system_file)},
             tools=spec.tools,
             permission_mode="bypassPermissions",
             cwd=str(self.launch.cwd),

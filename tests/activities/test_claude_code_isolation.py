@@ -145,3 +145,19 @@ def test_a_rewritten_session_file_cannot_lower_the_recorded_spend(tmp_path: Path
         input_tokens=5000, output_tokens=900, cache_read_input_tokens=7000
     )
     assert run.saved.cost_usd == 2.5
+
+
+async def test_an_agent_body_larger_than_an_argument_may_be_reaches_the_model(
+    tmp_path: Path, api: MessagesAPI
+) -> None:
+    body = "You read carefully.\n" + "Mind the style guide. " * 10_000 + "\nTHE END OF IT"
+    assert len(body) > 200_000
+    lead = agent_file(tmp_path / "agents", "lead", tools="Read", body=body)
+    repo = make_repo(tmp_path / "repo")
+    api.script(reply("Read it all."), key="delegate")
+    activities = ClaudeCodeActivities(tmp_path / "artifacts")
+    result = await ActivityEnvironment().run(activities.run, request_for(lead, repo))
+
+    assert result.ok, result.output_tail
+    [request] = api.requests_for("delegate")
+    assert "THE END OF IT" in request.system_text
