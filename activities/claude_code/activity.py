@@ -101,7 +101,12 @@ class ClaudeCodeActivities:
             prompt=task_message(request, context_chars=self.settings.context_chars),
             model=model,
             tools=tool_names(spec.tools) or None,
-            max_turns=request.max_turns or spec.max_turns or DEFAULT_MAX_TURNS,
+            disallowed_tools=spec.disallowed_tools,
+            # The agent file's limit, capped by the plan's.
+            max_turns=min(
+                [turns for turns in (request.max_turns, spec.max_turns) if turns]
+                or [DEFAULT_MAX_TURNS]
+            ),
             agents=launch.subagents(spec, request, self.settings),
             max_cost_usd=request.max_cost_usd,
             max_tokens=request.max_tokens,

@@ -158,6 +158,8 @@ def subagents(
             "description": other.description,
             "prompt": other.prompt,
             "tools": tools,
+            "disallowedTools": other.disallowed_tools or None,
+            "maxTurns": other.max_turns,
             "model": settings.resolve_model(model) if model and model != "inherit" else None,
         }
     return agents

@@ -95,6 +95,7 @@ class RunSpec:
     prompt: str
     model: str
     tools: list[str] | None  # None: Claude Code's default set
+    disallowed_tools: list[str]
     max_turns: int
     agents: dict[str, dict[str, Any]]
     max_cost_usd: float | None
@@ -165,6 +166,7 @@ class SessionRun:
         return ClaudeAgentOptions(
             system_prompt={"type": "file", "path": str(system_file)},
             tools=spec.tools,
+            disallowed_tools=spec.disallowed_tools,
             permission_mode="bypassPermissions",
             cwd=str(self.launch.cwd),
             cli_path=str(self.launch.launcher),

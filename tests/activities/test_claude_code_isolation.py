@@ -15,7 +15,7 @@ from activities.claude_code.activity import ClaudeCodeActivities
 from activities.claude_code.launch import Launch
 from activities.claude_code.session import RunSpec, SavedState, SessionRun
 from coordinator.claude import ClaudeSettings, Usage
-from tests.activities.claude_code_support import agent_file, records, user_text
+from tests.activities.claude_code_support import agent_file, records, tool_names, user_text
 from tests.activities.test_claude_code_activity import request_for
 from tests.anthropic_server import MessagesAPI, reply, tool_use
 from tests.engine_support import make_repo
@@ -132,7 +132,7 @@ def test_a_rewritten_session_file_cannot_lower_the_recorded_spend(tmp_path: Path
     recorded = Usage(input_tokens=5000, output_tokens=900)
     SavedState("s-1", recorded, cost_usd=2.5, turns=3).save(state)
     launch = Launch(tmp_path / "l.sh", tmp_path, config, {}, jailed=False)
-    spec = RunSpec("s", "p", "claude-sonnet-4-6", None, 10, {}, None, None)
+    spec = RunSpec("s", "p", "claude-sonnet-4-6", None, [], 10, {}, None, None)
     run = SessionRun(
         launch,
         spec,
@@ -161,3 +161,30 @@ async def test_an_agent_body_larger_than_an_argument_may_be_reaches_the_model(
     assert result.ok, result.output_tail
     [request] = api.requests_for("delegate")
     assert "THE END OF IT" in request.system_text
+
+
+async def test_disallowed_tools_and_max_turns_of_an_unchanged_agent_file_apply(
+    tmp_path: Path, api: MessagesAPI
+) -> None:
+    lead = agent_file(
+        tmp_path / "agents",
+        "lead",
+        tools="Read, Grep, Bash",
+        body="You look around.",
+        disallowedTools="Bash",
+        maxTurns="2",
+    )
+    repo = make_repo(tmp_path / "repo")
+    api.script(
+        reply(tool_use("Grep", {"pattern": "x"})),
+        reply(tool_use("Grep", {"pattern": "y"})),
+        reply("Never asked for."),
+        key="delegate",
+    )
+    activities = ClaudeCodeActivities(tmp_path / "artifacts")
+    # The plan allows 5 turns; the file's 2 are fewer.
+    result = await ActivityEnvironment().run(activities.run, request_for(lead, repo, max_turns=5))
+    requests = api.requests_for("delegate")
+    assert tool_names(requests[0]) == ["Grep", "Read"]  # Bash is disallowed
+    assert len(requests) == 2
+    assert result.agent is not None and result.agent.stop_reason == "max_turns"
