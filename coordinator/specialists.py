@@ -37,15 +37,17 @@ BUILTIN_DIR = Path(__file__).resolve().parent.parent / "specialists"
 # hyphens, we also let dots, underscores and capitals through so existing libraries still load.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-# Tools that change files (Bash can, whatever it is scoped to).
-_WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit", "Bash"})
+# Tools that change files (Bash can, whatever it is scoped to; `Task`/`Agent` hand work to a
+# sub-agent, which may hold any of them).
+_WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit", "Bash", "Task", "Agent"})
 # Who takes a task no specialist matches by its words.
 DEFAULT_SPECIALIST = "implementer"
 
 # Claude Code keys that carry no meaning here but are too common to warn about.
 _QUIET_KEYS = frozenset({"color"})
 _KNOWN_KEYS = frozenset(
-    {"name", "description", "tools", "model", "backend", "command", "max_turns", "timeout"}
+    {"name", "description", "tools", "model", "backend", "command", "timeout"}
+    | {"max_turns", "maxTurns", "disallowedTools"}
 )
 
 
@@ -61,6 +63,7 @@ class Specialist(BaseModel):
     name: str
     description: str
     tools: list[str] = Field(default_factory=list)
+    disallowed_tools: list[str] = Field(default_factory=list)  # Claude Code's `disallowedTools`
     model: str | None = None
     backend: SpecialistBackend = "claude"
     backend_named: bool = False  # the file says `backend:` (else a plan may choose one)
@@ -86,7 +89,7 @@ class Specialist(BaseModel):
         if not is_agent(self.backend) or not self.tools:
             return False
         names = {tool.split("(", 1)[0].strip() for tool in self.tools}
-        return not names & _WRITE_TOOLS
+        return not (names - set(self.disallowed_tools)) & _WRITE_TOOLS
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -121,6 +124,12 @@ class _Fields:
             return None
         return value.strip()
 
+    def max_turns(self) -> int | None:
+        """`max_turns`, or Claude Code's spelling `maxTurns` (not both)."""
+        if "max_turns" in self.data and "maxTurns" in self.data:
+            self.errors.append(f"{self.at('maxTurns')}: give 'max_turns' or 'maxTurns', not both")
+        return self.positive_int("maxTurns" if "maxTurns" in self.data else "max_turns")
+
     def positive_int(self, key: str) -> int | None:
         value = self.data.get(key)
         if value is None:
@@ -140,23 +149,23 @@ class _Fields:
             )
         return name
 
-    def tools(self) -> list[str]:
+    def tools(self, key: str = "tools") -> list[str]:
         tools: list[str] = []
-        raw_tools = self.data.get("tools")
-        at = self.at("tools")
+        raw_tools = self.data.get(key)
+        at = self.at(key)
         if isinstance(raw_tools, str):
             tools = split_tools(raw_tools)
         elif isinstance(raw_tools, list):
             bad = [item for item in raw_tools if not isinstance(item, str)]
             if bad:
-                self.errors.append(f"{at}: 'tools' entries must be strings, got {bad[0]!r}")
+                self.errors.append(f"{at}: '{key}' entries must be strings, got {bad[0]!r}")
             tools = [item.strip() for item in raw_tools if isinstance(item, str) and item.strip()]
         elif raw_tools is not None:
             self.errors.append(
-                f"{at}: 'tools' must be a comma-separated string or a list, "
+                f"{at}: '{key}' must be a comma-separated string or a list, "
                 f"got {_type_name(raw_tools)}"
             )
-        if isinstance(raw_tools, str | list) and not raw_tools:
+        if key == "tools" and isinstance(raw_tools, str | list) and not raw_tools:
             # Claude Code reads an empty list as "no tools"; `tools: list[str]` cannot say that.
             self.warnings.append(
                 f"{at}: 'tools' is empty, so the specialist is not restricted to any "
@@ -220,7 +229,8 @@ def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
     command = fields.text("command", required=False)
     tools = fields.tools()
     backend = fields.backend(command)
-    max_turns = fields.positive_int("max_turns")
+    disallowed_tools = fields.tools("disallowedTools")
+    max_turns = fields.max_turns()
     timeout = fields.positive_int("timeout")
     extra = fields.extra()
 
@@ -235,6 +245,7 @@ def parse_specialist(text: str, *, source: str) -> tuple[Specialist, list[str]]:
         name=name,
         description=description,
         tools=tools,
+        disallowed_tools=disallowed_tools,
         model=model,
         backend=backend,
         backend_named="backend" in data,

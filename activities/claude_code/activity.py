@@ -68,6 +68,12 @@ class ClaudeCodeActivities:
             except JailUnavailableError as err:
                 raise _fatal(f"{where}: {err}", "JailUnavailable") from err
             run_spec = await asyncio.to_thread(self._run_spec, request, spec, model)
+            # Only a retried activity resumes. A first run starts fresh even where an earlier
+            # run left its state: the folder is named by task and attempt, which a later
+            # round of the same gate loop (`coord-fix-...-{runs}`) can name again.
+            retried = activity.info().attempt > 1
+            if not retried:
+                (folder / STATE_NAME).unlink(missing_ok=True)
             run = SessionRun(
                 prepared,
                 run_spec,
@@ -75,7 +81,8 @@ class ClaudeCodeActivities:
                 state_path=folder / STATE_NAME,
                 settings=self.settings,
             )
-            run.resume_from(list(activity.info().heartbeat_details))
+            if retried:
+                run.resume_from(list(activity.info().heartbeat_details))
             end = await _run(run, where, request.timeout_s)
         finally:
             await asyncio.shield(asyncio.to_thread(remove_private_tmp, tmp))
@@ -94,7 +101,12 @@ class ClaudeCodeActivities:
             prompt=task_message(request, context_chars=self.settings.context_chars),
             model=model,
             tools=tool_names(spec.tools) or None,
-            max_turns=request.max_turns or spec.max_turns or DEFAULT_MAX_TURNS,
+            disallowed_tools=spec.disallowed_tools,
+            # The agent file's limit, capped by the plan's.
+            max_turns=min(
+                [turns for turns in (request.max_turns, spec.max_turns) if turns]
+                or [DEFAULT_MAX_TURNS]
+            ),
             agents=launch.subagents(spec, request, self.settings),
             max_cost_usd=request.max_cost_usd,
             max_tokens=request.max_tokens,

@@ -94,6 +94,10 @@ def prepare(request: SpecialistRequest, folder: Path, cli: Path, tmp: Path, api_
     env.update({name: os.environ[name] for name in PASSED_THROUGH if os.environ.get(name)})
     env["CLAUDE_CONFIG_DIR"] = str(config)
     env["ANTHROPIC_API_KEY"] = api_key
+    # Not CLAUDE_CODE_SUBPROCESS_ENV_SCRUB: with it this Claude Code requires its own Bash
+    # sandbox (refusing loops, variables and `env` without a human to approve, and failing
+    # where its dependencies are missing), so the agent's shell sees the key; what the run
+    # leaves behind is redacted instead (redact.py).
     if os.geteuid() == 0:
         env["IS_SANDBOX"] = "1"
     launcher = folder / LAUNCHER_NAME
@@ -130,9 +134,13 @@ def subagents(
 ) -> dict[str, dict[str, object]]:
     """For a specialist with `Task` (or `Agent`): the plan's other agent definitions (the
     built-ins, the worktree's `.claude/agents/` and the folder its own file is in), as
-    Claude Code agents. Command specialists are not agents and are left out."""
-    if not SUBAGENT_TOOLS & set(tool_names(spec.tools)):
+    Claude Code agents. Only those whose tools the lead holds itself are offered, so a
+    reader cannot hand writing to a writer; an agent with Claude Code's default set (no
+    `tools:`) is never offered. Command specialists are not agents and are left out."""
+    held = set(tool_names(spec.tools))
+    if not SUBAGENT_TOOLS & held:
         return {}
+    held |= SUBAGENT_TOOLS  # the same tool under its two names
     source = request.specialist_source
     folder = None if source.startswith("builtin:") else Path(source).parent
     if folder == BUILTIN_DIR:
@@ -142,11 +150,16 @@ def subagents(
     for other in registry.all():
         if other.name == spec.name or other.backend == "command":
             continue
+        tools = tool_names(other.tools)
+        if not tools or not set(tools) <= held:
+            continue
         model = other.model
         agents[other.name] = {
             "description": other.description,
             "prompt": other.prompt,
-            "tools": tool_names(other.tools) or None,
+            "tools": tools,
+            "disallowedTools": other.disallowed_tools or None,
+            "maxTurns": other.max_turns,
             "model": settings.resolve_model(model) if model and model != "inherit" else None,
         }
     return agents

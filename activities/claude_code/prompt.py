@@ -10,6 +10,8 @@ a retried activity resumes the session.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from activities.claude.brief import brief_sections, task_lines
 from coordinator.work import SpecialistRequest
 
@@ -47,10 +49,27 @@ def system_prompt(request: SpecialistRequest, definition: str) -> str:
     return f"{definition.strip()}\n\n{task}\n"
 
 
+PROJECT_MEMORY = ("CLAUDE.md", ".claude/CLAUDE.md")
+
+
+def project_memory(cwd: Path, *, limit: int) -> list[str]:
+    """The repository's CLAUDE.md, as a section of the task message: Claude Code reads no
+    settings source here (session.py), so it would not load the file itself."""
+    lines: list[str] = []
+    for name in PROJECT_MEMORY:
+        path = cwd / name
+        if path.is_file():
+            said = path.read_text(encoding="utf-8", errors="replace")[:limit].strip()
+            lines += ["", f"# The repository's {name}", "", said]
+    return lines
+
+
 def task_message(request: SpecialistRequest, *, context_chars: int) -> str:
     """The first user message of the session: the same brief a Claude specialist gets
-    (activities/claude/brief.py), the task's title as its heading."""
+    (activities/claude/brief.py), the task's title as its heading, and the repository's
+    CLAUDE.md."""
     lines = task_lines(request, heading="# ")
     lines += brief_sections(request, context_chars=context_chars)
+    lines += project_memory(Path(request.cwd), limit=context_chars)
     lines += ["", "# How you work here", "", _ROLE_INSTRUCTIONS[request.role]]
     return "\n".join(lines).strip() + "\n"

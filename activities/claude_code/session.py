@@ -24,12 +24,16 @@ from temporalio import activity
 from activities.claude.transcript import Transcript
 from activities.claude_code.launch import Launch
 from activities.claude_code.prompt import RESUME_MESSAGE
+from activities.claude_code.redact import Redactor
 from activities.heartbeat import heartbeating_live
 from coordinator.claude import AttemptSpend, ClaudeSettings, Usage
 
 HEARTBEAT_EVERY_S = 5.0
 STDERR_LINES = 40
 TOOL_INPUT_CHARS = 160
+SYSTEM_PROMPT_NAME = "system-prompt.md"  # in the config folder, which the jail mounts
+# Passed as `--settings`, which outranks every settings file.
+LOCKED_SETTINGS = json.dumps({"disableAllHooks": True})
 
 
 @dataclass
@@ -91,6 +95,7 @@ class RunSpec:
     prompt: str
     model: str
     tools: list[str] | None  # None: Claude Code's default set
+    disallowed_tools: list[str]
     max_turns: int
     agents: dict[str, dict[str, Any]]
     max_cost_usd: float | None
@@ -119,6 +124,8 @@ class SessionRun:
         self.last_tool = ""
         self.last_text = ""
         self.stderr: list[str] = []
+        # The key and the plan's secret-named values, wherever the agent's shell printed them.
+        self.redact = Redactor.for_env(launch.env)
 
     def resume_from(self, details: list[Any]) -> None:
         """A session id from the last heartbeat, when the state file has none."""
@@ -153,9 +160,13 @@ class SessionRun:
         budget = None
         if spec.max_cost_usd is not None:
             budget = max(0.0, spec.max_cost_usd - self.saved.cost_usd)
+        # From a file: an argument is limited to 128 KiB, an agent body is not.
+        system_file = self.launch.config_dir / SYSTEM_PROMPT_NAME
+        system_file.write_text(spec.system, encoding="utf-8")
         return ClaudeAgentOptions(
-            system_prompt=spec.system,
+            system_prompt={"type": "file", "path": str(system_file)},
             tools=spec.tools,
+            disallowed_tools=spec.disallowed_tools,
             permission_mode="bypassPermissions",
             cwd=str(self.launch.cwd),
             cli_path=str(self.launch.launcher),
@@ -164,9 +175,13 @@ class SessionRun:
             max_turns=max(1, spec.max_turns - self.saved.turns),
             max_budget_usd=budget,
             resume=resume,
-            # The repository's .claude/settings.json and CLAUDE.md apply, as for its team;
-            # the config folder is coord's own, so the user's settings are not read.
-            setting_sources=["project"],
+            # No settings file is read: not the repository's (an agent with Write could
+            # plant hooks, an `env` that sends the key elsewhere, an `apiKeyHelper`), not
+            # the config folder's (writable in the jail). Hooks and MCP servers are off;
+            # the repository's CLAUDE.md reaches the task message instead (prompt.py).
+            setting_sources=[],
+            settings=LOCKED_SETTINGS,
+            strict_mcp_config=True,
             agents={name: AgentDefinition(**fields) for name, fields in spec.agents.items()}
             or None,
             stderr=self._stderr,
@@ -174,20 +189,21 @@ class SessionRun:
 
     def _recount(self, session: str) -> None:
         """What the runs before spent, from Claude Code's own session file: the streamed
-        messages carry the usage of their start only (one output token)."""
+        messages carry the usage of their start only (one output token). The agent can
+        write that file, so it can only raise the recorded spend, never lower it."""
         usage = session_usage(self.launch.config_dir, session)
         if usage is None:
             return
         cost = self.settings.cost(self.spec.model, usage)
         self.saved = SavedState(
             session_id=session,
-            usage=usage,
-            cost_usd=cost if cost is not None else self.saved.cost_usd,
+            usage=larger_usage(self.saved.usage, usage),
+            cost_usd=max(self.saved.cost_usd, cost or 0.0),
             turns=self.saved.turns,
         )
 
     def _stderr(self, line: str) -> None:
-        self.stderr = [*self.stderr[-(STDERR_LINES - 1) :], line.rstrip()]
+        self.stderr = [*self.stderr[-(STDERR_LINES - 1) :], self.redact.text(line.rstrip())]
 
     async def run(self, timeout_s: float) -> RunEnd:
         from claude_agent_sdk import ClaudeSDKError, query
@@ -199,14 +215,14 @@ class SessionRun:
             prompt = RESUME_MESSAGE
         else:
             self.transcript.start_fresh()
-            self.transcript.write(
-                "start",
-                model=self.spec.model,
-                system=self.spec.system,
-                prompt=self.spec.prompt,
-                tools=self.spec.tools,
-                agents=sorted(self.spec.agents),
-            )
+            start = {
+                "model": self.spec.model,
+                "system": self.spec.system,
+                "prompt": self.spec.prompt,
+                "tools": self.spec.tools,
+                "agents": sorted(self.spec.agents),
+            }
+            self.transcript.write("start", **self.redact.record(start))
             prompt = self.spec.prompt
         result: dict[str, Any] | None = None
         budget_hit = ""
@@ -237,7 +253,7 @@ class SessionRun:
 
     def _take(self, message: Any) -> dict[str, Any] | None:
         kind = type(message).__name__
-        record = (
+        record = self.redact.record(
             dataclasses.asdict(message)
             if dataclasses.is_dataclass(message) and not isinstance(message, type)
             else {}
@@ -264,9 +280,9 @@ class SessionRun:
         for block in message.content:
             if type(block).__name__ == "ToolUseBlock":
                 said = json.dumps(block.input, ensure_ascii=False, default=str)
-                self.last_tool = f"{block.name} {said}"[:TOOL_INPUT_CHARS]
+                self.last_tool = self.redact.text(f"{block.name} {said}")[:TOOL_INPUT_CHARS]
             elif type(block).__name__ == "TextBlock" and block.text.strip():
-                self.last_text = block.text
+                self.last_text = self.redact.text(block.text)
         self._save()
         activity.heartbeat(self.heartbeat_details())
 
@@ -332,6 +348,16 @@ def session_usage(config_dir: Path, session: str) -> Usage | None:
                 continue
             counted[str(message.get("id"))] = _usage(message["usage"])
     return sum(counted.values(), Usage())
+
+
+def larger_usage(recorded: Usage, counted: Usage) -> Usage:
+    """The larger of the two, field by field."""
+    return Usage(
+        **{
+            name: max(getattr(recorded, name), getattr(counted, name))
+            for name in Usage.model_fields
+        }
+    )
 
 
 def _usage(raw: dict[str, Any]) -> Usage:

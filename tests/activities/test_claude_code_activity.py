@@ -57,10 +57,13 @@ async def test_task_gets_the_plans_other_agent_files_as_claude_code_agents(
     assert result.ok, result.output_tail
     [request] = api.requests_for("delegate")
     # `Task` is Claude Code's sub-agent tool (it calls it Agent now); the other files are
-    # its agents, the built-ins too; the lead itself is not.
+    # its agents; the lead itself is not.
     assert tool_names(request) == ["Agent", "Read"]
     offered = str(request.body)
-    assert "helper-one" in offered and "helper-two" in offered and "implementer" in offered
+    assert "helper-one" in offered
+    # Only agents within the lead's own tools: not one with the default set (helper-two),
+    # not the implementer (Write, Bash), which would make a reader a writer.
+    assert "helper-two" not in offered and "implementer" not in offered
     assert "help with one thing" not in request.system_text  # their prompts stay theirs
     assert result.agent is not None and result.agent.stop_reason == "end_turn"
     assert result.summary == "Nothing to delegate after all."

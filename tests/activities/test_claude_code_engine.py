@@ -73,7 +73,8 @@ async def test_unchanged_agent_files_run_in_claude_code_to_complete(
     )
     api.script(
         reply("Writing it.", tool_use("Write", {"file_path": "hello.txt", "content": "hello\n"})),
-        reply(tool_use("Bash", {"command": "cat hello.txt >> checked.txt"})),
+        # `env` prints the key: the transcript must not keep it.
+        reply(tool_use("Bash", {"command": "cat hello.txt >> checked.txt && env"})),
         reply("hello.txt says hello."),
         key="hello",
     )

@@ -539,3 +539,18 @@ def test_route_ties_are_broken_by_name() -> None:
     registry = SpecialistRegistry(twins)
     assert routed(registry, "Tune the database indexes") == "alpha"
     assert routed(registry, "Database") is None  # one description word is not enough
+
+
+@pytest.mark.parametrize("tools", ["Read, Grep", "Read, Task", "Read, Agent", "Read, Bash(ls:*)"])
+def test_only_tools_that_cannot_change_a_file_make_a_specialist_read_only(tools: str) -> None:
+    specialist, _ = parse(f"---\nname: x\ndescription: d\ntools: {tools}\n---\nBody.\n")
+    assert specialist.read_only == (tools == "Read, Grep")
+
+
+def test_claude_code_disallowed_tools_and_max_turns_are_read() -> None:
+    front = "name: x\ndescription: d\ntools: Read, Bash\ndisallowedTools: Bash(rm:*), Write\n"
+    specialist, warnings = parse(f"---\n{front}maxTurns: 7\n---\nBody.\n")
+    assert specialist.disallowed_tools == ["Bash(rm:*)", "Write"]
+    assert specialist.max_turns == 7 and warnings == []
+    both = errors_of("---\nname: x\ndescription: d\nmax_turns: 3\nmaxTurns: 7\n---\nBody.\n")
+    assert any("not both" in error for error in both)
