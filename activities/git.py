@@ -262,20 +262,27 @@ def _held_open(path: Path) -> bool | None:
 
 
 @asynccontextmanager
-async def repo_lock(repo: Path, poll: float = 0.05) -> AsyncIterator[None]:
+async def repo_lock(
+    repo: Path, poll: float = 0.05, first_poll: float = 0.002
+) -> AsyncIterator[None]:
     """Hold an exclusive flock on a repository (shared by all its worktrees) for the block.
 
     flock is per open file, so it also excludes other coroutines of this worker; the kernel
-    drops it when a worker dies, so a crash never leaves the repository locked.
+    drops it when a worker dies, so a crash never leaves the repository locked. A busy lock
+    is tried again after `first_poll`, then twice as long each time up to `poll`: the blocks
+    it guards take milliseconds, so a fixed 50 ms wait made each next task's worktree wait
+    for its predecessor's removal most of that time.
     """
     fd = os.open(common_dir(repo) / "coord.flock", os.O_RDWR | os.O_CREAT, 0o644)
+    wait = min(first_poll, poll)
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                await asyncio.sleep(poll)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, poll)
         yield
     finally:
         os.close(fd)
