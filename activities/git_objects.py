@@ -96,3 +96,9 @@ def delete_refs(cwd: Path, *refs: str) -> bool:
     except (GitError, pygit2.GitError, ValueError):
         return False
     return True
+
+
+def valid_ref_name(ref: str) -> bool:
+    """Whether libgit2 takes `ref` for a ref name; the caller asks `git check-ref-format`
+    when it does not, so git keeps the last word on a name it refuses."""
+    return bool(pygit2.reference_is_valid_name(ref))

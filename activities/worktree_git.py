@@ -17,7 +17,15 @@ from temporalio.exceptions import ApplicationError
 from activities.conflicts import (
     Merged,
 )
-from activities.git import GitError, git, is_git_repo, lock_in_the_way, remove_stale_lock, run_git
+from activities.git import (
+    GitError,
+    common_dir,
+    git,
+    is_git_repo,
+    lock_in_the_way,
+    remove_stale_lock,
+    run_git,
+)
 from activities.git_objects import commit_fields, delete_refs, head_branch, resolve, set_ref
 from coordinator.branches import (
     MAX_STAT_BYTES,
@@ -155,8 +163,35 @@ async def worktree_entries(clone: Path) -> list[WorktreeEntry]:
 
 
 async def worktree_at(clone: Path, path: Path) -> WorktreeEntry | None:
+    """The worktree registered at `path`, read where `git worktree list` reads it (each
+    registration's folder <common dir>/worktrees/<id>: `gitdir` names the worktree's .git,
+    `locked` is there while locked, with the reason) without starting a git."""
     target = path.resolve()
-    return next((w for w in await worktree_entries(clone) if w.path == target), None)
+    registry = common_dir(clone) / "worktrees"
+    for admin in sorted(registry.iterdir()) if registry.is_dir() else []:
+        with suppress(OSError):
+            pointer = Path((admin / "gitdir").read_text().strip())
+            place = pointer if pointer.is_absolute() else admin / pointer
+            if place.name == ".git":
+                place = place.parent
+            if place.resolve() == target:
+                return WorktreeEntry(target, _head_ref(admin), _lock_reason(admin))
+    return None
+
+
+def _head_ref(admin: Path) -> str | None:
+    with suppress(OSError):
+        head = (admin / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            return head.removeprefix("ref: ")
+    return None
+
+
+def _lock_reason(admin: Path) -> str | None:
+    try:
+        return (admin / "locked").read_text().strip()
+    except FileNotFoundError:
+        return None
 
 
 async def usable(entry: WorktreeEntry) -> bool:

@@ -45,7 +45,7 @@ from activities.git import (
     repo_lock,
     run_git,
 )
-from activities.git_objects import resolve, write_commit
+from activities.git_objects import resolve, valid_ref_name, write_commit
 from activities.heartbeat import heartbeating
 from activities.worktree_git import (
     LONG,
@@ -118,7 +118,8 @@ class WorktreeActivities:
         branch = task_branch(request.execution_id, request.task_id)
         async with heartbeating(f"worktree for {request.task_id}"):
             with git_errors():
-                if (await run_git("check-ref-format", f"refs/heads/{branch}")).returncode:
+                ref = f"refs/heads/{branch}"
+                if not valid_ref_name(ref) and (await run_git("check-ref-format", ref)).returncode:
                     raise ApplicationError(
                         f"task id '{request.task_id}' cannot be part of a git branch name",
                         type="BadTaskId",
