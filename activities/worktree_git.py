@@ -96,8 +96,18 @@ async def uninterrupted(step: Awaitable[T]) -> T:
         raise
 
 
+async def resolved(cwd: Path, spec: str) -> str | None:
+    """What `spec` names, in-process; a miss is asked of git, which has the last word (libgit2
+    may not read a repository a newer git wrote), so only the rare miss costs a process."""
+    found = resolve(cwd, spec)
+    if found is None:
+        result = await run_git("rev-parse", "--verify", "--quiet", f"{spec}^{{object}}", cwd=cwd)
+        found = result.stdout if result.returncode == 0 else None
+    return found
+
+
 async def rev(cwd: Path, rev: str) -> str:
-    found = resolve(cwd, rev)
+    found = await resolved(cwd, rev)
     if found is None:
         raise ApplicationError(
             f"'{rev}' does not exist in {cwd}", type="GitRefMissing", non_retryable=True
@@ -106,16 +116,19 @@ async def rev(cwd: Path, rev: str) -> str:
 
 
 async def ref_exists(cwd: Path, ref: str) -> bool:
-    return resolve(cwd, ref) is not None
+    return await resolved(cwd, ref) is not None
 
 
 async def current_branch(cwd: Path) -> str | None:
-    return head_branch(cwd)
+    if (branch := head_branch(cwd)) is not None:
+        return branch
+    result = await run_git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd)  # as above
+    return result.stdout if result.returncode == 0 else None
 
 
 async def task_base(cwd: Path, branch: str, execution_branch: str | None) -> str:
     """The commit the task branch was cut from (recorded when it was cut)."""
-    recorded = resolve(cwd, base_ref(branch))
+    recorded = await resolved(cwd, base_ref(branch))
     if recorded is not None:
         return recorded
     if execution_branch is not None:

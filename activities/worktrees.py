@@ -45,7 +45,7 @@ from activities.git import (
     repo_lock,
     run_git,
 )
-from activities.git_objects import resolve, valid_ref_name, write_commit
+from activities.git_objects import valid_ref_name, write_commit
 from activities.heartbeat import heartbeating
 from activities.worktree_git import (
     LONG,
@@ -58,6 +58,7 @@ from activities.worktree_git import (
     is_task_commit,
     merge_tree,
     ref_exists,
+    resolved,
     rev,
     task_base,
     uninterrupted,
@@ -432,7 +433,7 @@ async def _commit(wt: Path, request: CommitRequest) -> CommitResult:
 async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) -> bool:
     """Keep a cancelled task's changes as a commit on its branch; False when it has none
     or when it is finished (merged, its worktree merely not removed yet)."""
-    base = resolve(wt, base_ref(branch))
+    base = await resolved(wt, base_ref(branch))
     if base is None or await current_branch(wt) != branch:
         return False
     if await find_task_commit(wt, base, exec_head, task_id) is not None:
