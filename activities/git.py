@@ -6,6 +6,9 @@ folder, its `.git/config`) runs inside the coordinator; and with an environment 
 that holds what git needs (PATH, HOME, locale, proxies, ssh agent) and none of the worker's
 secrets (`GITHUB_TOKEN`, `ANTHROPIC_API_KEY`, ...). The GitHub token reaches one push at a
 time through activities/git_credentials.py, never through the environment.
+
+Also here: where a repository's git folders are (`open_repository`, `git_dir`, `common_dir`),
+found in-process with libgit2, which runs no hooks and no program named in any config.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pygit2
 
 from coordinator.environment import is_secret_name
 
@@ -183,6 +188,29 @@ async def is_repository(path: Path) -> bool:
     return True
 
 
+def open_repository(cwd: Path) -> pygit2.Repository:
+    """The repository (or worktree) at or above `cwd`, as `git -C cwd` would find it."""
+    try:
+        return pygit2.Repository(str(cwd))
+    except (pygit2.GitError, KeyError, OSError) as err:
+        message = f"not a git repository: {err}"
+        raise GitError(["rev-parse", "--git-dir"], cwd, 128, message) from err
+
+
+def git_dir(cwd: Path) -> Path:
+    """The repository's (or worktree's own) git folder, absolute (`--absolute-git-dir`)."""
+    return Path(open_repository(cwd).path).absolute()
+
+
+def common_dir(cwd: Path) -> Path:
+    """The git folder all worktrees of the repository share (`--git-common-dir`), absolute."""
+    own = git_dir(cwd)
+    pointer = own / "commondir"  # a worktree's git folder names the shared one
+    if pointer.is_file():
+        return (own / pointer.read_text().strip()).absolute()
+    return own
+
+
 def lock_in_the_way(err: GitError) -> Path | None:
     """The lock file a git command failed on ("Unable to create '...lock': File exists")."""
     found = _LOCK_EXISTS.search(err.output)
@@ -234,21 +262,27 @@ def _held_open(path: Path) -> bool | None:
 
 
 @asynccontextmanager
-async def repo_lock(repo: Path, poll: float = 0.05) -> AsyncIterator[None]:
+async def repo_lock(
+    repo: Path, poll: float = 0.05, first_poll: float = 0.002
+) -> AsyncIterator[None]:
     """Hold an exclusive flock on a repository (shared by all its worktrees) for the block.
 
     flock is per open file, so it also excludes other coroutines of this worker; the kernel
-    drops it when a worker dies, so a crash never leaves the repository locked.
+    drops it when a worker dies, so a crash never leaves the repository locked. A busy lock
+    is tried again after `first_poll`, then twice as long each time up to `poll`: the blocks
+    it guards take milliseconds, so a fixed 50 ms wait made each next task's worktree wait
+    for its predecessor's removal most of that time.
     """
-    common = await git("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=repo)
-    fd = os.open(Path(common) / "coord.flock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(common_dir(repo) / "coord.flock", os.O_RDWR | os.O_CREAT, 0o644)
+    wait = min(first_poll, poll)
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                await asyncio.sleep(poll)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, poll)
         yield
     finally:
         os.close(fd)

@@ -17,7 +17,16 @@ from temporalio.exceptions import ApplicationError
 from activities.conflicts import (
     Merged,
 )
-from activities.git import GitError, git, is_git_repo, lock_in_the_way, remove_stale_lock, run_git
+from activities.git import (
+    GitError,
+    common_dir,
+    git,
+    is_git_repo,
+    lock_in_the_way,
+    remove_stale_lock,
+    run_git,
+)
+from activities.git_objects import commit_fields, delete_refs, head_branch, resolve, set_ref
 from coordinator.branches import (
     MAX_STAT_BYTES,
     TASK_TRAILER,
@@ -61,6 +70,20 @@ async def git_waiting(*args: str, cwd: Path, timeout: float = 300, stdin: str | 
     return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin)
 
 
+async def update_ref(cwd: Path, ref: str, new: str, old: str | None = None) -> None:
+    """`git update-ref ref new [old]`: in-process when libgit2 can (activities/git_objects.py),
+    else by git, which waits out a busy lock and says why it failed."""
+    if not set_ref(cwd, ref, new, old):
+        await git_waiting("update-ref", ref, new, *([] if old is None else [old]), cwd=cwd)
+
+
+async def delete_ref_names(cwd: Path, *refs: str) -> None:
+    """Delete the refs that exist, as `git update-ref --stdin` with `delete` lines would."""
+    if not delete_refs(cwd, *refs):
+        stdin = "".join(f"delete {r}\n" for r in refs)
+        await git_waiting("update-ref", "--stdin", cwd=cwd, stdin=stdin)
+
+
 async def uninterrupted(step: Awaitable[T]) -> T:
     """Let a step that moves a branch finish even when the activity is cancelled meanwhile,
     so a cancel never leaves a half-updated checkout or a stale lock behind."""
@@ -73,29 +96,41 @@ async def uninterrupted(step: Awaitable[T]) -> T:
         raise
 
 
+async def resolved(cwd: Path, spec: str) -> str | None:
+    """What `spec` names, in-process; a miss is asked of git, which has the last word (libgit2
+    may not read a repository a newer git wrote), so only the rare miss costs a process."""
+    found = resolve(cwd, spec)
+    if found is None:
+        result = await run_git("rev-parse", "--verify", "--quiet", f"{spec}^{{object}}", cwd=cwd)
+        found = result.stdout if result.returncode == 0 else None
+    return found
+
+
 async def rev(cwd: Path, rev: str) -> str:
-    result = await run_git("rev-parse", "--verify", "--quiet", f"{rev}^{{object}}", cwd=cwd)
-    if result.returncode:
+    found = await resolved(cwd, rev)
+    if found is None:
         raise ApplicationError(
             f"'{rev}' does not exist in {cwd}", type="GitRefMissing", non_retryable=True
         )
-    return result.stdout
+    return found
 
 
 async def ref_exists(cwd: Path, ref: str) -> bool:
-    return (await run_git("rev-parse", "--verify", "--quiet", ref, cwd=cwd)).returncode == 0
+    return await resolved(cwd, ref) is not None
 
 
 async def current_branch(cwd: Path) -> str | None:
-    result = await run_git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd)
+    if (branch := head_branch(cwd)) is not None:
+        return branch
+    result = await run_git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=cwd)  # as above
     return result.stdout if result.returncode == 0 else None
 
 
 async def task_base(cwd: Path, branch: str, execution_branch: str | None) -> str:
     """The commit the task branch was cut from (recorded when it was cut)."""
-    recorded = await run_git("rev-parse", "--verify", "--quiet", base_ref(branch), cwd=cwd)
-    if recorded.returncode == 0:
-        return recorded.stdout
+    recorded = await resolved(cwd, base_ref(branch))
+    if recorded is not None:
+        return recorded
     if execution_branch is not None:
         return await git_waiting(
             "merge-base", f"refs/heads/{branch}", f"refs/heads/{execution_branch}", cwd=cwd
@@ -111,10 +146,9 @@ async def is_task_commit(
     cwd: Path, commit: str, *, parent: str, message: str, tree: str | None = None
 ) -> bool:
     """Whether `commit` is the task commit we would make: same parent, message (and tree)."""
-    shown = await git_waiting("log", "-1", "--format=%P%n%T%n%B", commit, cwd=cwd)
-    parents, commit_tree, body = [*shown.split("\n", 2), "", ""][:3]
+    parents, commit_tree, body = commit_fields(cwd, commit)
     return (
-        parents == parent
+        parents == [parent]
         and (tree is None or commit_tree == tree)
         and body.strip() == message.strip()
     )
@@ -142,8 +176,35 @@ async def worktree_entries(clone: Path) -> list[WorktreeEntry]:
 
 
 async def worktree_at(clone: Path, path: Path) -> WorktreeEntry | None:
+    """The worktree registered at `path`, read where `git worktree list` reads it (each
+    registration's folder <common dir>/worktrees/<id>: `gitdir` names the worktree's .git,
+    `locked` is there while locked, with the reason) without starting a git."""
     target = path.resolve()
-    return next((w for w in await worktree_entries(clone) if w.path == target), None)
+    registry = common_dir(clone) / "worktrees"
+    for admin in sorted(registry.iterdir()) if registry.is_dir() else []:
+        with suppress(OSError):
+            pointer = Path((admin / "gitdir").read_text().strip())
+            place = pointer if pointer.is_absolute() else admin / pointer
+            if place.name == ".git":
+                place = place.parent
+            if place.resolve() == target:
+                return WorktreeEntry(target, _head_ref(admin), _lock_reason(admin))
+    return None
+
+
+def _head_ref(admin: Path) -> str | None:
+    with suppress(OSError):
+        head = (admin / "HEAD").read_text().strip()
+        if head.startswith("ref: "):
+            return head.removeprefix("ref: ")
+    return None
+
+
+def _lock_reason(admin: Path) -> str | None:
+    try:
+        return (admin / "locked").read_text().strip()
+    except FileNotFoundError:
+        return None
 
 
 async def usable(entry: WorktreeEntry) -> bool:

@@ -1,7 +1,7 @@
 """Landing a task's commit on the execution branch (the `merge_task` activity's work): the
 commit is cherry-picked onto the execution head in memory (`git merge-tree --write-tree`),
-committed with `commit-tree` (the plan file ticked on the way), and the branch is
-fast-forwarded to it; a conflict touches no working tree. See activities/worktrees.py."""
+committed in-process (activities/git_objects.py; the plan file ticked on the way), and the
+branch is fast-forwarded to it; a conflict touches no working tree. See activities/worktrees.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from activities.conflicts import (
     conflict_facts,
 )
+from activities.git_objects import write_commit
 from activities.plan_ticks import Ticked, tick_tree
 from activities.worktree_git import (
     LONG,
@@ -24,6 +25,7 @@ from activities.worktree_git import (
     rev,
     task_base,
     uninterrupted,
+    update_ref,
 )
 from coordinator.branches import (
     MergeRequest,
@@ -94,7 +96,7 @@ async def merge(clone: Path, request: MergeRequest) -> MergeResult:
 
 
 async def _commit_tree(clone: Path, tree: str, parent: str, message: str) -> str:
-    return await git_waiting("commit-tree", tree, "-p", parent, "-F", "-", cwd=clone, stdin=message)
+    return write_commit(clone, tree, parent, message)
 
 
 async def _ticked(clone: Path, tree: str, request: MergeRequest) -> Ticked:
@@ -113,4 +115,4 @@ async def _advance(clone: Path, branch: str, old: str, new: str) -> None:
     if await current_branch(clone) == branch:
         await git_waiting("reset", "--quiet", "--keep", new, cwd=clone, timeout=LONG)
     else:
-        await git_waiting("update-ref", f"refs/heads/{branch}", new, old, cwd=clone)
+        await update_ref(clone, f"refs/heads/{branch}", new, old)

@@ -3,15 +3,18 @@
 How a task's commit reaches the execution branch: it is cherry-picked onto the execution
 head *in memory* (`git merge-tree --write-tree`, a three-way merge whose merge base is the
 task's base, since the task branch is one commit on a base the execution branch has moved
-past), committed with `commit-tree`, and the execution branch is fast-forwarded to it (or
-straight to the task's own commit when nothing landed meanwhile). History stays linear with
-one commit per task, and nothing is ever "in progress": a conflict touches no working tree
-and leaves nothing to abort, and a crash leaves the branch at either the old or the new head.
+past), committed as a bare commit object (activities/git_objects.py), and the execution
+branch is fast-forwarded to it (or straight to the task's own commit when nothing landed
+meanwhile). History stays linear with one commit per task, and nothing is ever "in
+progress": a conflict touches no working tree and leaves nothing to abort, and a crash leaves
+the branch at either the old or the new head.
 
 Every activity can be retried after a crash at any point: the `Coord-Task: <id>` trailer and
-the recorded base ref let a retry find work already done instead of doing it twice. Git plumbing
-(`commit-tree`, `update-ref`) is used for commits so no editor runs; no hook ever does
-(activities/git.py switches them off for every git the coordinator runs).
+the recorded base ref let a retry find work already done instead of doing it twice. Commits are
+written as objects in-process (libgit2, activities/git_objects.py) and branches moved with
+`update-ref`, so no editor runs; no hook ever does (activities/git.py switches them off for
+every git the coordinator runs, and libgit2 runs none). Refs and revisions are resolved
+in-process too: a `git` per lookup cost a few milliseconds each, a dozen per task.
 
 Here: the activities, creating (and replaying) a worktree, committing, removing. The merge is
 in activities/worktree_merge.py, the git steps both use in activities/worktree_git.py.
@@ -37,23 +40,29 @@ from activities.conflicts import (
     record_conflict,
 )
 from activities.git import (
+    common_dir,
+    git_dir,
     repo_lock,
     run_git,
 )
+from activities.git_objects import valid_ref_name, write_commit
 from activities.heartbeat import heartbeating
 from activities.worktree_git import (
     LONG,
     clip_stat,
     current_branch,
+    delete_ref_names,
     find_task_commit,
     git_errors,
     git_waiting,
     is_task_commit,
     merge_tree,
     ref_exists,
+    resolved,
     rev,
     task_base,
     uninterrupted,
+    update_ref,
     usable,
     worktree_at,
     worktree_entries,
@@ -110,7 +119,8 @@ class WorktreeActivities:
         branch = task_branch(request.execution_id, request.task_id)
         async with heartbeating(f"worktree for {request.task_id}"):
             with git_errors():
-                if (await run_git("check-ref-format", f"refs/heads/{branch}")).returncode:
+                ref = f"refs/heads/{branch}"
+                if not valid_ref_name(ref) and (await run_git("check-ref-format", ref)).returncode:
                     raise ApplicationError(
                         f"task id '{request.task_id}' cannot be part of a git branch name",
                         type="BadTaskId",
@@ -251,10 +261,12 @@ async def _create(
     bref = base_ref(branch)
     await _exclude_tool_caches(clone)
     entry = await worktree_at(clone, path)
-    if entry is not None and not await usable(entry):
-        entry = None  # an `add` cut short by a crash: start again
-    if entry is None:
-        await _discard_worktree(clone, path)
+    if entry is None or not await usable(entry):
+        if entry is not None or path.exists() or path.is_symlink():
+            # An `add` cut short by a crash, or a folder left without its registration: start
+            # again (with nothing at all there, as usual, nothing to clean up).
+            await _discard_worktree(clone, path, registered=entry is not None)
+        entry = None
         keep_branch = (
             request.attempt > 1
             and not request.fresh
@@ -273,7 +285,7 @@ async def _create(
                 cwd=clone,
                 timeout=LONG,
             )
-            await git_waiting("update-ref", bref, exec_head, cwd=clone)
+            await update_ref(clone, bref, exec_head)
             return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head)
     elif request.fresh:
         # -B also brings back a worktree whose HEAD a specialist moved to another branch.
@@ -282,7 +294,7 @@ async def _create(
         )
         await git_waiting("clean", "-ffdq", cwd=path, timeout=LONG)
         forget_conflicts(await _admin_dir(path))
-        await git_waiting("update-ref", bref, exec_head, cwd=clone)
+        await update_ref(clone, bref, exec_head)
         return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head)
     if await current_branch(path) != branch:
         raise ApplicationError(
@@ -313,7 +325,7 @@ async def _replay(
     if await git_waiting("log", "-1", "--format=%s", head, cwd=wt) != REPLAY_SNAPSHOT:
         await git_waiting("add", "-A", cwd=wt, timeout=LONG)
         tree = await git_waiting("write-tree", cwd=wt)
-        snapshot = await git_waiting("commit-tree", tree, "-p", base, "-m", REPLAY_SNAPSHOT, cwd=wt)
+        snapshot = write_commit(wt, tree, base, REPLAY_SNAPSHOT + "\n")
         await git_waiting("update-ref", f"refs/heads/{branch}", snapshot, head, cwd=wt)
     # Branch names as arguments label the conflict markers for the fixer.
     merged = await merge_tree(wt, request.execution_branch, branch)
@@ -360,12 +372,11 @@ async def _replay_record(wt: Path, attempt: int, base: str) -> TaskWorktree | No
 
 async def _admin_dir(wt: Path) -> Path:
     """The worktree's own git folder: private to it, gone when the worktree is removed."""
-    return Path(await git_waiting("rev-parse", "--absolute-git-dir", cwd=wt))
+    return git_dir(wt)
 
 
 async def _exclude_tool_caches(clone: Path) -> None:
-    common = await git_waiting("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=clone)
-    exclude = Path(common) / "info" / "exclude"
+    exclude = common_dir(clone) / "info" / "exclude"
     text = exclude.read_text() if exclude.exists() else ""
     missing = [p for p in TOOL_CACHES if p not in text.splitlines()]
     if missing:
@@ -401,17 +412,15 @@ async def _commit(wt: Path, request: CommitRequest) -> CommitResult:
     tree = await git_waiting("write-tree", cwd=wt)
     if tree == await rev(wt, f"{base}^{{tree}}"):
         if head != base:  # the task undid its earlier commit: zero commits, not an empty one
-            await git_waiting("update-ref", f"refs/heads/{branch}", base, head, cwd=wt)
+            await update_ref(wt, f"refs/heads/{branch}", base, head)
         return CommitResult(commit=None, no_changes=True)
     message = task_commit_message(request.task_id, request.title)
     if head != base and await is_task_commit(wt, head, parent=base, tree=tree, message=message):
         commit = head  # a retry after the commit landed
     else:
         # A new commit on the base replaces (amends) any commit of an earlier attempt.
-        commit = await git_waiting(
-            "commit-tree", tree, "-p", base, "-F", "-", cwd=wt, stdin=message
-        )
-        await uninterrupted(git_waiting("update-ref", f"refs/heads/{branch}", commit, head, cwd=wt))
+        commit = write_commit(wt, tree, base, message)
+        await uninterrupted(update_ref(wt, f"refs/heads/{branch}", commit, head))
     files = await git_waiting(
         *("-c", "core.quotePath=false", "diff-tree", "-r", "--name-only", "--no-commit-id"),
         base,
@@ -424,10 +433,9 @@ async def _commit(wt: Path, request: CommitRequest) -> CommitResult:
 async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) -> bool:
     """Keep a cancelled task's changes as a commit on its branch; False when it has none
     or when it is finished (merged, its worktree merely not removed yet)."""
-    recorded = await run_git("rev-parse", "--verify", "--quiet", base_ref(branch), cwd=wt)
-    if recorded.returncode or await current_branch(wt) != branch:
+    base = await resolved(wt, base_ref(branch))
+    if base is None or await current_branch(wt) != branch:
         return False
-    base = recorded.stdout
     if await find_task_commit(wt, base, exec_head, task_id) is not None:
         return False
     await git_waiting("add", "-A", cwd=wt, timeout=LONG)
@@ -440,9 +448,7 @@ async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) 
             f"{task_id}: unfinished work (cancelled before its gates passed)\n\n"
             f"{UNFINISHED_TRAILER}: {task_id}\n"
         )
-        commit = await git_waiting(
-            "commit-tree", tree, "-p", base, "-F", "-", cwd=wt, stdin=message
-        )
+        commit = write_commit(wt, tree, base, message)
         await git_waiting("update-ref", f"refs/heads/{branch}", commit, head, cwd=wt)
     return True
 
@@ -450,18 +456,23 @@ async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) 
 # --- removing --------------------------------------------------------------------------------
 
 
-async def _discard_worktree(clone: Path, path: Path) -> None:
-    """Remove a worktree and its registration; fine when either is already gone."""
-    if await worktree_at(clone, path) is not None:
+async def _discard_worktree(clone: Path, path: Path, *, registered: bool | None = None) -> None:
+    """Remove a worktree and its registration; fine when either is already gone.
+    `registered`: whether git lists the worktree, when the caller just looked."""
+    if registered is None:
+        registered = await worktree_at(clone, path) is not None
+    removed = False
+    if registered:
         # Twice forced: also when locked or dirty. A failure (e.g. submodules) falls back
         # to deleting the folder and pruning.
-        await run_git("worktree", "remove", "--force", "--force", str(path), cwd=clone)
+        done = await run_git("worktree", "remove", "--force", "--force", str(path), cwd=clone)
+        removed = done.returncode == 0
     if path.exists() or path.is_symlink():
+        removed = False
         await asyncio.to_thread(shutil.rmtree, path, True)
-    await git_waiting("worktree", "prune", cwd=clone)
+    if not removed:  # a clean `worktree remove` took its registration with it
+        await git_waiting("worktree", "prune", cwd=clone)
 
 
 async def _delete_refs(clone: Path, *refs: str) -> None:
-    await git_waiting(
-        "update-ref", "--stdin", cwd=clone, stdin="".join(f"delete {r}\n" for r in refs)
-    )
+    await delete_ref_names(clone, *refs)

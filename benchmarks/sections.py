@@ -177,7 +177,7 @@ async def breakdown(client: Client, run: ExecutionRun) -> str:
                     wft_run += (when - wft_started[key, sid]).total_seconds()
                     wft_count += 1
     n = run.tasks
-    top = sorted(running.items(), key=lambda kv: -kv[1])[:5]
+    top = sorted(running.items(), key=lambda kv: -kv[1])[:8]
     acts = ", ".join(f"{name} {seconds(total / n)}" for name, total in top)
     return (
         f"activities running {seconds(sum(running.values()) / n)} ({acts}, ...); "
