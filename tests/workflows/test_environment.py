@@ -396,13 +396,26 @@ async def test_status_file_is_always_valid_json_and_ends_as_coord_status(
     client: Client, cli_env: dict[str, str], worker: None, task_queue: str, tmp_path: Path
 ) -> None:
     make_repo(tmp_path / "repo")
+    # The last task waits until the test has seen the file show some tasks done and not all
+    # (then it says so with `go`): no race between fast tasks and the file's updates. Unjailed,
+    # so it sees `go`; after two minutes it gives up and the run fails.
+    go = tmp_path / "go"
+    last = f"for i in $(seq 1200); do [ -f {go} ] && break; sleep 0.1; done; test -f {go}"
     tasks = [
-        shell_task(f"t{i}", f"sleep 0.{3 + i}; echo {i} > t{i}.txt", depends_on=deps)
-        for i, deps in enumerate([[], [], ["t0"], ["t1", "t2"]])
+        shell_task(f"t{i}", f"{wait}echo {i} > t{i}.txt", depends_on=deps)
+        for i, (deps, wait) in enumerate(
+            [([], ""), ([], ""), (["t0"], ""), (["t1", "t2"], f"{last} && ")]
+        )
     ]
     write_plan(
         tmp_path,
-        {"status_file": True, "max_parallel": 2, "tasks": tasks, "gates": [ALL_FILES]},
+        {
+            "status_file": True,
+            "max_parallel": 2,
+            "tasks": tasks,
+            "gates": [ALL_FILES],
+            "confine": "off",
+        },
     )
     eid = f"status-{uuid.uuid4().hex[:8]}"
     # `coord run FOLDER`: the plan.yaml in it.
@@ -421,6 +434,8 @@ async def test_status_file_is_always_valid_json_and_ends_as_coord_status(
                 )
         if status_file is not None and status_file.exists():
             reads.append(json.loads(status_file.read_text()))  # never half a file
+            if 0 < sum(t["status"] == "passed" for t in reads[-1]["tasks"]) < 4:
+                go.touch()
         await asyncio.sleep(0.01)
     report: ExecutionReport = await result
 
