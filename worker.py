@@ -90,6 +90,7 @@ def activities(
         worktrees.create_task_worktree,
         worktrees.commit_task,
         worktrees.merge_task,
+        worktrees.land_task,
         worktrees.remove_task_worktree,
         worktrees.commit_pending_work,
         worktrees.diff_from_base,

@@ -60,28 +60,34 @@ async def publish_branch(request: PublishRequest) -> PublishResult:
     """Push the execution branch, with `commit` on it, to its home. Runs after each merge,
     outside the merge lock: parallel tasks do not wait for each other's pushes, and a push
     that lost the race to a later head is fine when that head contains `commit`."""
-    clone = Path(request.workspace)
     async with heartbeating(f"publish {request.branch}"):
-        if (await run_git("cat-file", "-e", f"{request.commit}^{{commit}}", cwd=clone)).returncode:
+        head = await publish_commit(
+            Path(request.workspace), request.branch, request.home, request.commit
+        )
+    return PublishResult(head=head)
+
+
+async def publish_commit(clone: Path, branch: str, home: str, commit: str) -> str:
+    """`publish_branch`'s work (also part of landing a task, activities/worktree_land.py):
+    the branch's head in its home afterwards, `commit` or a later head."""
+    if (await run_git("cat-file", "-e", f"{commit}^{{commit}}", cwd=clone)).returncode:
+        raise ApplicationError(
+            f"commit {commit[:12]} is not in {clone}: it was merged on another worker's clone",
+            type=COMMIT_MISSING,
+            non_retryable=True,
+        )
+    try:
+        await publish(clone, branch, home)
+    except GitError as err:
+        tip = await fetch_from_home(clone, branch, home)
+        if tip is None or not await contains(clone, commit, tip):
+            # The network or a busy filesystem: worth a retry.
             raise ApplicationError(
-                f"commit {request.commit[:12]} is not in {clone}: it was merged on another "
-                "worker's clone",
-                type=COMMIT_MISSING,
-                non_retryable=True,
-            )
-        try:
-            await publish(clone, request.branch, request.home)
-        except GitError as err:
-            tip = await fetch_from_home(clone, request.branch, request.home)
-            if tip is None or not await contains(clone, request.commit, tip):
-                # The network or a busy filesystem: worth a retry.
-                raise ApplicationError(
-                    f"could not push the execution branch {request.branch} to its home "
-                    f"{request.home}: {err}",
-                    type="PublishFailed",
-                ) from err
-            return PublishResult(head=tip)
-    return PublishResult(head=request.commit)
+                f"could not push the execution branch {branch} to its home {home}: {err}",
+                type="PublishFailed",
+            ) from err
+        return tip
+    return commit
 
 
 async def fetch_from_home(clone: Path, branch: str, home: str) -> str | None:

@@ -1,10 +1,11 @@
 """The git steps under the task worktrees (activities/worktrees.py, activities/worktree_merge.py):
 git that waits out a busy lock, git failures as Temporal sees them, refs, the recorded base of
-a task branch, the list of worktrees, and a `--stat` clipped to size."""
+a task branch, the list of worktrees, removing a worktree, and a `--stat` clipped to size."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from activities.git import (
     GitError,
     common_dir,
     git,
+    git_dir,
     is_git_repo,
     lock_in_the_way,
     remove_stale_lock,
@@ -254,3 +256,29 @@ async def merge_tree(cwd: Path, ours: str, theirs: str) -> Merged:
         return Merged(tree)
     conflicts = [m for m in messages.splitlines() if m.startswith("CONFLICT")]
     return Merged(tree, conflict_files, conflicts or ["CONFLICT: the merge failed"])
+
+
+# --- a worktree's own folder, and removing a worktree -----------------------------------------
+
+
+def admin_dir(wt: Path) -> Path:
+    """The worktree's own git folder: private to it, gone when the worktree is removed."""
+    return git_dir(wt)
+
+
+async def discard_worktree(clone: Path, path: Path, *, registered: bool | None = None) -> None:
+    """Remove a worktree and its registration; fine when either is already gone.
+    `registered`: whether git lists the worktree, when the caller just looked."""
+    if registered is None:
+        registered = await worktree_at(clone, path) is not None
+    removed = False
+    if registered:
+        # Twice forced: also when locked or dirty. A failure (e.g. submodules) falls back
+        # to deleting the folder and pruning.
+        done = await run_git("worktree", "remove", "--force", "--force", str(path), cwd=clone)
+        removed = done.returncode == 0
+    if path.exists() or path.is_symlink():
+        removed = False
+        await asyncio.to_thread(shutil.rmtree, path, True)
+    if not removed:  # a clean `worktree remove` took its registration with it
+        await git_waiting("worktree", "prune", cwd=clone)

@@ -92,7 +92,9 @@ async def merge(clone: Path, request: MergeRequest) -> MergeResult:
         ticked = await _ticked(clone, merged.tree, request)
         new = await _commit_tree(clone, ticked.tree, exec_head, message)
     await uninterrupted(_advance(clone, request.execution_branch, exec_head, new))
-    return MergeResult(merged=True, head=new, commit=new, tick_note=ticked.note or None)
+    return MergeResult(
+        merged=True, head=new, commit=new, tick_note=ticked.note or None, previous=exec_head
+    )
 
 
 async def _commit_tree(clone: Path, tree: str, parent: str, message: str) -> str:

@@ -16,8 +16,10 @@ written as objects in-process (libgit2, activities/git_objects.py) and branches 
 every git the coordinator runs, and libgit2 runs none). Refs and revisions are resolved
 in-process too: a `git` per lookup cost a few milliseconds each, a dozen per task.
 
-Here: the activities, creating (and replaying) a worktree, committing, removing. The merge is
-in activities/worktree_merge.py, the git steps both use in activities/worktree_git.py.
+Here: the activities, creating (and replaying) a worktree, cleaning up. The commit is in
+activities/worktree_commit.py, the merge in activities/worktree_merge.py, a task's commit,
+merge, push and removal as one step in activities/worktree_land.py, the git steps they share
+in activities/worktree_git.py.
 """
 
 from __future__ import annotations
@@ -35,27 +37,26 @@ from temporalio.exceptions import ApplicationError
 from activities.conflicts import (
     conflict_facts,
     forget_conflicts,
-    markers_added,
-    markers_left,
     record_conflict,
 )
 from activities.git import (
     common_dir,
-    git_dir,
     repo_lock,
     run_git,
 )
 from activities.git_objects import valid_ref_name, write_commit
 from activities.heartbeat import heartbeating
+from activities.worktree_commit import commit_worktree
 from activities.worktree_git import (
     LONG,
+    admin_dir,
     clip_stat,
     current_branch,
     delete_ref_names,
+    discard_worktree,
     find_task_commit,
     git_errors,
     git_waiting,
-    is_task_commit,
     merge_tree,
     ref_exists,
     resolved,
@@ -67,16 +68,18 @@ from activities.worktree_git import (
     worktree_at,
     worktree_entries,
 )
+from activities.worktree_land import land
 from activities.worktree_merge import TASK_BRANCH_MISSING as TASK_BRANCH_MISSING
 from activities.worktree_merge import merge
 from coordinator.branches import (
     MAX_DIFF_FILES,
-    TASK_BRANCH_PREFIX,
     CommitRequest,
     CommitResult,
     CreateWorktreeRequest,
     DiffRequest,
     DiffSummary,
+    LandRequest,
+    LandResult,
     MergeRequest,
     MergeResult,
     PendingWorkRequest,
@@ -86,7 +89,6 @@ from coordinator.branches import (
     artifacts_dir,
     base_ref,
     task_branch,
-    task_commit_message,
     task_worktree_path,
 )
 from coordinator.conflicts import describe
@@ -141,7 +143,7 @@ class WorktreeActivities:
         wt = Path(request.worktree)
         async with heartbeating(f"commit {request.task_id}"):
             with git_errors():
-                return await _commit(wt, request)
+                return await commit_worktree(wt, request)
 
     @activity.defn(name="merge_task")
     async def merge_task(self, request: MergeRequest) -> MergeResult:
@@ -153,6 +155,17 @@ class WorktreeActivities:
                 async with repo_lock(clone):
                     return await merge(clone, request)
 
+    @activity.defn(name="land_task")
+    async def land_task(self, request: LandRequest) -> LandResult:
+        """A task's commit, merge, push and worktree removal in one step
+        (activities/worktree_land.py): what `commit_task`, `merge_task`, `publish_branch` and
+        `remove_task_worktree` do, with one round trip instead of four."""
+        clone = Path(request.merge.workspace)
+        path = self._worktree_path(request.execution_id, request.merge.task_id)
+        async with heartbeating(f"land {request.merge.task_id}"):
+            with git_errors():
+                return await land(clone, request, path)
+
     @activity.defn(name="remove_task_worktree")
     async def remove_task_worktree(self, request: RemoveWorktreeRequest) -> None:
         clone = Path(request.workspace)
@@ -161,9 +174,9 @@ class WorktreeActivities:
         async with heartbeating(f"remove worktree of {request.task_id}"):
             with git_errors():
                 async with repo_lock(clone):
-                    await _discard_worktree(clone, path)
+                    await discard_worktree(clone, path)
                     if request.delete_branch:
-                        await _delete_refs(clone, f"refs/heads/{branch}", base_ref(branch))
+                        await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
 
     @activity.defn(name="commit_pending_work")
     async def commit_pending_work(self, request: PendingWorkRequest) -> PendingWorkResult:
@@ -217,10 +230,10 @@ class WorktreeActivities:
             task_id = branch.removeprefix(prefix)
             if await usable(entry) and await _keep_unfinished(entry.path, branch, task_id, head):
                 result.unfinished_branches[task_id] = branch
-            await _discard_worktree(clone, entry.path)
+            await discard_worktree(clone, entry.path)
             result.removed_worktrees.append(task_id)
             if task_id not in result.unfinished_branches:
-                await _delete_refs(clone, f"refs/heads/{branch}", base_ref(branch))
+                await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
         if worktrees_dir.exists():  # folders of worktrees whose creation was cut short
             await asyncio.to_thread(shutil.rmtree, worktrees_dir, True)
         await git_waiting("worktree", "prune", cwd=clone)
@@ -265,7 +278,7 @@ async def _create(
         if entry is not None or path.exists() or path.is_symlink():
             # An `add` cut short by a crash, or a folder left without its registration: start
             # again (with nothing at all there, as usual, nothing to clean up).
-            await _discard_worktree(clone, path, registered=entry is not None)
+            await discard_worktree(clone, path, registered=entry is not None)
         entry = None
         keep_branch = (
             request.attempt > 1
@@ -293,7 +306,7 @@ async def _create(
             "checkout", "--quiet", "--force", "-B", branch, exec_head, cwd=path, timeout=LONG
         )
         await git_waiting("clean", "-ffdq", cwd=path, timeout=LONG)
-        forget_conflicts(await _admin_dir(path))
+        forget_conflicts(admin_dir(path))
         await update_ref(clone, bref, exec_head)
         return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head)
     if await current_branch(path) != branch:
@@ -330,7 +343,7 @@ async def _replay(
     # Branch names as arguments label the conflict markers for the fixer.
     merged = await merge_tree(wt, request.execution_branch, branch)
     await git_waiting("read-tree", "--reset", "-u", merged.tree, cwd=wt, timeout=LONG)
-    admin = await _admin_dir(wt)
+    admin = admin_dir(wt)
     conflict = None
     if merged.conflicts:
         facts = await conflict_facts(
@@ -361,18 +374,13 @@ async def _replay(
 
 async def _replay_record(wt: Path, attempt: int, base: str) -> TaskWorktree | None:
     """What the replay of this very attempt returned, if it happened."""
-    record = await _admin_dir(wt) / REPLAY_RECORD
+    record = admin_dir(wt) / REPLAY_RECORD
     with suppress(FileNotFoundError, KeyError, TypeError, ValueError):  # none, or torn
         data = json.loads(record.read_text())
         found = TaskWorktree.model_validate(data["worktree"])
         if data["attempt"] == attempt and found.base_commit == base:
             return found
     return None
-
-
-async def _admin_dir(wt: Path) -> Path:
-    """The worktree's own git folder: private to it, gone when the worktree is removed."""
-    return git_dir(wt)
 
 
 async def _exclude_tool_caches(clone: Path) -> None:
@@ -385,49 +393,6 @@ async def _exclude_tool_caches(clone: Path) -> None:
         lines = "\n".join(["# added by coord: caches gates leave behind", *missing])
         with exclude.open("a") as out:
             out.write(f"{prefix}{lines}\n")
-
-
-# --- committing ----------------------------------------------------------------------------
-
-
-async def _commit(wt: Path, request: CommitRequest) -> CommitResult:
-    branch = await current_branch(wt)
-    if branch is None or not branch.startswith(TASK_BRANCH_PREFIX):
-        raise ApplicationError(
-            f"{wt} is not on a task branch (HEAD: {branch or 'detached'}); "
-            "create it with create_task_worktree",
-            type="NotATaskWorktree",
-            non_retryable=True,
-        )
-    base = await task_base(wt, branch, None)
-    head = await rev(wt, "HEAD")
-    admin = await _admin_dir(wt)
-    left, others = await markers_left(wt, admin)
-    if left:  # nothing with conflict markers is committed, let alone merged
-        return CommitResult(commit=None, unresolved=left, conflicting_with=others)
-    await git_waiting("add", "-A", cwd=wt, timeout=LONG)
-    if moved := await markers_added(wt, admin, base):  # markers under another name
-        _, others = await markers_left(wt, admin, everything=True)
-        return CommitResult(commit=None, unresolved=moved, conflicting_with=others)
-    tree = await git_waiting("write-tree", cwd=wt)
-    if tree == await rev(wt, f"{base}^{{tree}}"):
-        if head != base:  # the task undid its earlier commit: zero commits, not an empty one
-            await update_ref(wt, f"refs/heads/{branch}", base, head)
-        return CommitResult(commit=None, no_changes=True)
-    message = task_commit_message(request.task_id, request.title)
-    if head != base and await is_task_commit(wt, head, parent=base, tree=tree, message=message):
-        commit = head  # a retry after the commit landed
-    else:
-        # A new commit on the base replaces (amends) any commit of an earlier attempt.
-        commit = write_commit(wt, tree, base, message)
-        await uninterrupted(update_ref(wt, f"refs/heads/{branch}", commit, head))
-    files = await git_waiting(
-        *("-c", "core.quotePath=false", "diff-tree", "-r", "--name-only", "--no-commit-id"),
-        base,
-        commit,
-        cwd=wt,
-    )
-    return CommitResult(commit=commit, files_changed=files.splitlines())
 
 
 async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) -> bool:
@@ -451,28 +416,3 @@ async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) 
         commit = write_commit(wt, tree, base, message)
         await git_waiting("update-ref", f"refs/heads/{branch}", commit, head, cwd=wt)
     return True
-
-
-# --- removing --------------------------------------------------------------------------------
-
-
-async def _discard_worktree(clone: Path, path: Path, *, registered: bool | None = None) -> None:
-    """Remove a worktree and its registration; fine when either is already gone.
-    `registered`: whether git lists the worktree, when the caller just looked."""
-    if registered is None:
-        registered = await worktree_at(clone, path) is not None
-    removed = False
-    if registered:
-        # Twice forced: also when locked or dirty. A failure (e.g. submodules) falls back
-        # to deleting the folder and pruning.
-        done = await run_git("worktree", "remove", "--force", "--force", str(path), cwd=clone)
-        removed = done.returncode == 0
-    if path.exists() or path.is_symlink():
-        removed = False
-        await asyncio.to_thread(shutil.rmtree, path, True)
-    if not removed:  # a clean `worktree remove` took its registration with it
-        await git_waiting("worktree", "prune", cwd=clone)
-
-
-async def _delete_refs(clone: Path, *refs: str) -> None:
-    await delete_ref_names(clone, *refs)

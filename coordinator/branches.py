@@ -111,6 +111,9 @@ class MergeResult(BaseModel):
     commit: str | None = None  # the task's commit on the execution branch
     # With a `tick`: "ticked in tasks.md", or why the plan file was left as it was.
     tick_note: str | None = None
+    # The head this merge moved the branch from (None: it did not move it). Lands of
+    # parallel tasks report in any order; this tells which head is the latest.
+    previous: str | None = None
 
 
 class PublishRequest(BaseModel):
@@ -124,6 +127,27 @@ class PublishRequest(BaseModel):
 
 class PublishResult(BaseModel):
     head: str  # the branch in its home after the push: `commit` or a later head
+
+
+class LandRequest(BaseModel):
+    """A task's last steps in one activity (activities/worktree_land.py): its commit in
+    `worktree`, the merge, the push to the branch's `home` (None: none) and the worktree's
+    removal with its branch. `base_commit` is the worktree's base: a retry after an earlier
+    try landed and removed everything finds the task's commit from there."""
+
+    worktree: str
+    attempt: Attempt = 1
+    base_commit: str
+    merge: MergeRequest
+    home: str | None = None
+    execution_id: str
+
+
+class LandResult(BaseModel):
+    committed: CommitResult
+    merged: MergeResult | None = None  # None: nothing to merge (conflict markers left)
+    published: str | None = None  # the branch's head in its home after the push
+    removed: bool = False  # the worktree and its branch are gone
 
 
 class RemoveWorktreeRequest(BaseModel):

@@ -52,6 +52,7 @@ class GateLoop:
         ws, runs = self.request.workspace, self.until.tries
         # No merge may move the branch under the gates.
         async with self.phase.branch_lock:
+            await self.phase.landings.drained()
             self.results = [
                 await steps.run_gate(
                     ws,

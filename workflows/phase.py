@@ -19,6 +19,8 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.branches import (
+        LandRequest,
+        LandResult,
         MergeRequest,
         MergeResult,
     )
@@ -33,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.report import GateSummary, Spend, TaskState
     from coordinator.work import GateResult
     from workflows import steps
+    from workflows.landings import Landings
 
 # Signals between an execution and its phases (not for humans: they use the execution's).
 TASK_UPDATE = "phase_task_update"
@@ -62,6 +65,9 @@ class PhaseWorkflow:
         self._escalations = 0
         # One merge into the execution branch at a time, and no merge while gates run there.
         self.branch_lock = asyncio.Lock()
+        # Tasks landing in one step (commit, merge, push, removal) do not take the lock:
+        # their merges take turns on the worker. Gates and fixes wait until they are done.
+        self.landings = Landings()
         # Claude spending in this phase (USD), the budget as raised by a human, and one
         # budget question at a time however many tasks run into the limit together.
         self.phase_spent = 0.0
@@ -314,6 +320,7 @@ class PhaseWorkflow:
         with `tick`, the same commit ticks the task in its plan file."""
         ws = request.workspace
         async with self.branch_lock:
+            await self.landings.drained()
             merged = await steps.merge(
                 ws,
                 MergeRequest(
@@ -330,6 +337,19 @@ class PhaseWorkflow:
             # Before the task counts as done: its commit survives the loss of this host.
             await steps.publish(ws, merged.head)
         return merged
+
+    async def land(self, request: PhaseInput, landing: LandRequest) -> LandResult:
+        """A task's commit, merge, push and worktree removal as one step, beside other
+        tasks' landings (workflows/landings.py)."""
+        ws = request.workspace
+        await self.landings.begin(self.branch_lock)
+        merged = None
+        try:
+            landed = await steps.land(ws, landing)
+            merged = landed.merged
+        finally:
+            self.landings.end(ws, merged)
+        return landed
 
     def fixer(self, request: PhaseInput, default: str | None = None) -> SpecialistRef:
         name = request.plan.fixer or default or "fixer"

@@ -32,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
         CreateWorktreeRequest,
         DiffRequest,
         DiffSummary,
+        LandRequest,
+        LandResult,
         MergeRequest,
         MergeResult,
         PendingWorkRequest,
@@ -287,6 +289,37 @@ async def publish(ws: Workspace, commit: str) -> None:
         if _failure_type(err) == COMMIT_MISSING and ws.moves:
             raise HostLost(f"publish {commit[:12]}", None, ws) from err
         raise
+
+
+async def land(ws: Workspace, request: LandRequest) -> LandResult:
+    """A task's `commit`, `merge`, `publish` and `remove_worktree` in one activity, with the
+    same rules: on a new host, a task whose branch or commit stayed on the old one is
+    HostLost (unless it landed before the old host went)."""
+    update: dict[str, object] = {}
+    if ws.host_queue is not None:
+        update["merge"] = request.merge.model_copy(update={"since": ws.base_commit})
+        if ws.home is not None:
+            update["home"] = ws.home
+    request = request.model_copy(update=update) if update else request
+    branch = request.merge.task_branch
+    placed = placement.placed_on(ws, branch)
+    try:
+        result, _, _ = await _git_step(
+            ws,
+            WorktreeActivities.land_task,
+            request,
+            f"land {request.merge.task_id}: {request.merge.title}",
+            worktree="worktree",
+        )
+    except ActivityError as err:
+        if _failure_type(err) in (TASK_BRANCH_MISSING, COMMIT_MISSING) and ws.moves:
+            raise HostLost(
+                f"land {request.merge.task_id}", placed.host_queue if placed else None, ws
+            ) from err
+        raise
+    if result.removed:
+        placement.forget_worktree(ws, branch)
+    return result
 
 
 async def remove_worktree(ws: Workspace, request: RemoveWorktreeRequest) -> None:

@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     from coordinator.attempts import AttemptFailure, feedback_for
     from coordinator.backends import spends_tokens
-    from coordinator.branches import CommitRequest
+    from coordinator.branches import CommitRequest, LandRequest, MergeRequest, MergeResult
     from coordinator.claude import AttemptSpend
     from coordinator.conflicts import markers_left
     from coordinator.escalation import Action, Escalation, Resolution
@@ -35,6 +35,9 @@ with workflow.unsafe.imports_passed_through():
 FINISHED = ("passed", "skipped", "failed")
 # A task's commit refused for conflict markers left in its files is a failed attempt.
 MARKERS_PATCH = "conflict-markers-refuse-commit"
+# A task's commit, merge, push and worktree removal in one activity (before: four), landing
+# beside other tasks' (workflows/landings.py).
+LAND_PATCH = "task-lands-in-one-step"
 
 
 class TaskRound:
@@ -391,27 +394,10 @@ class TaskWork(TaskBudgets):
         if failing:
             error = f"gate {failing[0].name} failed: {first_line(failing[0].output_tail)}"
             return self._strike(run, error, failing_output(gates))
-        committed = await steps.commit(
-            ws,
-            CommitRequest(
-                worktree=worktree.path, task_id=task.id, title=task.title, attempt=state.attempts
-            ),
-        )
-        if committed.unresolved and workflow.patched(MARKERS_PATCH):
-            error = markers_left(committed.unresolved, committed.conflicting_with)
-            self._failed(state, run.failures, error)
-            run.error, run.tail = error, ""
-            return Miss.STRIKE
-        source = request.plan.source
-        tick = source.request_for(task.id) if source is not None else None
-        merged = await self.merge_into_branch(
-            request, worktree.branch, task.id, task.title, tick=tick
-        )
-        if not merged.merged:
-            conflict = merged.conflict or ""
-            return self._strike(
-                run, "merge conflict: " + conflict.strip().partition("\n")[0], conflict
-            )
+        landed = await self._commit_and_merge(request, run, attempt)
+        if isinstance(landed, Miss):
+            return landed
+        merged, removed = landed
         # Merged is done, whatever happens next (the worktree is also swept at the end).
         state.status = "passed"
         state.commit = merged.commit
@@ -420,8 +406,66 @@ class TaskWork(TaskBudgets):
         state.finished_at = workflow.now()
         self._failures.pop(task.id, None)
         await self.notify_task(state)
-        await attempt.remove()
+        if not removed:
+            await attempt.remove()
         return Done(None)
+
+    async def _commit_and_merge(
+        self, request: PhaseInput, run: TaskRound, attempt: WorktreeAttempt
+    ) -> tuple[MergeResult, bool] | Miss:
+        """The task's one commit onto the execution branch: (the merge, whether the worktree
+        is gone with it), or the strike of a commit refused or a merge that conflicted.
+        Since LAND_PATCH in one activity (commit, merge, push, removal), before it in three."""
+        ws, task, state, worktree = request.workspace, run.task, run.state, attempt.worktree
+        source = request.plan.source
+        tick = source.request_for(task.id) if source is not None else None
+        merge = MergeRequest(
+            workspace=ws.path,
+            execution_branch=ws.branch,
+            task_branch=worktree.branch,
+            task_id=task.id,
+            title=task.title,
+            tick=tick,
+        )
+        merged: MergeResult | None = None
+        removed = False
+        if workflow.patched(LAND_PATCH):
+            landed = await self.land(
+                request,
+                LandRequest(
+                    worktree=worktree.path,
+                    attempt=state.attempts,
+                    base_commit=worktree.base_commit,
+                    merge=merge,
+                    execution_id=request.execution_id,
+                ),
+            )
+            committed, merged, removed = landed.committed, landed.merged, landed.removed
+        else:
+            committed = await steps.commit(
+                ws,
+                CommitRequest(
+                    worktree=worktree.path,
+                    task_id=task.id,
+                    title=task.title,
+                    attempt=state.attempts,
+                ),
+            )
+        if committed.unresolved and workflow.patched(MARKERS_PATCH):
+            error = markers_left(committed.unresolved, committed.conflicting_with)
+            self._failed(state, run.failures, error)
+            run.error, run.tail = error, ""
+            return Miss.STRIKE
+        if merged is None:
+            merged = await self.merge_into_branch(
+                request, worktree.branch, task.id, task.title, tick=tick
+            )
+        if not merged.merged:
+            conflict = merged.conflict or ""
+            return self._strike(
+                run, "merge conflict: " + conflict.strip().partition("\n")[0], conflict
+            )
+        return merged, removed
 
     def _strike(self, run: TaskRound, error: str, tail: str) -> Miss:
         """A failed attempt: the next one is told why, with the output tail."""

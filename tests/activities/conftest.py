@@ -1,12 +1,14 @@
 """The scripted Messages API server for the claude-code tests, with the in-process worker
-pointed at it."""
+pointed at it; the scratch execution of the worktree tests."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from tests.activities.worktree_support import Execution, scratch_execution
 from tests.anthropic_server import MessagesAPI, serve_messages_api
 
 
@@ -17,3 +19,9 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[MessagesAPI]:
         for name, value in server.env().items():
             monkeypatch.setenv(name, value)
         yield server
+
+
+@pytest.fixture
+async def ex(tmp_path: Path) -> Execution:
+    """A scratch execution for the worktree activities: a repository and its clone."""
+    return await scratch_execution(tmp_path)

@@ -18,7 +18,7 @@ from coordinator.progress import PlanSource, PlanTickRequest, TaskTick
 from coordinator.readers import read_markdown
 from coordinator.report import ExecutionReport, TaskState
 from coordinator.ticks import tick_plan_text
-from tests.activities.test_worktrees import BRANCH, EXECUTION, Execution, git, run, title, write
+from tests.activities.worktree_support import BRANCH, EXECUTION, Execution, git, run, title, write
 
 TASKS = textwrap.dedent(
     """\

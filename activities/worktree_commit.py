@@ -1,0 +1,74 @@
+"""A task's one commit: everything in its worktree (minus ignored files) on the task's base.
+
+A commit already on the branch (an earlier attempt, or the specialist's own commits) is
+replaced, so a task is always exactly one commit; a retry after the commit landed finds it and
+returns it unchanged. While a file of a conflict replayed into the worktree still holds
+conflict markers, nothing is committed: the result says where. The index is the
+specialist's, so `add -A`, `write-tree` and `diff-tree` stay with git; the commit object and
+the ref move are in-process (activities/git_objects.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio.exceptions import ApplicationError
+
+from activities.conflicts import markers_added, markers_left
+from activities.git_objects import write_commit
+from activities.worktree_git import (
+    LONG,
+    admin_dir,
+    current_branch,
+    git_waiting,
+    is_task_commit,
+    rev,
+    task_base,
+    uninterrupted,
+    update_ref,
+)
+from coordinator.branches import (
+    TASK_BRANCH_PREFIX,
+    CommitRequest,
+    CommitResult,
+    task_commit_message,
+)
+
+
+async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
+    branch = await current_branch(wt)
+    if branch is None or not branch.startswith(TASK_BRANCH_PREFIX):
+        raise ApplicationError(
+            f"{wt} is not on a task branch (HEAD: {branch or 'detached'}); "
+            "create it with create_task_worktree",
+            type="NotATaskWorktree",
+            non_retryable=True,
+        )
+    base = await task_base(wt, branch, None)
+    head = await rev(wt, "HEAD")
+    admin = admin_dir(wt)
+    left, others = await markers_left(wt, admin)
+    if left:  # nothing with conflict markers is committed, let alone merged
+        return CommitResult(commit=None, unresolved=left, conflicting_with=others)
+    await git_waiting("add", "-A", cwd=wt, timeout=LONG)
+    if moved := await markers_added(wt, admin, base):  # markers under another name
+        _, others = await markers_left(wt, admin, everything=True)
+        return CommitResult(commit=None, unresolved=moved, conflicting_with=others)
+    tree = await git_waiting("write-tree", cwd=wt)
+    if tree == await rev(wt, f"{base}^{{tree}}"):
+        if head != base:  # the task undid its earlier commit: zero commits, not an empty one
+            await update_ref(wt, f"refs/heads/{branch}", base, head)
+        return CommitResult(commit=None, no_changes=True)
+    message = task_commit_message(request.task_id, request.title)
+    if head != base and await is_task_commit(wt, head, parent=base, tree=tree, message=message):
+        commit = head  # a retry after the commit landed
+    else:
+        # A new commit on the base replaces (amends) any commit of an earlier attempt.
+        commit = write_commit(wt, tree, base, message)
+        await uninterrupted(update_ref(wt, f"refs/heads/{branch}", commit, head))
+    files = await git_waiting(
+        *("-c", "core.quotePath=false", "diff-tree", "-r", "--name-only", "--no-commit-id"),
+        base,
+        commit,
+        cwd=wt,
+    )
+    return CommitResult(commit=commit, files_changed=files.splitlines())

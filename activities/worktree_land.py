@@ -1,0 +1,126 @@
+"""Landing a task in one activity: commit, merge, publish, remove.
+
+These were four activities, each a round trip through the server and a workflow task; as one,
+a task costs its workflow a third of the events and waits. Each step is the same code as the
+separate activities (activities/worktree_commit.py, activities/worktree_merge.py,
+activities/home.py, activities/worktree_git.py), and the whole can be retried after a crash
+at any point:
+
+- before the merge: the commit is found or made again, the merge happens once;
+- after the merge: the merge finds the task's commit on the execution branch (its trailer)
+  and reports it merged; the push and the removal are done again;
+- after the removal: the worktree and the task branch are gone; what the landing returned
+  was written down before the removal (a small file in the clone's git folder, for this
+  attempt on this base), else the task's commit is looked up on the execution branch from
+  the worktree's base.
+
+Only the merge holds the clone's lock: the commit works in the task's own worktree, the push
+tolerates a later head, so parallel tasks wait for each other only for the merge itself. A
+worktree that cannot be removed is not a failure: the task has landed, and the end of the
+phase sweeps what is left (`removed` says which).
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+from temporalio import activity
+
+from activities.git import GitError, common_dir, repo_lock
+from activities.home import publish_commit
+from activities.worktree_commit import commit_worktree
+from activities.worktree_git import (
+    delete_ref_names,
+    discard_worktree,
+    find_task_commit,
+    ref_exists,
+    rev,
+)
+from activities.worktree_merge import merge
+from coordinator.branches import (
+    CommitRequest,
+    CommitResult,
+    LandRequest,
+    LandResult,
+    MergeResult,
+    base_ref,
+)
+
+
+async def land(clone: Path, request: LandRequest, removing: Path) -> LandResult:
+    """`removing`: the worktree's folder as the worker places it (never outside its root)."""
+    m = request.merge
+    wt = Path(request.worktree)
+    if (gone := await _landed_and_removed(clone, wt, request)) is not None:
+        return gone
+    committed = await commit_worktree(
+        wt,
+        CommitRequest(
+            worktree=request.worktree, task_id=m.task_id, title=m.title, attempt=request.attempt
+        ),
+    )
+    if committed.unresolved:
+        return LandResult(committed=committed)
+    async with repo_lock(clone):
+        merged = await merge(clone, m)
+    if not merged.merged:
+        return LandResult(committed=committed, merged=merged)
+    published = None
+    if request.home is not None:
+        # Before the task counts as done: its commit survives the loss of this host.
+        published = await publish_commit(clone, m.execution_branch, request.home, merged.head)
+    result = LandResult(committed=committed, merged=merged, published=published, removed=True)
+    _note(clone, request).write_text(_Landed(request=request, result=result).model_dump_json())
+    if not await _remove(clone, removing, m.task_branch):
+        result = result.model_copy(update={"removed": False})
+    return result
+
+
+class _Landed(BaseModel):
+    """What a landing returned, for a retry that finds the worktree gone."""
+
+    request: LandRequest
+    result: LandResult
+
+
+def _note(clone: Path, request: LandRequest) -> Path:
+    folder = common_dir(clone) / "coord-landed"
+    folder.mkdir(exist_ok=True)
+    return folder / (request.merge.task_branch.replace("/", "%") + ".json")
+
+
+async def _landed_and_removed(clone: Path, wt: Path, request: LandRequest) -> LandResult | None:
+    """An earlier try of this activity landed the task and removed its worktree and branch:
+    what it returned, as far as the clone still tells (None: it did not get that far)."""
+    m = request.merge
+    if wt.exists() or await ref_exists(clone, f"refs/heads/{m.task_branch}"):
+        return None
+    with suppress(OSError, ValidationError):
+        noted = _Landed.model_validate_json(_note(clone, request).read_text())
+        if noted.request == request:
+            return noted.result
+    head = await rev(clone, f"refs/heads/{m.execution_branch}")
+    landed = await find_task_commit(clone, request.base_commit, head, m.task_id)
+    if landed is None:
+        return None  # the commit step says what is missing
+    merged = MergeResult(merged=True, head=head, already_merged=True, commit=landed)
+    published = None
+    if request.home is not None:
+        published = await publish_commit(clone, m.execution_branch, request.home, head)
+    return LandResult(
+        committed=CommitResult(commit=landed), merged=merged, published=published, removed=True
+    )
+
+
+async def _remove(clone: Path, wt: Path, branch: str) -> bool:
+    """The worktree and its branch go; False (logged) when git refused: swept later."""
+    try:
+        async with repo_lock(clone):
+            await discard_worktree(clone, wt)
+            await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
+    except (GitError, OSError) as err:
+        activity.logger.warning("the landed worktree %s stays until the sweep: %s", wt, err)
+        return False
+    return True

@@ -1,0 +1,152 @@
+"""Landing a task in one activity (activities/worktree_land.py): commit, merge, push, removal,
+side by side with other tasks, and retried after a crash at any point."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import activities.worktree_land as worktree_land
+from activities.git import GitError
+from coordinator.branches import LandRequest, LandResult, MergeRequest, TaskWorktree, task_branch
+from tests.activities.worktree_support import (
+    BRANCH,
+    EXECUTION,
+    Execution,
+    assert_clean,
+    git,
+    run,
+    title,
+    write,
+)
+
+
+def landing(ex: Execution, wt: TaskWorktree, task_id: str, home: str | None = None) -> LandRequest:
+    return LandRequest(
+        worktree=wt.path,
+        base_commit=wt.base_commit,
+        merge=MergeRequest(
+            workspace=str(ex.clone),
+            execution_branch=BRANCH,
+            task_branch=task_branch(EXECUTION, task_id),
+            task_id=task_id,
+            title=title(task_id),
+        ),
+        home=home,
+        execution_id=EXECUTION,
+    )
+
+
+async def land(ex: Execution, request: LandRequest) -> LandResult:
+    return await run(ex.acts.land_task, request)
+
+
+def branches(ex: Execution) -> list[str]:
+    return git(ex.clone, "for-each-ref", "--format=%(refname)", "refs/heads/coord-task").split()
+
+
+async def test_parallel_tasks_land_at_once_as_one_commit_each(ex: Execution) -> None:
+    wts = await asyncio.gather(*(ex.create(f"t{n}") for n in range(4)))
+    for n, wt in enumerate(wts):
+        write(wt, {f"f{n}.txt": f"{n}\n"})
+
+    results = await asyncio.gather(
+        *(land(ex, landing(ex, wt, f"t{n}")) for n, wt in enumerate(wts))
+    )
+
+    assert sorted(ex.subjects()) == [f"t{n}: do t{n}" for n in range(4)]
+    assert all(r.merged is not None and r.merged.merged and r.removed for r in results)
+    assert [r.committed.files_changed for r in results] == [[f"f{n}.txt"] for n in range(4)]
+    # The merges took turns: each moved the branch from the head the one before left.
+    moves = {r.merged.previous: r.merged.head for r in results if r.merged}
+    head = ex.workspace.head_commit
+    while head in moves:
+        head = moves.pop(head)
+    assert head == ex.head() and not moves
+    assert not any(Path(wt.path).exists() for wt in wts)
+    assert branches(ex) == []
+    assert_clean(ex.clone)
+
+
+async def test_a_retry_after_everything_was_done_returns_the_same(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+    request = landing(ex, wt, "t1")
+    first = await land(ex, request)
+    assert first.removed and not Path(wt.path).exists()
+
+    assert await land(ex, request) == first
+    # Without the note the landing left, the task's commit is found on the branch.
+    for note in (ex.clone / ".git" / "coord-landed").iterdir():
+        note.unlink()
+    again = await land(ex, request)
+    assert first.merged is not None and again.merged is not None
+    assert again.merged.already_merged and again.merged.commit == first.merged.commit
+    assert ex.subjects() == ["t1: do t1"]
+
+
+async def test_a_crash_after_the_merge_is_picked_up_by_the_retry(
+    ex: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+    request = landing(ex, wt, "t1")
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("worker died")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(worktree_land, "discard_worktree", crash)
+        with pytest.raises(RuntimeError, match="worker died"):
+            await land(ex, request)
+    assert ex.subjects() == ["t1: do t1"] and Path(wt.path).exists()
+
+    retried = await land(ex, request)
+    assert retried.merged is not None and retried.merged.already_merged and retried.removed
+    assert ex.subjects() == ["t1: do t1"]
+    assert not Path(wt.path).exists() and branches(ex) == []
+
+
+async def test_a_conflict_keeps_the_worktree_for_the_fixer(ex: Execution) -> None:
+    wt1, wt2 = await asyncio.gather(ex.create("t1"), ex.create("t2"))
+    write(wt1, {"shared.txt": "one\nTWO from t1\nthree\n"})
+    write(wt2, {"shared.txt": "one\ntwo from t2\nthree\n"})
+    assert (await land(ex, landing(ex, wt1, "t1"))).removed
+
+    result = await land(ex, landing(ex, wt2, "t2"))
+
+    assert result.merged is not None and not result.merged.merged
+    assert result.merged.conflict_files == ["shared.txt"] and not result.removed
+    assert result.committed.commit == git(wt2.path, "rev-parse", "HEAD")
+    assert Path(wt2.path).exists() and ex.subjects() == ["t1: do t1"]
+
+
+async def test_the_branch_is_pushed_to_its_home(ex: Execution, tmp_path: Path) -> None:
+    home = tmp_path / "home.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(home)], check=True)
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+
+    result = await land(ex, landing(ex, wt, "t1", home=str(home)))
+
+    assert result.merged is not None and result.published == result.merged.head == ex.head()
+    assert git(home, "rev-parse", BRANCH) == ex.head()
+
+
+async def test_a_worktree_git_cannot_remove_is_left_for_the_sweep(
+    ex: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise GitError(["worktree", "remove"], ex.clone, 1, "busy")
+
+    monkeypatch.setattr(worktree_land, "discard_worktree", refuse)
+    result = await land(ex, landing(ex, wt, "t1"))
+
+    assert result.merged is not None and result.merged.merged and not result.removed
+    assert ex.subjects() == ["t1: do t1"]
