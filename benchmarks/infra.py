@@ -231,9 +231,11 @@ def shell_plan(
     repository: Path,
     *,
     max_parallel: int = 8,
+    gate: str | None = None,
 ) -> dict[str, Any]:
-    """A plan of `shell` tasks, no gates, no review. Each layer depends on the whole previous
-    one (the plan's layer rule). `prompt` is one command for all, or one per task id."""
+    """A plan of `shell` tasks, no review; with `gate`, that command is each task's gate.
+    Each layer depends on the whole previous one (the plan's layer rule). `prompt` is one
+    command for all, or one per task id."""
     return {
         "name": name,
         "repository": str(repository),
@@ -246,6 +248,7 @@ def shell_plan(
                 "specialist": "shell",
                 "prompt": prompt if isinstance(prompt, str) else prompt[task],
                 "layer": f"L{n}",
+                **({"gates": [{"name": "check", "run": gate}]} if gate else {}),
             }
             for n, layer in enumerate(layers)
             for task in layer

@@ -119,7 +119,7 @@ async def overhead_section(bench: Bench) -> None:
                 f"bare {seconds(median(bare) / s.tasks)}: {ratio:.1f}x "
                 f"(the implementation phase alone: "
                 f"{median(r.implementation_span for r in coord) / median(bare):.1f}x)",
-                "coord / bare <= 2x",
+                "coord / bare <= 4x",
             )
             if s.layers and all(len(layer) == 1 for layer in s.layers):
                 bench.add(
@@ -195,12 +195,14 @@ async def parallel_section(bench: Bench) -> None:
     ideal = len(s.layers) * 1.0
     runs = []
     for _ in range(bench.options.repeat):
-        plan = shell_plan("bench-sleep", s.layers, "sleep 1", bench.repo, max_parallel=8)
+        plan = shell_plan(
+            "bench-sleep", s.layers, "sleep 1", bench.repo, max_parallel=8, gate="true"
+        )
         run = await bench.coord.run(plan, bench.execution_id("sleep"), timeout=timeout_for(64))
         runs.append(run)
         if not run.ok:
             break
-    what = "8 layers x 8 of `sleep 1`, max_parallel 8"
+    what = "8 layers x 8 of `sleep 1`, a task gate (`true`) each, max_parallel 8"
     if problem := failed(runs):
         bench.add("parallel", what, problem, "Complete")
         return
@@ -217,7 +219,7 @@ async def parallel_section(bench: Bench) -> None:
         "parallel efficiency: 8 x 1 s / makespan",
         f"execution {ideal / median(makespans):.2f}, "
         f"implementation phase {ideal / median(impl):.2f}",
-        ">= 0.95",
+        ">= 0.90",
     )
     bench.add(
         "parallel",
@@ -257,7 +259,7 @@ async def history_section(bench: Bench) -> None:
             "runs); the largest workflow",
             f"{median(events):.1f} events, {median(size) / 1024:.1f} KiB per task; largest "
             f"{name}: {largest.events:,} events, {largest.size_bytes / 2**20:.2f} MiB{over}",
-            f"every workflow < {WARN_EVENTS:,} events",
+            f"<= 20 events per task, every workflow < {WARN_EVENTS:,} events",
         )
 
 

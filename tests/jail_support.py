@@ -79,6 +79,15 @@ def require_own_network() -> None:
     )
 
 
+async def children_left(name: str, within: float = 20.0) -> list[int]:
+    """This process's children named `name` still living after `within` seconds; [] as soon
+    as there are none (slirp4netns is reaped in the background once its jail is gone)."""
+    deadline = time.monotonic() + within
+    while (found := children_named(name)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return found
+
+
 def children_named(name: str) -> list[int]:
     """This process's living children whose program is `name`."""
     found = []

@@ -40,6 +40,7 @@ from coordinator.validation import validate_plan_file
 from coordinator.work import SpecialistRequest, SpecialistResult
 from tests.engine_support import git, make_repo, running_worker, shell_task, start, write_plan
 from tests.jail_support import (
+    children_left,
     children_named,
     require_bwrap,
     require_own_network,
@@ -298,7 +299,7 @@ async def test_a_jailed_command_has_a_network_but_not_the_hosts_loopback(
         assert "CONNECTED host address" in log, log
     assert "CONNECTED host loopback" not in log
     assert "[coord]" not in log  # no note that the network is missing
-    assert children_named("slirp4netns") == []  # it ended with the jail
+    assert await children_left("slirp4netns") == []  # it ended with the jail
 
 
 async def test_the_network_of_a_jail_ends_with_it_when_its_command_is_stopped(
@@ -314,7 +315,7 @@ async def test_the_network_of_a_jail_ends_with_it_when_its_command_is_stopped(
     with pytest.raises(asyncio.CancelledError):
         await run
     assert running(token) == []
-    assert children_named("slirp4netns") == []
+    assert await children_left("slirp4netns") == []
 
 
 def test_without_slirp4netns_the_jail_shares_the_network_and_the_worker_says_so(

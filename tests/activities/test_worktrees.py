@@ -498,3 +498,16 @@ async def test_missing_execution_branch_is_not_retried(ex: Execution) -> None:
     with pytest.raises(ApplicationError) as raised:
         await run(ex.acts.merge_task, request)
     assert raised.value.non_retryable
+
+
+async def test_eight_worktrees_made_at_once_are_all_whole(ex: Execution) -> None:
+    """Creation takes the clone's lock only to clean up: eight `worktree add`s side by side."""
+    wts = await asyncio.gather(*(ex.create(f"p{n}") for n in range(8)))
+    for n, wt in enumerate(wts):
+        assert git(wt.path, "rev-parse", "--abbrev-ref", "HEAD") == f"coord-task/e1/p{n}"
+        assert (Path(wt.path) / "app.py").read_text() == "print('hi')\n"
+        assert_clean(wt.path)
+    listed = git(ex.clone, "worktree", "list", "--porcelain")
+    assert all(wt.path in listed for wt in wts)
+    exclude = (ex.clone / ".git" / "info" / "exclude").read_text()
+    assert exclude.count("# added by coord") == 1
