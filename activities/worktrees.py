@@ -128,7 +128,8 @@ class WorktreeActivities:
                         type="BadTaskId",
                         non_retryable=True,
                     )
-                return await _create(clone, path, branch, request)
+                async with repo_lock(clone):
+                    return await _create(clone, path, branch, request)
 
     @activity.defn(name="commit_task")
     async def commit_task(self, request: CommitRequest) -> CommitResult:
@@ -269,10 +270,6 @@ class WorktreeActivities:
 async def _create(
     clone: Path, path: Path, branch: str, request: CreateWorktreeRequest
 ) -> TaskWorktree:
-    """Without the clone's lock, but for cleaning up: parallel tasks' worktrees are made side
-    by side (each `worktree add` has its own folder, branch and index; git keeps a worktree
-    being added from a prune by a lock file of its own), and a merge moving the execution
-    branch meanwhile leaves this task on the head before it."""
     exec_head = await rev(clone, f"refs/heads/{request.execution_branch}")
     bref = base_ref(branch)
     await _exclude_tool_caches(clone)
@@ -281,8 +278,7 @@ async def _create(
         if entry is not None or path.exists() or path.is_symlink():
             # An `add` cut short by a crash, or a folder left without its registration: start
             # again (with nothing at all there, as usual, nothing to clean up).
-            async with repo_lock(clone):
-                await discard_worktree(clone, path, registered=entry is not None)
+            await discard_worktree(clone, path, registered=entry is not None)
         entry = None
         keep_branch = (
             request.attempt > 1
@@ -389,21 +385,14 @@ async def _replay_record(wt: Path, attempt: int, base: str) -> TaskWorktree | No
 
 async def _exclude_tool_caches(clone: Path) -> None:
     exclude = common_dir(clone) / "info" / "exclude"
-    if not _missing_caches(exclude):
-        return
-    async with repo_lock(clone):  # parallel tasks' creations: one writes
-        if missing := _missing_caches(exclude):
-            text = exclude.read_text() if exclude.exists() else ""
-            exclude.parent.mkdir(parents=True, exist_ok=True)
-            prefix = "" if not text or text.endswith("\n") else "\n"
-            lines = "\n".join(["# added by coord: caches gates leave behind", *missing])
-            with exclude.open("a") as out:
-                out.write(f"{prefix}{lines}\n")
-
-
-def _missing_caches(exclude: Path) -> list[str]:
     text = exclude.read_text() if exclude.exists() else ""
-    return [p for p in TOOL_CACHES if p not in text.splitlines()]
+    missing = [p for p in TOOL_CACHES if p not in text.splitlines()]
+    if missing:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        prefix = "" if not text or text.endswith("\n") else "\n"
+        lines = "\n".join(["# added by coord: caches gates leave behind", *missing])
+        with exclude.open("a") as out:
+            out.write(f"{prefix}{lines}\n")
 
 
 async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) -> bool:

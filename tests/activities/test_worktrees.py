@@ -501,7 +501,8 @@ async def test_missing_execution_branch_is_not_retried(ex: Execution) -> None:
 
 
 async def test_eight_worktrees_made_at_once_are_all_whole(ex: Execution) -> None:
-    """Creation takes the clone's lock only to clean up: eight `worktree add`s side by side."""
+    """Eight creations at once take turns: `git worktree add` reads every other worktree's
+    folder, and fails on one that another `add` has only half written."""
     wts = await asyncio.gather(*(ex.create(f"p{n}") for n in range(8)))
     for n, wt in enumerate(wts):
         assert git(wt.path, "rev-parse", "--abbrev-ref", "HEAD") == f"coord-task/e1/p{n}"
