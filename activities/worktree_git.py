@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -181,6 +182,14 @@ async def worktree_at(clone: Path, path: Path) -> WorktreeEntry | None:
     """The worktree registered at `path`, read where `git worktree list` reads it (each
     registration's folder <common dir>/worktrees/<id>: `gitdir` names the worktree's .git,
     `locked` is there while locked, with the reason) without starting a git."""
+    admin = _registration(clone, path)
+    if admin is None:
+        return None
+    return WorktreeEntry(path.resolve(), _head_ref(admin), _lock_reason(admin))
+
+
+def _registration(clone: Path, path: Path) -> Path | None:
+    """The registration folder of the worktree at `path`, if git has one."""
     target = path.resolve()
     registry = common_dir(clone) / "worktrees"
     for admin in sorted(registry.iterdir()) if registry.is_dir() else []:
@@ -190,7 +199,7 @@ async def worktree_at(clone: Path, path: Path) -> WorktreeEntry | None:
             if place.name == ".git":
                 place = place.parent
             if place.resolve() == target:
-                return WorktreeEntry(target, _head_ref(admin), _lock_reason(admin))
+                return admin
     return None
 
 
@@ -268,17 +277,35 @@ def admin_dir(wt: Path) -> Path:
 
 async def discard_worktree(clone: Path, path: Path, *, registered: bool | None = None) -> None:
     """Remove a worktree and its registration; fine when either is already gone.
-    `registered`: whether git lists the worktree, when the caller just looked."""
-    if registered is None:
-        registered = await worktree_at(clone, path) is not None
-    removed = False
-    if registered:
-        # Twice forced: also when locked or dirty. A failure (e.g. submodules) falls back
-        # to deleting the folder and pruning.
-        done = await run_git("worktree", "remove", "--force", "--force", str(path), cwd=clone)
-        removed = done.returncode == 0
-    if path.exists() or path.is_symlink():
-        removed = False
-        await asyncio.to_thread(shutil.rmtree, path, True)
-    if not removed:  # a clean `worktree remove` took its registration with it
-        await git_waiting("worktree", "prune", cwd=clone)
+    `registered`: False when the caller just saw that git lists no worktree there."""
+    trash = unregister_worktree(clone, path) if registered is not False else None
+    await delete_worktree_folders(path, trash)
+
+
+def unregister_worktree(clone: Path, path: Path) -> Path | None:
+    """Take the worktree at `path` off git's list, as `git worktree remove --force --force`
+    does but in one atomic step: its registration folder (<common dir>/worktrees/<id>) is
+    renamed into a trash folder, so a git listing the worktrees meanwhile (as `worktree
+    add` does) finds it whole or not at all. Returns that trash folder (None: it was not
+    registered), for `delete_worktree_folders`."""
+    admin = _registration(clone, path)
+    if admin is None:
+        return None
+    trash = common_dir(clone) / "coord-trash" / f"{admin.name}-{uuid.uuid4().hex}"
+    trash.parent.mkdir(exist_ok=True)
+    try:
+        admin.rename(trash)
+    except FileNotFoundError:
+        return None  # gone meanwhile
+    return trash
+
+
+async def delete_worktree_folders(path: Path, trash: Path | None) -> None:
+    """The worktree's folder and its former registration: plain folders now, needing no
+    lock (nothing of git's points at them any more)."""
+    for folder in (path, trash):
+        if folder is not None and (folder.exists() or folder.is_symlink()):
+            if folder.is_symlink():
+                folder.unlink()
+            else:
+                await asyncio.to_thread(shutil.rmtree, folder, True)

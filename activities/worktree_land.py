@@ -33,10 +33,11 @@ from activities.home import publish_commit
 from activities.worktree_commit import commit_worktree
 from activities.worktree_git import (
     delete_ref_names,
-    discard_worktree,
+    delete_worktree_folders,
     find_task_commit,
     ref_exists,
     rev,
+    unregister_worktree,
 )
 from activities.worktree_merge import merge
 from coordinator.branches import (
@@ -115,11 +116,14 @@ async def _landed_and_removed(clone: Path, wt: Path, request: LandRequest) -> La
 
 
 async def _remove(clone: Path, wt: Path, branch: str) -> bool:
-    """The worktree and its branch go; False (logged) when git refused: swept later."""
+    """The worktree and its branch go; False (logged) when that failed: swept later. Under
+    the clone's lock only for a moment (the registration renamed away, the refs deleted);
+    the folders go after it."""
     try:
         async with repo_lock(clone):
-            await discard_worktree(clone, wt)
+            trash = unregister_worktree(clone, wt)
             await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
+        await delete_worktree_folders(wt, trash)
     except (GitError, OSError) as err:
         activity.logger.warning("the landed worktree %s stays until the sweep: %s", wt, err)
         return False

@@ -99,6 +99,8 @@ TOOL_CACHES = ("__pycache__/", "*.py[cod]", ".pytest_cache/", ".mypy_cache/", ".
 REPLAY_SNAPSHOT = "coord: snapshot of the task before replaying it"
 REPLAY_RECORD = "coord-replay.json"
 UNFINISHED_TRAILER = "Coord-Unfinished"
+# The lock reason of a worktree still being made (git's own, while `worktree add` runs).
+INITIALIZING = "initializing"
 
 
 class WorktreeActivities:
@@ -129,7 +131,10 @@ class WorktreeActivities:
                         non_retryable=True,
                     )
                 async with repo_lock(clone):
-                    return await _create(clone, path, branch, request)
+                    made, check_out = await _create(clone, path, branch, request)
+                if check_out:  # its files, after the lock: the checkout is the slow part
+                    await _check_out(path)
+                return made
 
     @activity.defn(name="commit_task")
     async def commit_task(self, request: CommitRequest) -> CommitResult:
@@ -269,7 +274,8 @@ class WorktreeActivities:
 
 async def _create(
     clone: Path, path: Path, branch: str, request: CreateWorktreeRequest
-) -> TaskWorktree:
+) -> tuple[TaskWorktree, bool]:
+    """The worktree, and whether its files are still to be checked out (`_check_out`)."""
     exec_head = await rev(clone, f"refs/heads/{request.execution_branch}")
     bref = base_ref(branch)
     await _exclude_tool_caches(clone)
@@ -292,14 +298,17 @@ async def _create(
                 "worktree", "add", "--quiet", str(path), branch, cwd=clone, timeout=LONG
             )
         else:
+            # Registered and on its branch, but empty: locked as git locks a worktree it
+            # is still making, so a crash before `_check_out` leaves one that is not reused.
             await git_waiting(
-                *("worktree", "add", "--quiet", "--no-track", "-B", branch, str(path)),
+                *("worktree", "add", "--quiet", "--no-track", "--no-checkout"),
+                *("--lock", "--reason", INITIALIZING, "-B", branch, str(path)),
                 exec_head,
                 cwd=clone,
                 timeout=LONG,
             )
             await update_ref(clone, bref, exec_head)
-            return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head)
+            return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head), True
     elif request.fresh:
         # -B also brings back a worktree whose HEAD a specialist moved to another branch.
         await git_waiting(
@@ -308,7 +317,7 @@ async def _create(
         await git_waiting("clean", "-ffdq", cwd=path, timeout=LONG)
         forget_conflicts(admin_dir(path))
         await update_ref(clone, bref, exec_head)
-        return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head)
+        return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head), False
     if await current_branch(path) != branch:
         raise ApplicationError(
             f"the worktree {path} is no longer on its task branch {branch} (did the specialist "
@@ -319,11 +328,18 @@ async def _create(
     base = await task_base(clone, branch, request.execution_branch)
     head = await rev(path, "HEAD")
     if request.attempt > 1 and head != base and base != exec_head:
-        return await uninterrupted(_replay(path, branch, base, exec_head, request))
+        return await uninterrupted(_replay(path, branch, base, exec_head, request)), False
     replayed = await _replay_record(path, request.attempt, base)
     if replayed is not None:  # a retry of the attempt that replayed: the same answer
-        return replayed
-    return TaskWorktree(path=str(path), branch=branch, base_commit=base)
+        return replayed, False
+    return TaskWorktree(path=str(path), branch=branch, base_commit=base), False
+
+
+async def _check_out(path: Path) -> None:
+    """The files of a worktree made without them (`_create`), then it is unlocked: ready.
+    Only in its own folder and index, so no lock on the clone is needed."""
+    await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=LONG)
+    (admin_dir(path) / "locked").unlink(missing_ok=True)
 
 
 async def _replay(

@@ -68,6 +68,10 @@ async def test_parallel_tasks_land_at_once_as_one_commit_each(ex: Execution) -> 
     assert head == ex.head() and not moves
     assert not any(Path(wt.path).exists() for wt in wts)
     assert branches(ex) == []
+    # As `git worktree remove` leaves it: git lists only the clone, nothing to prune.
+    assert git(ex.clone, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert git(ex.clone, "worktree", "prune", "--dry-run", "--verbose") == ""
+    assert list((ex.clone / ".git" / "coord-trash").iterdir()) == []
     assert_clean(ex.clone)
 
 
@@ -95,11 +99,11 @@ async def test_a_crash_after_the_merge_is_picked_up_by_the_retry(
     write(wt, {"a.txt": "a\n"})
     request = landing(ex, wt, "t1")
 
-    async def crash(*args: object, **kwargs: object) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("worker died")
 
     with monkeypatch.context() as patch:
-        patch.setattr(worktree_land, "discard_worktree", crash)
+        patch.setattr(worktree_land, "unregister_worktree", crash)
         with pytest.raises(RuntimeError, match="worker died"):
             await land(ex, request)
     assert ex.subjects() == ["t1: do t1"] and Path(wt.path).exists()
@@ -143,9 +147,9 @@ async def test_a_worktree_git_cannot_remove_is_left_for_the_sweep(
     write(wt, {"a.txt": "a\n"})
 
     async def refuse(*args: object, **kwargs: object) -> None:
-        raise GitError(["worktree", "remove"], ex.clone, 1, "busy")
+        raise GitError(["update-ref", "-d"], ex.clone, 1, "busy")
 
-    monkeypatch.setattr(worktree_land, "discard_worktree", refuse)
+    monkeypatch.setattr(worktree_land, "delete_ref_names", refuse)
     result = await land(ex, landing(ex, wt, "t1"))
 
     assert result.merged is not None and result.merged.merged and not result.removed

@@ -372,6 +372,28 @@ async def test_worktree_whose_creation_was_cut_short_is_made_again(ex: Execution
     assert_clean(again.path)
 
 
+async def test_a_crash_before_the_files_were_checked_out_is_made_again(
+    ex: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worktree is registered under the clone's lock, its files checked out after it:
+    one registered without its files is never taken for a worktree to work in."""
+
+    async def crash(path: Path) -> None:
+        raise RuntimeError("worker died")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(worktrees_module, "_check_out", crash)
+        with pytest.raises(RuntimeError, match="worker died"):
+            await ex.create("t1")
+    half = ex.root / EXECUTION / "worktrees" / "t1"
+    assert half.is_dir() and not (half / "app.py").exists()
+
+    again = await ex.create("t1")
+    assert (Path(again.path) / "app.py").read_text() == "print('hi')\n"
+    assert_clean(again.path)
+    assert "locked" not in git(ex.clone, "worktree", "list", "--porcelain")
+
+
 async def test_remove_is_idempotent(ex: Execution) -> None:
     wt = await ex.create("t1")
     write(wt, {"junk.txt": "x\n"})
