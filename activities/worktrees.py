@@ -46,6 +46,7 @@ from activities.git import (
 )
 from activities.git_objects import valid_ref_name, write_commit
 from activities.heartbeat import heartbeating
+from activities.worktree_add import register_worktree
 from activities.worktree_commit import commit_worktree
 from activities.worktree_git import (
     LONG,
@@ -99,8 +100,6 @@ TOOL_CACHES = ("__pycache__/", "*.py[cod]", ".pytest_cache/", ".mypy_cache/", ".
 REPLAY_SNAPSHOT = "coord: snapshot of the task before replaying it"
 REPLAY_RECORD = "coord-replay.json"
 UNFINISHED_TRAILER = "Coord-Unfinished"
-# The lock reason of a worktree still being made (git's own, while `worktree add` runs).
-INITIALIZING = "initializing"
 
 
 class WorktreeActivities:
@@ -298,15 +297,9 @@ async def _create(
                 "worktree", "add", "--quiet", str(path), branch, cwd=clone, timeout=LONG
             )
         else:
-            # Registered and on its branch, but empty: locked as git locks a worktree it
-            # is still making, so a crash before `_check_out` leaves one that is not reused.
-            await git_waiting(
-                *("worktree", "add", "--quiet", "--no-track", "--no-checkout"),
-                *("--lock", "--reason", INITIALIZING, "-B", branch, str(path)),
-                exec_head,
-                cwd=clone,
-                timeout=LONG,
-            )
+            # Registered and on its branch, but empty and locked (activities/worktree_add.py)
+            # until `_check_out`, after the clone's lock.
+            await register_worktree(clone, path, branch, exec_head)
             await update_ref(clone, bref, exec_head)
             return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head), True
     elif request.fresh:

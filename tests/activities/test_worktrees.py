@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 import activities.worktree_merge as worktree_merge
 import activities.worktrees as worktrees_module
 from activities.git import remove_stale_lock
+from activities.worktree_add import register_worktree
 from activities.worktree_git import clip_stat
 from activities.worktrees import WorktreeActivities
 from coordinator.branches import (
@@ -534,3 +535,38 @@ async def test_eight_worktrees_made_at_once_are_all_whole(ex: Execution) -> None
     assert all(wt.path in listed for wt in wts)
     exclude = (ex.clone / ".git" / "info" / "exclude").read_text()
     assert exclude.count("# added by coord") == 1
+
+
+async def test_a_worktree_registered_in_process_is_one_git_knows(ex: Execution) -> None:
+    """activities/worktree_add.py writes what `git worktree add` writes: git lists it, has
+    nothing to prune, works in it and removes it."""
+    wt = await ex.create("t1")
+    listed = git(ex.clone, "worktree", "list", "--porcelain")
+    assert f"worktree {wt.path}\nHEAD {wt.base_commit}\nbranch refs/heads/{wt.branch}" in listed
+    assert "locked" not in listed
+    assert git(ex.clone, "worktree", "prune", "--dry-run", "--verbose") == ""
+    assert git(wt.path, "rev-parse", "--git-common-dir") == str(ex.clone / ".git")
+    write(wt, {"new.txt": "new\n"})
+    assert git(wt.path, "status", "--porcelain") == "?? new.txt"
+    git(ex.clone, "worktree", "remove", "--force", wt.path)
+    assert not Path(wt.path).exists()
+    assert git(ex.clone, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+async def test_a_worktree_id_that_is_taken_gets_a_number(ex: Execution, tmp_path: Path) -> None:
+    """Two worktree folders of the same name: the second registration is `<name>1`, as git
+    names it."""
+    first, second = tmp_path / "a" / "same", tmp_path / "b" / "same"
+    await register_worktree(ex.clone, first, "coord-task/x/one", ex.head())
+    await register_worktree(ex.clone, second, "coord-task/x/two", ex.head())
+    registry = ex.clone / ".git" / "worktrees"
+    assert sorted(p.name for p in registry.iterdir()) == ["same", "same1"]
+    assert (second / ".git").read_text() == f"gitdir: {registry / 'same1'}\n"
+    for folder in (first, second):
+        git(folder, "reset", "--hard", "--quiet")
+        assert (folder / "app.py").exists()
+    listed = git(ex.clone, "worktree", "list", "--porcelain")
+    assert listed.count("locked initializing") == 2  # until the files are checked out
+    assert not (ex.clone / ".git" / "coord-staging").exists() or not any(
+        (ex.clone / ".git" / "coord-staging").iterdir()
+    )
