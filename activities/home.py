@@ -11,7 +11,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git import GitError, git, run_git
+from activities.git_objects import resolve
 from activities.heartbeat import heartbeating
+from activities.home_copy import push_to_local_home
 from coordinator.branches import PublishRequest, PublishResult
 from coordinator.execution import PrepareWorkspaceInput
 from coordinator.hosts import HostSettings, shared_home
@@ -69,13 +71,18 @@ async def publish_branch(request: PublishRequest) -> PublishResult:
 
 async def publish_commit(clone: Path, branch: str, home: str, commit: str) -> str:
     """`publish_branch`'s work (also part of landing a task, activities/worktree_land.py):
-    the branch's head in its home afterwards, `commit` or a later head."""
-    if (await run_git("cat-file", "-e", f"{commit}^{{commit}}", cwd=clone)).returncode:
+    the branch's head in its home afterwards, `commit` or a later head. A home that is a bare
+    repository on this machine gets it in-process (activities/home_copy.py), else by push."""
+    if resolve(clone, f"{commit}^{{commit}}") is None:
         raise ApplicationError(
             f"commit {commit[:12]} is not in {clone}: it was merged on another worker's clone",
             type=COMMIT_MISSING,
             non_retryable=True,
         )
+    if not is_clone_url(home) and (
+        head := push_to_local_home(clone, Path(home), branch, commit)
+    ) is not None:
+        return head
     try:
         await publish(clone, branch, home)
     except GitError as err:
