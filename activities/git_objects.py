@@ -102,3 +102,28 @@ def valid_ref_name(ref: str) -> bool:
     """Whether libgit2 takes `ref` for a ref name; the caller asks `git check-ref-format`
     when it does not, so git keeps the last word on a name it refuses."""
     return bool(pygit2.reference_is_valid_name(ref))
+
+
+def index_tree(cwd: Path) -> str | None:
+    """The tree of the worktree's index as it is on disk (`git write-tree`), written to the
+    object store; None when libgit2 cannot read that index (an extension it does not know):
+    the caller asks git."""
+    try:
+        index = open_repository(cwd).index
+        index.read(True)
+        return str(index.write_tree())
+    except (GitError, pygit2.GitError, KeyError, ValueError, OSError):
+        return None
+
+
+def changed_paths(cwd: Path, old: str, new: str) -> list[str] | None:
+    """The paths whose content or mode differs between two commits' trees, in git's order
+    (`git diff-tree -r --name-only --no-renames old new`); None when libgit2 cannot tell."""
+    try:
+        repo = open_repository(cwd)
+        old_tree = repo.revparse_single(old).peel(pygit2.Tree)
+        new_tree = repo.revparse_single(new).peel(pygit2.Tree)
+        diff = old_tree.diff_to_tree(new_tree)
+        return [delta.new_file.path or delta.old_file.path for delta in diff.deltas]
+    except (GitError, pygit2.GitError, KeyError, ValueError):
+        return None

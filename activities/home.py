@@ -79,9 +79,10 @@ async def publish_commit(clone: Path, branch: str, home: str, commit: str) -> st
             type=COMMIT_MISSING,
             non_retryable=True,
         )
-    if not is_clone_url(home) and (
-        head := push_to_local_home(clone, Path(home), branch, commit)
-    ) is not None:
+    if (
+        not is_clone_url(home)
+        and (head := push_to_local_home(clone, Path(home), branch, commit)) is not None
+    ):
         return head
     try:
         await publish(clone, branch, home)

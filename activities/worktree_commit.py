@@ -4,8 +4,9 @@ A commit already on the branch (an earlier attempt, or the specialist's own comm
 replaced, so a task is always exactly one commit; a retry after the commit landed finds it and
 returns it unchanged. While a file of a conflict replayed into the worktree still holds
 conflict markers, nothing is committed: the result says where. The index is the
-specialist's, so `add -A`, `write-tree` and `diff-tree` stay with git; the commit object and
-the ref move are in-process (activities/git_objects.py)."""
+specialist's, so `add -A` stays with git; the tree of the index, the list of files changed,
+the commit object and the ref move are in-process (activities/git_objects.py), with git for
+an index libgit2 cannot read."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from temporalio.exceptions import ApplicationError
 
 from activities.conflicts import markers_added, markers_left
-from activities.git_objects import write_commit
+from activities.git_objects import changed_paths, index_tree, write_commit
 from activities.worktree_git import (
     LONG,
     admin_dir,
@@ -53,7 +54,7 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
     if moved := await markers_added(wt, admin, base):  # markers under another name
         _, others = await markers_left(wt, admin, everything=True)
         return CommitResult(commit=None, unresolved=moved, conflicting_with=others)
-    tree = await git_waiting("write-tree", cwd=wt)
+    tree = index_tree(wt) or await git_waiting("write-tree", cwd=wt)
     if tree == await rev(wt, f"{base}^{{tree}}"):
         if head != base:  # the task undid its earlier commit: zero commits, not an empty one
             await update_ref(wt, f"refs/heads/{branch}", base, head)
@@ -65,10 +66,13 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
         # A new commit on the base replaces (amends) any commit of an earlier attempt.
         commit = write_commit(wt, tree, base, message)
         await uninterrupted(update_ref(wt, f"refs/heads/{branch}", commit, head))
-    files = await git_waiting(
-        *("-c", "core.quotePath=false", "diff-tree", "-r", "--name-only", "--no-commit-id"),
-        base,
-        commit,
-        cwd=wt,
-    )
-    return CommitResult(commit=commit, files_changed=files.splitlines())
+    files = changed_paths(wt, base, commit)
+    if files is None:
+        listed = await git_waiting(
+            *("-c", "core.quotePath=false", "diff-tree", "-r", "--name-only", "--no-commit-id"),
+            base,
+            commit,
+            cwd=wt,
+        )
+        files = listed.splitlines()
+    return CommitResult(commit=commit, files_changed=files)

@@ -570,3 +570,23 @@ async def test_a_worktree_id_that_is_taken_gets_a_number(ex: Execution, tmp_path
     assert not (ex.clone / ".git" / "coord-staging").exists() or not any(
         (ex.clone / ".git" / "coord-staging").iterdir()
     )
+
+
+async def test_the_files_changed_are_the_ones_git_lists(ex: Execution) -> None:
+    """The commit's tree and file list come from libgit2: the same as `git write-tree` and
+    `git diff-tree -r --name-only` say, deletions, modes, nesting and non-ASCII names too."""
+    wt = await ex.create("t1")
+    write(wt, {"z/ü ber.txt": "u\n", "a/b/c.txt": "c\n", "app.py": "print('bye')\n"})
+    (Path(wt.path) / "shared.txt").unlink()
+    (Path(wt.path) / "run.sh").write_text("#!/bin/sh\n")
+    (Path(wt.path) / "run.sh").chmod(0o755)
+    committed = await ex.commit(wt, "t1")
+    assert committed.commit is not None
+    listed = git(
+        wt.path,
+        *("-c", "core.quotePath=false", "diff-tree", "-r", "--name-only", "--no-commit-id"),
+        wt.base_commit,
+        committed.commit,
+    )
+    assert committed.files_changed == listed.splitlines()
+    assert git(wt.path, "rev-parse", f"{committed.commit}^{{tree}}") == git(wt.path, "write-tree")
