@@ -16,6 +16,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.command_runner import CommandSpec, command_context, run_command
 from activities.process import ProcessOutcome, retry_suffix, safe_name
+from activities.worktree_prepare import prepare_worktree, with_worktree
+from activities.worktrees import WorktreeActivities
 from coordinator.work import SUMMARY_CHARS, SpecialistRequest, SpecialistResult
 
 # In a task's artifacts: the process groups of its specialist's commands (process_groups.py).
@@ -63,8 +65,9 @@ def summarize(outcome: ProcessOutcome, timeout_s: int) -> str:
 
 
 class CommandSpecialistActivities:
-    def __init__(self, artifacts_root: Path) -> None:
+    def __init__(self, artifacts_root: Path, worktrees: WorktreeActivities | None = None) -> None:
         self.artifacts_root = artifacts_root
+        self.worktrees = worktrees  # to make a task's worktree first, when asked
 
     def log_path(self, request: SpecialistRequest) -> Path:
         """`<artifacts>/<execution>/tasks/<task>/attempt-<n>[.try<k>].log`."""
@@ -80,6 +83,11 @@ class CommandSpecialistActivities:
 
     @activity.defn(name="run_command_specialist")
     async def run(self, request: SpecialistRequest) -> SpecialistResult:
+        """The specialist in the task's worktree (made first when the request asks)."""
+        made = await prepare_worktree(self.worktrees, request)
+        return with_worktree(await self._run(request), made)
+
+    async def _run(self, request: SpecialistRequest) -> SpecialistResult:
         where = f"task {request.task_id} ({request.specialist})"
         if request.backend != "command" or not request.command:
             raise ApplicationError(

@@ -8,7 +8,7 @@ recognises work already done.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 from pydantic import BaseModel, Field
@@ -35,6 +35,13 @@ def base_ref(branch: str) -> str:
 
 def task_worktree_path(workspace_root: Path, execution_id: str, task_id: str) -> Path:
     return workspace_root / execution_id / "worktrees" / task_id
+
+
+def worktree_beside(clone: str, task_id: str) -> str:
+    """Where the worktree of `task_id` is made, from the clone's path: the clone is
+    `<root>/<execution>/repo` (activities/workspace.py), its worktrees are beside it
+    (`task_worktree_path`). For the workflow, which has the clone's path but not the root."""
+    return str(PurePosixPath(clone).parent / "worktrees" / task_id)
 
 
 def artifacts_dir(workspace_root: Path, execution_id: str) -> Path:

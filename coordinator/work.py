@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from coordinator.backends import SpecialistBackend
+from coordinator.branches import CreateWorktreeRequest, TaskWorktree
 from coordinator.claude import AgentAttempt
 from coordinator.environment import CommandEnvironment
 from coordinator.plan import Gate
@@ -85,6 +86,9 @@ class SpecialistRequest(BaseModel):
     max_turns: int | None = None
     max_cost_usd: float | None = Field(default=None, ge=0)  # what this attempt may still spend
     max_tokens: int | None = Field(default=None, ge=0)
+    # Make the task's worktree (at `cwd`) first, in the same activity: one round trip less
+    # per task (activities/worktree_prepare.py). None: it was made by its own step.
+    worktree: CreateWorktreeRequest | None = None
 
 
 class SpecialistResult(BaseModel):
@@ -109,3 +113,4 @@ class SpecialistResult(BaseModel):
     tokens_out: int = 0
     cost_usd: float | None = None
     agent: AgentAttempt | None = None  # Claude specialists: model, turns, usage, transcript
+    worktree: TaskWorktree | None = None  # the worktree the activity made (`worktree` asked)

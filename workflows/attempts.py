@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         CreateWorktreeRequest,
         RemoveWorktreeRequest,
         TaskWorktree,
+        worktree_beside,
     )
     from coordinator.claude import AttemptSpend
     from coordinator.execution import PhaseInput, SpecialistRef, WorktreeSetupRequest
@@ -40,6 +41,9 @@ FEEDBACK_CHARS = 8000
 # A fixer's worktree whose setup failed gives its budget share back (code from before this
 # kept it promised for the rest of the phase).
 SETUP_FAILURE_RELEASES = "fix-setup-failure-releases-budget"
+# A task's worktree is made by its specialist's activity where nothing comes between the two
+# (activities/worktree_prepare.py): one round trip less per task.
+MADE_BY_SPECIALIST = "worktree-made-by-the-specialist"
 
 Record = Callable[[AttemptSpend | None], Awaitable[None]]
 
@@ -51,28 +55,52 @@ class WorktreeAttempt:
         self.phase, self.request, self.item_id = phase, request, item_id
         self._worktree: TaskWorktree | None = None
         self._limit: float | None = None  # promised and not yet released
+        # Asked of the specialist's activity instead of `open` (`open_in_specialist`).
+        self._making: CreateWorktreeRequest | None = None
 
     @property
     def worktree(self) -> TaskWorktree:
         assert self._worktree is not None, "open() the attempt first"
         return self._worktree
 
+    @property
+    def cwd(self) -> str:
+        """Where the specialist works: the worktree, or where its activity will make it."""
+        if self._worktree is not None:
+            return self._worktree.path
+        assert self._making is not None, "open() the attempt first"
+        return worktree_beside(self.request.workspace.path, self.item_id)
+
+    def _create_request(self, attempt: int, fresh: bool) -> CreateWorktreeRequest:
+        ws = self.request.workspace
+        return CreateWorktreeRequest(
+            execution_id=self.request.execution_id,
+            workspace=ws.path,
+            execution_branch=ws.branch,
+            task_id=self.item_id,
+            attempt=attempt,
+            fresh=fresh,
+        )
+
     async def open(self, *, attempt: int = 1, fresh: bool = True) -> TaskWorktree:
         """A worktree of the execution branch as it stands (a fresh one), or the task's
         worktree of its earlier attempts."""
         ws = self.request.workspace
-        self._worktree = await steps.create_worktree(
-            ws,
-            CreateWorktreeRequest(
-                execution_id=self.request.execution_id,
-                workspace=ws.path,
-                execution_branch=ws.branch,
-                task_id=self.item_id,
-                attempt=attempt,
-                fresh=fresh,
-            ),
-        )
+        self._worktree = await steps.create_worktree(ws, self._create_request(attempt, fresh))
         return self._worktree
+
+    def open_in_specialist(self, *, attempt: int, fresh: bool) -> bool:
+        """Leave making the worktree to the specialist's activity (`run`), where nothing
+        comes between the two: no per-worktree setup, and a first attempt or a fresh start
+        (a later one may hold a replayed conflict the specialist must be told of first).
+        False: `open` it."""
+        plan = self.request.plan
+        if (plan.setup and plan.setup_per_worktree) or not (attempt == 1 or fresh):
+            return False
+        if not workflow.patched(MADE_BY_SPECIALIST):
+            return False
+        self._making = self._create_request(attempt, fresh)
+        return True
 
     async def set_up(self) -> None:
         """`setup_per_worktree`: the setup commands again in a new worktree (a reused one
@@ -118,6 +146,8 @@ class WorktreeAttempt:
     ) -> SpecialistResult:
         """The specialist in the worktree; what it spent is recorded, also what an attempt
         that failed for good had spent (an ActivityError, raised again)."""
+        if self._making is not None and self._worktree is None:
+            request = request.model_copy(update={"worktree": self._making})
         try:
             result = await steps.run_specialist(
                 self.request.workspace, ref, request, summary=summary, plan=self.request.plan
@@ -126,6 +156,8 @@ class WorktreeAttempt:
             await record(failed_spend(err))
             self.release()
             raise
+        if result.worktree is not None:
+            self._worktree, self._making = result.worktree, None
         self.release()
         await record(spend_of(result))
         return result

@@ -62,7 +62,7 @@ WORKSPACE_MOVED = "phase_workspace_moved"
 # The fields of each request that name places on the workspace's host: a path, a list of
 # paths, or a model of this table (its own paths). Nothing else is rewritten after a move.
 PATH_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {
-    SpecialistRequest: ("cwd", "context_paths", "environment", "specialist_source"),
+    SpecialistRequest: ("cwd", "context_paths", "environment", "specialist_source", "worktree"),
     GateRequest: ("cwd", "environment"),
     PlanCheckInput: ("workspace", "plan_dir"),
     CreateWorktreeRequest: ("workspace",),

@@ -138,9 +138,14 @@ async def run_specialist(
         method = ClaudeSpecialistActivities.run
         if ref.backend == "claude-code" and workflow.patched("claude-code-backend"):
             method = ClaudeCodeActivities.run
+    if request.worktree is not None:
+        # The activity makes the worktree (a first attempt's, or a fresh one) on the host it
+        # runs on: wherever an earlier one was, even on a host that is gone, does not matter.
+        made = request.worktree
+        placement.forget_worktree(ws, task_branch(made.execution_id, made.task_id))
     while True:
         try:
-            result, request, _ = await on_host(
+            result, request, queue = await on_host(
                 ws,
                 method,
                 request,
@@ -156,6 +161,9 @@ async def run_specialist(
             # Nothing has worked in it yet: make it again on the new host and start there.
             if not await _make_again(ws, request.cwd):
                 raise
+    if result.worktree is not None and request.worktree is not None:  # it made the worktree
+        placement.place_worktree(ws, result.worktree, request.worktree, queue)
+        placement.worked_in(ws, result.worktree.path)
     placement.worked_in(ws, request.cwd)
     return result
 

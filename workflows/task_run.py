@@ -298,10 +298,12 @@ class TaskWork(TaskBudgets):
         state.status = "running" if strike == 1 else "fixing"
         await self.notify_task(state)
         attempt = WorktreeAttempt(self, request, task.id)
-        worktree = await attempt.open(attempt=state.attempts, fresh=run.fresh and strike == 1)
-        await attempt.set_up()
-        if worktree.replayed:
-            run.note = _replayed(worktree.conflict_files, worktree.conflict)
+        fresh = run.fresh and strike == 1
+        if not attempt.open_in_specialist(attempt=state.attempts, fresh=fresh):
+            worktree = await attempt.open(attempt=state.attempts, fresh=fresh)
+            await attempt.set_up()
+            if worktree.replayed:
+                run.note = _replayed(worktree.conflict_files, worktree.conflict)
         feedback, run.note = feedback_for(run.failures, run.note, limit=FEEDBACK_CHARS), ""
         try:
             result = await self._specialist_attempt(
@@ -358,7 +360,7 @@ class TaskWork(TaskBudgets):
                 backend=specialist.backend,
                 command=specialist.command,
                 timeout_s=specialist.timeout_s,
-                cwd=attempt.worktree.path,
+                cwd=attempt.cwd,
                 attempt=state.attempts,
                 feedback=feedback[-FEEDBACK_CHARS:],
                 guidance=run.until.guidance if strike == 1 else "",

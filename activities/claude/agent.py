@@ -32,6 +32,8 @@ from activities.command_specialist import SPECIALIST_SLOT
 from activities.heartbeat import heartbeating_live
 from activities.jail import Sandbox, make_private_tmp, remove_private_tmp
 from activities.process import safe_name
+from activities.worktree_prepare import prepare_worktree, with_worktree
+from activities.worktrees import WorktreeActivities
 from coordinator.claude import AgentAttempt, ClaudeSettings, Usage
 from coordinator.specialists import Specialist, SpecialistError, load_specialist_source
 from coordinator.tool_rules import ToolPermissions, permissions_for
@@ -43,9 +45,15 @@ _warned_tools: set[tuple[str, str]] = set()  # (specialist, tool): each unknown 
 
 
 class ClaudeSpecialistActivities:
-    def __init__(self, artifacts_root: Path, settings: ClaudeSettings | None = None) -> None:
+    def __init__(
+        self,
+        artifacts_root: Path,
+        settings: ClaudeSettings | None = None,
+        worktrees: WorktreeActivities | None = None,
+    ) -> None:
         self.artifacts_root = artifacts_root
         self.settings = settings or ClaudeSettings()
+        self.worktrees = worktrees  # to make a task's worktree first, when asked
 
     def attempt_dir(self, request: SpecialistRequest) -> Path:
         return (
@@ -61,6 +69,11 @@ class ClaudeSpecialistActivities:
 
     @activity.defn(name="run_claude_specialist")
     async def run(self, request: SpecialistRequest) -> SpecialistResult:
+        """The specialist in the task's worktree (made first when the request asks)."""
+        made = await prepare_worktree(self.worktrees, request)
+        return with_worktree(await self._run(request), made)
+
+    async def _run(self, request: SpecialistRequest) -> SpecialistResult:
         where = f"task {request.task_id} ({request.specialist})"
         cwd = Path(request.cwd)
         require_folder(where, cwd, "worktree")

@@ -17,6 +17,8 @@ from activities.claude_code.sdk import INSTALL_HINT, bundled_cli
 from activities.claude_code.session import RunEnd, RunSpec, SessionRun
 from activities.jail import JailUnavailableError, make_private_tmp, remove_private_tmp
 from activities.process_env import MissingVariableError
+from activities.worktree_prepare import prepare_worktree, with_worktree
+from activities.worktrees import WorktreeActivities
 from coordinator.claude import DEFAULT_MAX_TURNS, ClaudeSettings
 from coordinator.claude_code import tool_names
 from coordinator.specialists import Specialist, SpecialistError, load_specialist_source
@@ -27,12 +29,23 @@ TRANSCRIPT_NAME = "transcript.jsonl"
 
 
 class ClaudeCodeActivities:
-    def __init__(self, artifacts_root: Path, settings: ClaudeSettings | None = None) -> None:
+    def __init__(
+        self,
+        artifacts_root: Path,
+        settings: ClaudeSettings | None = None,
+        worktrees: WorktreeActivities | None = None,
+    ) -> None:
         self.artifacts_root = artifacts_root
         self.settings = settings or ClaudeSettings()
+        self.worktrees = worktrees  # to make a task's worktree first, when asked
 
     @activity.defn(name="run_claude_code_specialist")
     async def run(self, request: SpecialistRequest) -> SpecialistResult:
+        """The specialist in the task's worktree (made first when the request asks)."""
+        made = await prepare_worktree(self.worktrees, request)
+        return with_worktree(await self._run(request), made)
+
+    async def _run(self, request: SpecialistRequest) -> SpecialistResult:
         where = f"task {request.task_id} ({request.specialist})"
         cwd = Path(request.cwd)
         if not cwd.is_dir():

@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from activities.command_specialist import CommandSpecialistActivities
+from activities.worktrees import WorktreeActivities
 from coordinator.escalation import Action, ApprovalAnswer, Resolution
 from coordinator.work import SpecialistRequest, SpecialistResult
 from tests.engine_support import (
@@ -282,7 +283,10 @@ async def test_specialist_crashing_twice_then_succeeding_completes(
 ) -> None:
     make_repo(tmp_path / "repo")
     plan = write_plan(tmp_path, {"tasks": [shell_task("t", "echo ok > ok.txt")]})
-    real = CommandSpecialistActivities(tmp_path / "artifacts")
+    # As the worker builds it: it makes the task's worktree first when the request asks.
+    real = CommandSpecialistActivities(
+        tmp_path / "artifacts", WorktreeActivities(tmp_path / "workspaces")
+    )
 
     @activity.defn(name="run_command_specialist")
     async def flaky(request: SpecialistRequest) -> SpecialistResult:
