@@ -124,6 +124,7 @@ def changed_paths(cwd: Path, old: str, new: str) -> list[str] | None:
         old_tree = repo.revparse_single(old).peel(pygit2.Tree)
         new_tree = repo.revparse_single(new).peel(pygit2.Tree)
         diff = old_tree.diff_to_tree(new_tree)
-        return [delta.new_file.path or delta.old_file.path for delta in diff.deltas]
+        paths = [delta.new_file.path or delta.old_file.path for delta in diff.deltas]
+        return list(dict.fromkeys(paths))  # a file turned symlink is a delete and an add
     except (GitError, pygit2.GitError, KeyError, ValueError):
         return None

@@ -5,6 +5,7 @@ the coordinator's shared root until the handoff."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from temporalio import activity
@@ -79,11 +80,11 @@ async def publish_commit(clone: Path, branch: str, home: str, commit: str) -> st
             type=COMMIT_MISSING,
             non_retryable=True,
         )
-    if (
-        not is_clone_url(home)
-        and (head := push_to_local_home(clone, Path(home), branch, commit)) is not None
-    ):
-        return head
+    if not is_clone_url(home):
+        # In a thread: a big change's objects would hold up the worker's other activities.
+        head = await asyncio.to_thread(push_to_local_home, clone, Path(home), branch, commit)
+        if head is not None:
+            return head
     try:
         await publish(clone, branch, home)
     except GitError as err:

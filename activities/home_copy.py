@@ -40,18 +40,25 @@ def push_to_local_home(clone: Path, home: Path, branch: str, commit: str) -> str
 
 
 def _copy_missing(source: pygit2.Repository, target: pygit2.Repository, oid: pygit2.Oid) -> None:
-    """Every object reachable from `oid` that `target` lacks; a commit or tree it has is
-    taken to have everything below it (as a push negotiates)."""
+    """Every object reachable from `oid` that `target` lacks, children before parents: an
+    object in `target` always has everything below it, even after a copy cut short (a full
+    disk, a kill), so a commit or tree it has is taken to be whole (as a push negotiates)."""
+    found: list[pygit2.Object] = []
+    seen: set[pygit2.Oid] = set()
     todo = [oid]
     while todo:
         current = todo.pop()
-        if current in target:
+        if current in seen or current in target:
             continue
+        seen.add(current)
         obj = source[current]
+        found.append(obj)
         if isinstance(obj, pygit2.Commit):
             todo.extend([obj.tree_id, *obj.parent_ids])
         elif isinstance(obj, pygit2.Tree):
             todo.extend(entry.id for entry in obj if entry.filemode != COMMIT_MODE)
+    # Found parents first (each before what it points at): written the other way round.
+    for obj in reversed(found):
         target.odb.write(obj.type, obj.read_raw())
 
 

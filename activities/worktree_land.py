@@ -39,13 +39,12 @@ from activities.worktree_git import (
     rev,
     unregister_worktree,
 )
-from activities.worktree_merge import merge
+from activities.worktree_merge import already_merged, merge
 from coordinator.branches import (
     CommitRequest,
     CommitResult,
     LandRequest,
     LandResult,
-    MergeResult,
     base_ref,
 )
 
@@ -54,8 +53,12 @@ async def land(clone: Path, request: LandRequest, removing: Path) -> LandResult:
     """`removing`: the worktree's folder as the worker places it (never outside its root)."""
     m = request.merge
     wt = Path(request.worktree)
-    if (gone := await _landed_and_removed(clone, wt, request)) is not None:
-        return gone
+    if (noted := _noted(clone, request)) is not None:
+        # An earlier try merged and published it, and was cut short while removing: finish.
+        return noted.model_copy(update={"removed": await _remove(clone, removing, m.task_branch)})
+    gone = not wt.exists() and not await ref_exists(clone, f"refs/heads/{m.task_branch}")
+    if gone and (found := await _found_on_branch(clone, request)) is not None:
+        return found
     committed = await commit_worktree(
         wt,
         CommitRequest(
@@ -92,21 +95,26 @@ def _note(clone: Path, request: LandRequest) -> Path:
     return folder / (request.merge.task_branch.replace("/", "%") + ".json")
 
 
-async def _landed_and_removed(clone: Path, wt: Path, request: LandRequest) -> LandResult | None:
-    """An earlier try of this activity landed the task and removed its worktree and branch:
-    what it returned, as far as the clone still tells (None: it did not get that far)."""
-    m = request.merge
-    if wt.exists() or await ref_exists(clone, f"refs/heads/{m.task_branch}"):
-        return None
+def _noted(clone: Path, request: LandRequest) -> LandResult | None:
+    """What an earlier try of this very landing returned (written once it had merged and
+    published, before the removal), if one got that far."""
     with suppress(OSError, ValidationError):
         noted = _Landed.model_validate_json(_note(clone, request).read_text())
         if noted.request == request:
             return noted.result
+    return None
+
+
+async def _found_on_branch(clone: Path, request: LandRequest) -> LandResult | None:
+    """The task's worktree and branch are gone and no note says why: its commit, if it is
+    on the execution branch since the worktree's base (None: the commit step says what is
+    missing)."""
+    m = request.merge
     head = await rev(clone, f"refs/heads/{m.execution_branch}")
     landed = await find_task_commit(clone, request.base_commit, head, m.task_id)
     if landed is None:
-        return None  # the commit step says what is missing
-    merged = MergeResult(merged=True, head=head, already_merged=True, commit=landed)
+        return None
+    merged = await already_merged(clone, head, landed)
     published = None
     if request.home is not None:
         published = await publish_commit(clone, m.execution_branch, request.home, head)
@@ -116,13 +124,13 @@ async def _landed_and_removed(clone: Path, wt: Path, request: LandRequest) -> La
 
 
 async def _remove(clone: Path, wt: Path, branch: str) -> bool:
-    """The worktree and its branch go; False (logged) when that failed: swept later. Under
-    the clone's lock only for a moment (the registration renamed away, the refs deleted);
-    the folders go after it."""
+    """The worktree and its branch go; False (logged) when that failed: swept later (the
+    branch first, so that a worktree git still lists is one the sweep finds). Under the
+    clone's lock only for a moment; the folders go after it. Fine to do again."""
     try:
         async with repo_lock(clone):
-            trash = unregister_worktree(clone, wt)
             await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
+            trash = unregister_worktree(clone, wt)
         await delete_worktree_folders(wt, trash)
     except (GitError, OSError) as err:
         activity.logger.warning("the landed worktree %s stays until the sweep: %s", wt, err)

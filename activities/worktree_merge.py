@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 from activities.conflicts import (
     conflict_facts,
 )
-from activities.git_objects import write_commit
+from activities.git_objects import commit_fields, write_commit
 from activities.plan_ticks import Ticked, tick_tree
 from activities.worktree_git import (
     LONG,
@@ -53,12 +53,12 @@ async def merge(clone: Path, request: MergeRequest) -> MergeResult:
                 type=TASK_BRANCH_MISSING,
                 non_retryable=True,
             )
-        return MergeResult(merged=True, head=exec_head, already_merged=True, commit=landed)
+        return await already_merged(clone, exec_head, landed)
     tip = await rev(clone, f"refs/heads/{request.task_branch}")
     base = await task_base(clone, request.task_branch, request.execution_branch)
     landed = await find_task_commit(clone, base, exec_head, request.task_id)
     if landed is not None:
-        return MergeResult(merged=True, head=exec_head, already_merged=True, commit=landed)
+        return await already_merged(clone, exec_head, landed)
     message = task_commit_message(request.task_id, request.title)
     if await rev(clone, f"{tip}^{{tree}}") == await rev(clone, f"{base}^{{tree}}"):
         # Nothing to land, but a tick of the plan file still is.
@@ -94,6 +94,19 @@ async def merge(clone: Path, request: MergeRequest) -> MergeResult:
     await uninterrupted(_advance(clone, request.execution_branch, exec_head, new))
     return MergeResult(
         merged=True, head=new, commit=new, tick_note=ticked.note or None, previous=exec_head
+    )
+
+
+async def already_merged(clone: Path, head: str, landed: str) -> MergeResult:
+    """A task whose commit `landed` is on the execution branch (now at `head`) already: an
+    earlier try merged it. `previous` is the head that merge moved the branch from."""
+    parents, _, _ = commit_fields(clone, landed)
+    return MergeResult(
+        merged=True,
+        head=head,
+        already_merged=True,
+        commit=landed,
+        previous=parents[0] if parents else None,
     )
 
 

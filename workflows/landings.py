@@ -6,9 +6,11 @@ not make landings wait for each other: only for gates on the branch (they hold t
 `branch_lock`, and wait here until the landings in flight are done) and for a fix's merge.
 
 Landings report in any order, so the last report is not always the latest head. Each merge
-that moved the branch says from which head (`previous`); the heads chain from the one the
-workflow knows. Should a landing fail after its merge (its push, three times), the chain has
-a gap: once no landing is in flight, the head no other landing moved from is the latest.
+says which head its commit was put on (`previous`; also a retry that finds the commit
+merged by its earlier try); the heads chain from the one the workflow knows. Should a
+landing fail after its merge (its push, three times), the chain has a gap: once no landing
+is in flight, the head no other landing moved from is taken for the latest (with two such
+failures at once it may be an earlier one, until the phase reads the branch at its end).
 Workflow code: deterministic, no I/O."""
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ class Landings:
     def end(self, ws: Workspace, merged: MergeResult | None) -> None:
         """The landing is over (`merged` None: it failed); the workspace's head follows."""
         self.in_flight -= 1
-        if merged is not None and merged.merged and merged.previous is not None:
-            self._moves[merged.previous] = merged.head
+        if merged is not None and merged.merged and merged.previous and merged.commit:
+            self._moves[merged.previous] = merged.commit
         while ws.head_commit in self._moves:
             ws.head_commit = self._moves.pop(ws.head_commit)
         if self.in_flight == 0 and self._moves:

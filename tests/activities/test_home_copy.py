@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pygit2
+import pytest
+
+import activities.home_copy as home_copy
 from activities.home import publish_commit
 from activities.home_copy import push_to_local_home
 from tests.activities.worktree_support import BRANCH, Execution, git
@@ -78,3 +83,38 @@ async def test_only_a_bare_repository_is_written_in_process(ex: Execution, tmp_p
     made = tmp_path / "made.git"
     assert await publish_commit(ex.clone, BRANCH, str(made), head) == head
     assert git(made, "rev-parse", BRANCH) == head
+
+
+async def test_a_copy_cut_short_leaves_no_commit_without_its_tree(
+    ex: Execution, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects are written children first: a copy that stops half-way (a full disk, a kill)
+    leaves nothing that names a missing object, and the next push brings the rest."""
+    head = (await ex.land("t1", {"deep/er/a.txt": "a\n", "b.txt": "b\n"})).head
+    home = bare(tmp_path)
+
+    room = [2]  # objects the disk takes before it is full
+
+    class Full:
+        def __init__(self, odb: pygit2.Odb) -> None:
+            self.odb = odb
+
+        def write(self, kind: int, data: bytes) -> pygit2.Oid:
+            if room[0] == 0:
+                raise OSError(28, "No space left on device")
+            room[0] -= 1
+            return self.odb.write(kind, data)
+
+    class Cramped(pygit2.Repository):
+        @property
+        def odb(self) -> Any:
+            return Full(super().odb)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(home_copy.pygit2, "Repository", Cramped)
+        assert push_to_local_home(ex.clone, home, BRANCH, head) is None
+    assert git(home, "fsck", "--no-dangling", "--connectivity-only") == ""
+
+    assert push_to_local_home(ex.clone, home, BRANCH, head) == head
+    assert git(home, "fsck", "--strict", "--no-dangling") == ""
+    assert git(home, "show", f"{BRANCH}:deep/er/a.txt") == "a"

@@ -92,9 +92,12 @@ async def test_a_retry_after_everything_was_done_returns_the_same(ex: Execution)
     assert ex.subjects() == ["t1: do t1"]
 
 
-async def test_a_crash_after_the_merge_is_picked_up_by_the_retry(
-    ex: Execution, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("step", ["unregister_worktree", "delete_worktree_folders"])
+async def test_a_crash_while_removing_is_finished_by_the_retry(
+    ex: Execution, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
+    """Merged and published, then cut short while the worktree goes (before or after its
+    registration): the retry finishes the removal and returns what the landing was."""
     wt = await ex.create("t1")
     write(wt, {"a.txt": "a\n"})
     request = landing(ex, wt, "t1")
@@ -103,15 +106,32 @@ async def test_a_crash_after_the_merge_is_picked_up_by_the_retry(
         raise RuntimeError("worker died")
 
     with monkeypatch.context() as patch:
-        patch.setattr(worktree_land, "unregister_worktree", crash)
+        patch.setattr(worktree_land, step, crash)
         with pytest.raises(RuntimeError, match="worker died"):
             await land(ex, request)
     assert ex.subjects() == ["t1: do t1"] and Path(wt.path).exists()
 
     retried = await land(ex, request)
-    assert retried.merged is not None and retried.merged.already_merged and retried.removed
+    assert retried.merged is not None and retried.merged.merged and retried.removed
+    assert retried.merged.commit == ex.head()
     assert ex.subjects() == ["t1: do t1"]
     assert not Path(wt.path).exists() and branches(ex) == []
+    assert git(ex.clone, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+async def test_a_retry_without_the_note_finds_the_commit_merged(ex: Execution) -> None:
+    """No note (an earlier version's try, or it was lost): the worktree and branch are
+    gone, the task's commit is on the branch, and where it was put is known too."""
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+    request = landing(ex, wt, "t1")
+    first = await land(ex, request)
+    for note in (ex.clone / ".git" / "coord-landed").iterdir():
+        note.unlink()
+    again = await land(ex, request)
+    assert first.merged is not None and again.merged is not None
+    assert again.merged.already_merged and again.merged.commit == first.merged.commit
+    assert again.merged.previous == first.merged.previous == ex.workspace.head_commit
 
 
 async def test_a_conflict_keeps_the_worktree_for_the_fixer(ex: Execution) -> None:

@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.command_specialist import CommandSpecialistActivities
+from activities.worktree_prepare import MADE_BY
 from coordinator.branches import CreateWorktreeRequest, worktree_beside
 from coordinator.environment import CommandEnvironment
 from coordinator.work import SpecialistRequest, SpecialistResult
@@ -74,8 +75,23 @@ async def test_a_retried_activity_keeps_what_the_earlier_try_did(
     again = await run(acts, request(ex, "ls", fresh=True), try_=2)
     assert again.ok and "one.txt" in again.output_tail
     # A new attempt that asks for a fresh start (try 1) gets one.
-    fresh = await run(acts, request(ex, "ls", fresh=True))
+    fresh = await run(acts, request(ex, "echo two > two.txt", fresh=True))
     assert fresh.ok and "one.txt" not in fresh.output_tail
+
+
+async def test_a_retry_starts_fresh_from_a_worktree_another_activity_made(
+    ex: Execution, tmp_path: Path
+) -> None:
+    """A fresh start whose first try failed before making its worktree: the retry finds
+    the earlier attempt's worktree, which this activity did not make, and starts over."""
+    acts = CommandSpecialistActivities(tmp_path / "artifacts", ex.acts)
+    earlier = await run(acts, request(ex, "echo old > old.txt"))
+    assert earlier.worktree is not None
+    made_by = Path(git(earlier.worktree.path, "rev-parse", "--absolute-git-dir")) / MADE_BY
+    made_by.write_text("an-earlier-run/7")
+
+    retried = await run(acts, request(ex, "ls", fresh=True), try_=2)
+    assert retried.ok and "old.txt" not in retried.output_tail
 
 
 async def test_a_worker_without_worktrees_refuses_to_guess(ex: Execution, tmp_path: Path) -> None:
