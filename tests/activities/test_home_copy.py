@@ -10,7 +10,6 @@ from typing import Any
 import pygit2
 import pytest
 
-import activities.home_copy as home_copy
 from activities.home import publish_commit
 from activities.home_copy import push_to_local_home
 from tests.activities.worktree_support import BRANCH, Execution, git
@@ -106,12 +105,12 @@ async def test_a_copy_cut_short_leaves_no_commit_without_its_tree(
             return self.odb.write(kind, data)
 
     class Cramped(pygit2.Repository):
-        @property
+        @property  # type: ignore[override]
         def odb(self) -> Any:
             return Full(super().odb)
 
     with monkeypatch.context() as patch:
-        patch.setattr(home_copy.pygit2, "Repository", Cramped)
+        patch.setattr(pygit2, "Repository", Cramped)
         assert push_to_local_home(ex.clone, home, BRANCH, head) is None
     assert git(home, "fsck", "--no-dangling", "--connectivity-only") == ""
 
