@@ -105,8 +105,8 @@ async def test_a_copy_cut_short_leaves_no_commit_without_its_tree(
             return self.odb.write(kind, data)
 
     class Cramped(pygit2.Repository):
-        @property  # type: ignore[override]
-        def odb(self) -> Any:
+        @property
+        def odb(self) -> Any:  # type: ignore[override]
             return Full(super().odb)
 
     with monkeypatch.context() as patch:
