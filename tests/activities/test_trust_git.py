@@ -252,9 +252,9 @@ async def test_hooks_planted_by_a_specialist_never_run_nor_see_a_secret(
     assert all((hooks / "hooks" / hook).is_file() for hook in HOOKS)  # planted ...
     assert sorted(p.name for p in marks.iterdir()) == []  # ... and none ever ran
     spied = spied_gits(log, github)
-    # The spy saw the coordinator's gits: the push, and the commit's `write-tree` (the commit
-    # object itself is written in-process by libgit2: activities/git_objects.py).
-    assert " push --porcelain " in spied and " write-tree\n" in spied
+    # The spy saw the coordinator's gits: the push, and the commit's `add -A` (its tree and
+    # commit object are written in-process by libgit2: activities/git_objects.py).
+    assert " push --porcelain " in spied and " add -A\n" in spied
     for secret in [api.api_key, *(f.decode() for f in secret_forms(TOKEN))]:
         assert secret not in spied, "a git got a secret in its environment or arguments"
 
