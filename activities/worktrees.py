@@ -240,6 +240,12 @@ class WorktreeActivities:
                 await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
         if worktrees_dir.exists():  # folders of worktrees whose creation was cut short
             await asyncio.to_thread(shutil.rmtree, worktrees_dir, True)
+        # What registrations, removals and landings cut short by a crash left in the git
+        # folder (activities/worktree_add.py, worktree_git.py, worktree_land.py): nothing
+        # of this execution is in flight any more.
+        common = common_dir(clone)
+        for leftover in ("coord-staging", "coord-trash", "coord-landed"):
+            await asyncio.to_thread(shutil.rmtree, common / leftover, True)
         await git_waiting("worktree", "prune", cwd=clone)
         return result
 

@@ -10,15 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from activities.workspace import WorkspaceActivities
-from activities.worktrees import WorktreeActivities
 from coordinator.branches import MergeRequest, MergeResult, task_branch
-from coordinator.execution import PrepareWorkspaceInput
 from coordinator.progress import PlanSource, PlanTickRequest, TaskTick
 from coordinator.readers import read_markdown
 from coordinator.report import ExecutionReport, TaskState
 from coordinator.ticks import tick_plan_text
-from tests.activities.worktree_support import BRANCH, EXECUTION, Execution, git, run, title, write
+from tests.activities.worktree_support import (
+    BRANCH,
+    EXECUTION,
+    Execution,
+    git,
+    run,
+    scratch_execution,
+    title,
+    write,
+)
 
 TASKS = textwrap.dedent(
     """\
@@ -130,21 +136,7 @@ def test_taskmaster_status_done_and_the_parent_with_its_subtasks() -> None:
 
 @pytest.fixture
 async def ex(tmp_path: Path) -> Execution:
-    source = tmp_path / "src"
-    (source / "specs" / "001").mkdir(parents=True)
-    (source / "specs" / "001" / "tasks.md").write_text(TASKS)
-    (source / "README.md").write_text("# demo\n")
-    git(source, "init", "-q", "-b", "main")
-    git(source, "add", "-A")
-    git(source, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
-    root = tmp_path / "ws"
-    workspace = await run(
-        WorkspaceActivities(root).prepare_workspace,
-        PrepareWorkspaceInput(
-            execution_id=EXECUTION, repository=str(source), base_branch=None, branch=BRANCH
-        ),
-    )
-    return Execution(root, workspace, WorktreeActivities(root))
+    return await scratch_execution(tmp_path, {"specs/001/tasks.md": TASKS, "README.md": "# demo\n"})
 
 
 async def merge(ex: Execution, task_id: str, tick: PlanTickRequest | None) -> MergeResult:

@@ -441,6 +441,24 @@ async def test_commit_pending_work_leaves_no_worktree(ex: Execution) -> None:
     assert again.head == result.head and again.removed_worktrees == []
 
 
+async def test_commit_pending_work_sweeps_what_crashes_left_in_the_git_folder(
+    ex: Execution,
+) -> None:
+    """A registration, a removal or a landing cut short leaves a folder in the clone's git
+    folder; once the execution's work is over, they go too."""
+    git_folder = ex.clone / ".git"
+    for leftover in ("coord-staging/t1-abc", "coord-trash/t2-def", "coord-landed"):
+        (git_folder / leftover).mkdir(parents=True)
+    (git_folder / "coord-landed" / "coord-task%e1%t3.json").write_text("{}")
+    request = PendingWorkRequest(
+        workspace=str(ex.clone), execution_id=EXECUTION, execution_branch=BRANCH
+    )
+    await run(ex.acts.commit_pending_work, request)
+    assert not any(
+        (git_folder / name).exists() for name in ("coord-staging", "coord-trash", "coord-landed")
+    )
+
+
 async def test_diff_from_base_writes_the_patch(ex: Execution) -> None:
     await ex.land("t1", {"a.txt": "alpha\n"})
     await ex.land("t2", {"app.py": "print('bye')\n"})

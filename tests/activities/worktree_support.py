@@ -130,12 +130,16 @@ def assert_clean(repo: Path | str) -> None:
         assert not (git_dir / state).exists(), state
 
 
-async def scratch_execution(tmp_path: Path) -> Execution:
+# What the scratch repository holds unless a test says otherwise.
+FILES = {"app.py": "print('hi')\n", "shared.txt": "one\ntwo\nthree\n", ".gitignore": "*.log\n"}
+
+
+async def scratch_execution(tmp_path: Path, files: dict[str, str] | None = None) -> Execution:
+    """A repository of `files` (FILES), its clone prepared as an execution's workspace."""
     source = tmp_path / "src"
-    source.mkdir()
-    (source / "app.py").write_text("print('hi')\n")
-    (source / "shared.txt").write_text("one\ntwo\nthree\n")
-    (source / ".gitignore").write_text("*.log\n")
+    for name, text in (FILES if files is None else files).items():
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(text)
     git(source, "init", "-q", "-b", "main")
     git(source, "add", "-A")
     git(source, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
