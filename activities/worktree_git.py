@@ -275,10 +275,10 @@ def admin_dir(wt: Path) -> Path:
     return git_dir(wt)
 
 
-async def discard_worktree(clone: Path, path: Path, *, registered: bool | None = None) -> None:
+async def discard_worktree(clone: Path, path: Path, *, registered: bool = True) -> None:
     """Remove a worktree and its registration; fine when either is already gone.
     `registered`: False when the caller just saw that git lists no worktree there."""
-    trash = unregister_worktree(clone, path) if registered is not False else None
+    trash = unregister_worktree(clone, path) if registered else None
     await delete_worktree_folders(path, trash)
 
 

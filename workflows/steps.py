@@ -161,10 +161,11 @@ async def run_specialist(
             # Nothing has worked in it yet: make it again on the new host and start there.
             if not await _make_again(ws, request.cwd):
                 raise
+    worked_in = request.cwd
     if result.worktree is not None and request.worktree is not None:  # it made the worktree
         placement.place_worktree(ws, result.worktree, request.worktree, queue)
-        placement.worked_in(ws, result.worktree.path)
-    placement.worked_in(ws, request.cwd)
+        worked_in = result.worktree.path  # the key it is placed under
+    placement.worked_in(ws, worked_in)
     return result
 
 
