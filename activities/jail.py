@@ -213,6 +213,13 @@ class Sandbox:
         return replace(self, tmp=tmp)
 
     @property
+    def contains_processes(self) -> bool:
+        """The command runs in a PID namespace of its own whose first process dies with
+        bwrap (`--unshare-pid --die-with-parent`): once bwrap has exited, the kernel kills
+        everything the command started, whatever process group or session it moved to."""
+        return self.bwrap is not None and self.tmp is not None
+
+    @property
     def isolates_network(self) -> bool:
         """The command gets its own network (then `argv` needs `net`)."""
         return self.bwrap is not None and self.tmp is not None and self.slirp4netns is not None
@@ -301,7 +308,14 @@ def _jail_resolv_conf(tmp: Path, link: Path = Path("/etc/resolv.conf")) -> list[
 
 
 def _under(path: Path, folders: Sequence[str | Path]) -> bool:
-    return any(path == Path(f) or path.is_relative_to(f) for f in folders)
+    """Whether `path` is one of `folders` or inside one (lexically, as Path.is_relative_to;
+    on strings, since this runs for every mount of every jailed command)."""
+    text = str(path)
+    for folder in folders:
+        name = str(folder)
+        if text == name or text.startswith(name if name.endswith("/") else name + "/"):
+            return True
+    return False
 
 
 def _outside(paths: Sequence[Path], folders: Sequence[str | Path]) -> list[Path]:

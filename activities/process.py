@@ -275,6 +275,7 @@ async def _launch(
             heartbeat_details=heartbeat_details,
             slot=slot,
             network=network,
+            contained=sandbox is not None and sandbox.contains_processes,
         )
     finally:
         if network is not None:
@@ -295,6 +296,7 @@ async def _run(
     heartbeat_details: Sequence[Any] | None,
     slot: Path | None,
     network: JailNetwork | None = None,
+    contained: bool = False,
 ) -> ProcessOutcome:
     loop = asyncio.get_running_loop()
     started = time.monotonic()
@@ -352,7 +354,7 @@ async def _run(
         finally:
             try:
                 # Also after a normal exit: children it left running in its group go too.
-                await _stop_group(proc)
+                await _stop_group(proc, contained=contained)
                 if network is not None:
                     await network.stop()  # its slirp4netns: never beyond the jail
                 if record is not None:
@@ -439,14 +441,18 @@ async def _drain(capture: _Capture, log: IO[bytes]) -> None:
         _note(log, "output still open after the command ended (a process left its group)")
 
 
-async def _stop_group(proc: asyncio.subprocess.Process) -> None:
+async def _stop_group(proc: asyncio.subprocess.Process, *, contained: bool = False) -> None:
     """Stop the command's process group: SIGTERM, a grace period, SIGKILL; reap the shell.
+
+    `contained`: the command ran in a jail with its own PID namespace that dies with bwrap
+    (`Sandbox.contains_processes`). Once bwrap exited, the kernel kills whatever is left in
+    there, in or out of the group, so the scan of /proc for the group is skipped.
 
     Runs to the end even when cancelled meanwhile (SIGKILL at once, then re-raise), so a
     cancelled activity never leaves its processes behind.
     """
     pgid = proc.pid  # start_new_session: the shell leads its own group
-    if proc.returncode is not None and not group_alive(pgid):
+    if proc.returncode is not None and (contained or not group_alive(pgid)):
         return  # the usual case: the command exited and took its children with it
     cancelled = False
     signal_group(pgid, signal.SIGTERM)

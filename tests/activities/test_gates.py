@@ -21,7 +21,7 @@ from activities.process_env import is_secret_name, scrubbed_env
 from coordinator.environment import CommandEnvironment
 from coordinator.plan import Gate
 from coordinator.work import OUTPUT_TAIL_BYTES, GateRequest, GateResult
-from tests.jail_support import running, sleeper, until_running
+from tests.jail_support import running, sleeper, until_gone, until_running
 
 
 def alive(pid: int) -> bool:
@@ -142,7 +142,7 @@ async def test_background_children_do_not_outlive_a_finished_gate(
     result = await run_gate(gates, request(repo, f"{child} & echo ok"))
     assert result.passed
     assert time.monotonic() - started < 5
-    assert running(child) == []
+    await until_gone(child, timeout=5)  # in the jail: killed with its PID namespace
 
 
 async def test_output_tail_is_bounded_and_the_log_keeps_everything(

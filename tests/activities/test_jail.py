@@ -46,6 +46,7 @@ from tests.jail_support import (
     require_own_network,
     running,
     sleeper,
+    until_gone,
     until_running,
 )
 
@@ -389,6 +390,21 @@ OVERLAP_PROBE = (
     'flock -n 9 || echo overlap >> "$R"; echo run >> "$R"; '
     '[ "$(grep -c run "$R")" -gt 1 ] || {first}; echo done > done.txt'
 )
+
+
+async def test_what_a_jailed_command_left_behind_goes_with_the_jail_in_any_session(
+    layout: Layout, tmp_path: Path
+) -> None:
+    # A background child in the group and one that left it (a session of its own): the
+    # worker does not look for either once bwrap exited; the PID namespace takes both.
+    require_bwrap()
+    stays, leaves = sleeper(), sleeper()
+    command = f"{stays} & setsid {leaves} & echo started"
+    result = await run_specialist(tmp_path, specialist(layout, command))
+
+    assert result.ok, result.output_tail
+    await until_gone(stays, timeout=5)
+    await until_gone(leaves, timeout=5)
 
 
 async def test_a_retry_stops_what_the_attempt_before_it_left_running(
