@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.command_runner import CommandSpec, command_context, run_command
 from activities.process import ProcessOutcome, retry_suffix, safe_name
-from activities.worktree_prepare import prepare_worktree, with_worktree
+from activities.task_turn import take_turn
 from activities.worktrees import WorktreeActivities
 from coordinator.work import SUMMARY_CHARS, SpecialistRequest, SpecialistResult
 
@@ -84,8 +84,7 @@ class CommandSpecialistActivities:
     @activity.defn(name="run_command_specialist")
     async def run(self, request: SpecialistRequest) -> SpecialistResult:
         """The specialist in the task's worktree (made first when the request asks)."""
-        made = await prepare_worktree(self.worktrees, request)
-        return with_worktree(await self._run(request), made)
+        return await take_turn(self.worktrees, self.artifacts_root, request, self._run)
 
     async def _run(self, request: SpecialistRequest) -> SpecialistResult:
         where = f"task {request.task_id} ({request.specialist})"

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from coordinator.backends import SpecialistBackend
-from coordinator.branches import CreateWorktreeRequest, TaskWorktree
+from coordinator.branches import CreateWorktreeRequest, LandResult, MergeRequest, TaskWorktree
 from coordinator.claude import AgentAttempt
 from coordinator.environment import CommandEnvironment
 from coordinator.plan import Gate
@@ -89,6 +89,23 @@ class SpecialistRequest(BaseModel):
     # Make the task's worktree (at `cwd`) first, in the same activity: one round trip less
     # per task (activities/worktree_prepare.py). None: it was made by its own step.
     worktree: CreateWorktreeRequest | None = None
+    # A task's turn: after the specialist succeeded, its gates and its landing in the same
+    # activity (activities/task_turn.py). None: the workflow schedules them itself.
+    then: FollowThrough | None = None
+
+
+class FollowThrough(BaseModel):
+    """What a task's specialist activity does after a successful turn, instead of one
+    round trip each: the task's `gates` in its worktree (all of them, in order, as the
+    workflow would run them; log files named for `gate_attempt`), then, if they all pass and
+    `merge` is given, the landing (commit, merge, push to `home`, removal) from `base_commit`
+    (None: the base of the worktree the activity made)."""
+
+    gates: list[Gate] = Field(default_factory=list)
+    gate_attempt: int = Field(ge=1)
+    merge: MergeRequest | None = None
+    home: str | None = None
+    base_commit: str | None = None
 
 
 class SpecialistResult(BaseModel):
@@ -114,3 +131,7 @@ class SpecialistResult(BaseModel):
     cost_usd: float | None = None
     agent: AgentAttempt | None = None  # Claude specialists: model, turns, usage, transcript
     worktree: TaskWorktree | None = None  # the worktree the activity made (`worktree` asked)
+    # What the activity did after the turn (`then` asked): the gates' results (None: not
+    # run there, the workflow runs them) and the landing (None: not landed there).
+    gates: list[GateResult] | None = None
+    landed: LandResult | None = None

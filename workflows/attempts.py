@@ -64,6 +64,11 @@ class WorktreeAttempt:
         return self._worktree
 
     @property
+    def opened(self) -> bool:
+        """The worktree is made (by `open`, or by the specialist's activity)."""
+        return self._worktree is not None
+
+    @property
     def cwd(self) -> str:
         """Where the specialist works: the worktree, or where its activity will make it."""
         if self._worktree is not None:

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.handoff import PushRequest
     from coordinator.hosts import Placement, Recipe
     from coordinator.report import Workspace
-    from coordinator.work import GateRequest, SpecialistRequest
+    from coordinator.work import FollowThrough, GateRequest, SpecialistRequest
     from workflows.timeouts import GIT_TIMEOUT, HEARTBEAT, PREPARE_TIMEOUT, RETRY, SLACK, WAIT
 
 T = TypeVar("T")
@@ -62,7 +62,15 @@ WORKSPACE_MOVED = "phase_workspace_moved"
 # The fields of each request that name places on the workspace's host: a path, a list of
 # paths, or a model of this table (its own paths). Nothing else is rewritten after a move.
 PATH_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {
-    SpecialistRequest: ("cwd", "context_paths", "environment", "specialist_source", "worktree"),
+    SpecialistRequest: (
+        "cwd",
+        "context_paths",
+        "environment",
+        "specialist_source",
+        "worktree",
+        "then",
+    ),
+    FollowThrough: ("merge",),
     GateRequest: ("cwd", "environment"),
     PlanCheckInput: ("workspace", "plan_dir"),
     CreateWorktreeRequest: ("workspace",),

@@ -151,7 +151,7 @@ async def run_specialist(
                 request,
                 summary=summary,
                 worktree="cwd",
-                start_to_close_timeout=timedelta(seconds=request.timeout_s) + SLACK,
+                start_to_close_timeout=_turn_time(request),
                 heartbeat_timeout=HEARTBEAT,
                 retry_policy=RETRY,
                 cancellation_type=WAIT,
@@ -166,7 +166,18 @@ async def run_specialist(
         placement.place_worktree(ws, result.worktree, request.worktree, queue)
         worked_in = result.worktree.path  # the key it is placed under
     placement.worked_in(ws, worked_in)
+    if result.landed is not None and result.landed.removed:  # its activity landed it
+        placement.forget_worktree(ws, task_branch(request.execution_id, request.task_id))
     return result
+
+
+def _turn_time(request: SpecialistRequest) -> timedelta:
+    """The specialist's time, and its gates' and its landing's when it does them too."""
+    then, turn = request.then, timedelta(seconds=request.timeout_s) + SLACK
+    if then is None:
+        return turn
+    gates = timedelta(seconds=sum(g.timeout for g in then.gates))
+    return turn + gates + (GIT_TIMEOUT if then.merge is not None else timedelta())
 
 
 async def run_gate(

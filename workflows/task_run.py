@@ -18,18 +18,19 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     from coordinator.attempts import AttemptFailure, feedback_for
     from coordinator.backends import spends_tokens
-    from coordinator.branches import CommitRequest, LandRequest, MergeRequest, MergeResult
+    from coordinator.branches import CommitRequest, LandRequest, LandResult, MergeResult
     from coordinator.claude import AttemptSpend
     from coordinator.conflicts import markers_left
     from coordinator.escalation import Action, Escalation, Resolution
     from coordinator.execution import ParkedTask, PhaseInput, SpecialistRef
     from coordinator.plan import Task
     from coordinator.report import GateSummary, TaskState
-    from coordinator.work import SpecialistRequest, SpecialistResult
+    from coordinator.work import FollowThrough, SpecialistRequest, SpecialistResult
     from workflows import steps
     from workflows.attempts import FEEDBACK_CHARS, WorktreeAttempt
     from workflows.phase import failing_output, first_line, root_message
     from workflows.task_budget import TaskBudgets
+    from workflows.task_turn import follow_through, merge_request
     from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry, UntilResolved
 
 FINISHED = ("passed", "skipped", "failed")
@@ -305,10 +306,10 @@ class TaskWork(TaskBudgets):
             if worktree.replayed:
                 run.note = _replayed(worktree.conflict_files, worktree.conflict)
         feedback, run.note = feedback_for(run.failures, run.note, limit=FEEDBACK_CHARS), ""
+        base = attempt.worktree.base_commit if attempt.opened else None
+        then = follow_through(self, request, task, attempt=state.attempts, base=base)
         try:
-            result = await self._specialist_attempt(
-                request, run, attempt, specialist, feedback, strike
-            )
+            result = await self._turn(request, run, attempt, specialist, feedback, strike, then)
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise asyncio.CancelledError from err
@@ -331,7 +332,34 @@ class TaskWork(TaskBudgets):
             return Miss.NOT_A_STRIKE
         if not result.ok:
             return self._strike(run, result.summary, result.output_tail)
-        return await self._land(request, run, attempt)
+        return await self._land(request, run, attempt, result)
+
+    async def _turn(
+        self,
+        request: PhaseInput,
+        run: TaskRound,
+        attempt: WorktreeAttempt,
+        specialist: SpecialistRef,
+        feedback: str,
+        strike: int,
+        then: FollowThrough | None,
+    ) -> SpecialistResult:
+        """The specialist's activity; with `then.merge`, a landing in flight until it
+        returns (workflows/landings.py)."""
+        if then is None or then.merge is None:
+            return await self._specialist_attempt(
+                request, run, attempt, specialist, feedback, strike, then
+            )
+        await self.landings.begin(self.branch_lock)
+        result = None
+        try:
+            result = await self._specialist_attempt(
+                request, run, attempt, specialist, feedback, strike, then
+            )
+        finally:
+            landed = result.landed if result is not None else None
+            self.landings.end(request.workspace, landed.merged if landed else None)
+        return result
 
     async def _specialist_attempt(
         self,
@@ -341,6 +369,7 @@ class TaskWork(TaskBudgets):
         specialist: SpecialistRef,
         feedback: str,
         strike: int,
+        then: FollowThrough | None = None,
     ) -> SpecialistResult:
         task, state = run.task, run.state
         limit = attempt.reserve(self._attempt_cost_limit(request, task, state))
@@ -368,35 +397,39 @@ class TaskWork(TaskBudgets):
                 environment=request.environment,
                 max_cost_usd=limit,
                 max_tokens=self._attempt_token_limit(task, state),
+                then=then,
             ),
             summary=f"{'fix' if strike > 1 else 'implement'} {task.id} ({specialist.name})",
             record=record,
         )
 
     async def _land(
-        self, request: PhaseInput, run: TaskRound, attempt: WorktreeAttempt
+        self, request: PhaseInput, run: TaskRound, attempt: WorktreeAttempt, turn: SpecialistResult
     ) -> Done[None] | Miss:
-        """The task gates in the worktree, then its one commit onto the execution branch."""
+        """The task gates in the worktree, then its one commit onto the execution branch
+        (each unless the specialist's activity did it: `turn.gates`, `turn.landed`)."""
         ws, task, state, worktree = request.workspace, run.task, run.state, attempt.worktree
-        gates = [
-            await steps.run_gate(
-                ws,
-                request.execution_id,
-                "task",
-                task.id,
-                gate,
-                worktree.path,
-                state.attempts,
-                request.environment,
-            )
-            for gate in task.gates
-        ]
+        gates = turn.gates
+        if gates is None:
+            gates = [
+                await steps.run_gate(
+                    ws,
+                    request.execution_id,
+                    "task",
+                    task.id,
+                    gate,
+                    worktree.path,
+                    state.attempts,
+                    request.environment,
+                )
+                for gate in task.gates
+            ]
         state.gates = [GateSummary.of(g) for g in gates]
         failing = [g for g in gates if not g.passed]
         if failing:
             error = f"gate {failing[0].name} failed: {first_line(failing[0].output_tail)}"
             return self._strike(run, error, failing_output(gates))
-        landed = await self._commit_and_merge(request, run, attempt)
+        landed = await self._commit_and_merge(request, run, attempt, turn.landed)
         if isinstance(landed, Miss):
             return landed
         merged, removed = landed
@@ -413,25 +446,24 @@ class TaskWork(TaskBudgets):
         return Done(None)
 
     async def _commit_and_merge(
-        self, request: PhaseInput, run: TaskRound, attempt: WorktreeAttempt
+        self,
+        request: PhaseInput,
+        run: TaskRound,
+        attempt: WorktreeAttempt,
+        done: LandResult | None = None,
     ) -> tuple[MergeResult, bool] | Miss:
         """The task's one commit onto the execution branch: (the merge, whether the worktree
         is gone with it), or the strike of a commit refused or a merge that conflicted.
-        Since LAND_PATCH in one activity (commit, merge, push, removal), before it in three."""
+        Since LAND_PATCH in one activity (commit, merge, push, removal), before it in three;
+        `done`: the specialist's activity landed it already (workflows/task_turn.py)."""
         ws, task, state, worktree = request.workspace, run.task, run.state, attempt.worktree
-        source = request.plan.source
-        tick = source.request_for(task.id) if source is not None else None
-        merge = MergeRequest(
-            workspace=ws.path,
-            execution_branch=ws.branch,
-            task_branch=worktree.branch,
-            task_id=task.id,
-            title=task.title,
-            tick=tick,
-        )
+        merge = merge_request(request, task, worktree.branch)
+        tick = merge.tick
         merged: MergeResult | None = None
         removed = False
-        if workflow.patched(LAND_PATCH):
+        if done is not None:
+            committed, merged, removed = done.committed, done.merged, done.removed
+        elif workflow.patched(LAND_PATCH):
             landed = await self.land(
                 request,
                 LandRequest(

@@ -32,7 +32,7 @@ from activities.command_specialist import SPECIALIST_SLOT
 from activities.heartbeat import heartbeating_live
 from activities.jail import Sandbox, make_private_tmp, remove_private_tmp
 from activities.process import safe_name
-from activities.worktree_prepare import prepare_worktree, with_worktree
+from activities.task_turn import take_turn
 from activities.worktrees import WorktreeActivities
 from coordinator.claude import AgentAttempt, ClaudeSettings, Usage
 from coordinator.specialists import Specialist, SpecialistError, load_specialist_source
@@ -70,8 +70,7 @@ class ClaudeSpecialistActivities:
     @activity.defn(name="run_claude_specialist")
     async def run(self, request: SpecialistRequest) -> SpecialistResult:
         """The specialist in the task's worktree (made first when the request asks)."""
-        made = await prepare_worktree(self.worktrees, request)
-        return with_worktree(await self._run(request), made)
+        return await take_turn(self.worktrees, self.artifacts_root, request, self._run)
 
     async def _run(self, request: SpecialistRequest) -> SpecialistResult:
         where = f"task {request.task_id} ({request.specialist})"

@@ -17,7 +17,7 @@ from activities.claude_code.sdk import INSTALL_HINT, bundled_cli
 from activities.claude_code.session import RunEnd, RunSpec, SessionRun
 from activities.jail import JailUnavailableError, make_private_tmp, remove_private_tmp
 from activities.process_env import MissingVariableError
-from activities.worktree_prepare import prepare_worktree, with_worktree
+from activities.task_turn import take_turn
 from activities.worktrees import WorktreeActivities
 from coordinator.claude import DEFAULT_MAX_TURNS, ClaudeSettings
 from coordinator.claude_code import tool_names
@@ -42,8 +42,7 @@ class ClaudeCodeActivities:
     @activity.defn(name="run_claude_code_specialist")
     async def run(self, request: SpecialistRequest) -> SpecialistResult:
         """The specialist in the task's worktree (made first when the request asks)."""
-        made = await prepare_worktree(self.worktrees, request)
-        return with_worktree(await self._run(request), made)
+        return await take_turn(self.worktrees, self.artifacts_root, request, self._run)
 
     async def _run(self, request: SpecialistRequest) -> SpecialistResult:
         where = f"task {request.task_id} ({request.specialist})"

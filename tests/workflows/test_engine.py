@@ -28,6 +28,7 @@ from tests.engine_support import (
     write_plan,
 )
 from tests.jail_support import running, sleeper, until_running
+from tests.workflows.test_hosts import activities_of
 from workflows.execution import ExecutionWorkflow
 
 
@@ -571,3 +572,38 @@ async def test_a_skipped_failing_layer_gate_leaves_work_for_a_human(
         report = await handle.result()
     assert report.status == "Partial"
     assert any("layer gate never (core)" in todo for todo in report.human_todo)
+
+
+@pytest.mark.parametrize("layer_gates", [False, True])
+async def test_a_task_that_passes_is_one_activity_unless_layer_gates_hold_the_branch(
+    client: Client, task_queue: str, tmp_path: Path, layer_gates: bool
+) -> None:
+    # Its gates and its landing run in its specialist's activity (workflows/task_turn.py);
+    # with layer gates, whose loop holds the branch still, it lands in an activity of its own.
+    make_repo(tmp_path / "repo")
+    gate = [{"name": "made", "run": "cat a.txt b.txt 2>/dev/null | grep -q ."}]
+    plan = write_plan(
+        tmp_path,
+        {
+            **(
+                {"layer_gates": [{"name": "both", "run": "test -f a.txt -a -f b.txt"}]}
+                if layer_gates
+                else {}
+            ),
+            "tasks": [
+                shell_task(t, f"echo {t} > {t}.txt", gates=gate, layer="L") for t in ("a", "b")
+            ],
+        },
+    )
+    async with running_worker(client, task_queue, tmp_path):
+        handle = await start(client, task_queue, plan)
+        report = await handle.result()
+
+    assert report.status == "Complete", report.to_markdown()
+    assert sorted(branch_log(report)) == ["a: Task a", "b: Task b"]
+    assert [(g.name, g.passed) for t in report.tasks for g in t.gates] == [("made", True)] * 2
+    steps = [a.type for a in await activities_of(client, handle.id)]
+    task_steps = [s for s in steps if s in ("run_command_specialist", "run_gate", "land_task")]
+    expected = {"run_command_specialist": 2, "run_gate": int(layer_gates)}
+    expected["land_task"] = 2 if layer_gates else 0
+    assert {s: task_steps.count(s) for s in expected} == expected

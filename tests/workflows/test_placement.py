@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from coordinator.branches import CommitRequest
+from coordinator.branches import CommitRequest, MergeRequest
 from coordinator.environment import CommandEnvironment
+from coordinator.plan import Gate
 from coordinator.report import Workspace
-from coordinator.work import SpecialistRequest
+from coordinator.work import FollowThrough, SpecialistRequest
 from workflows.placement import PATH_FIELDS, rebind
 
 OLD = "/srv/host-a/ws/exec-1"
@@ -74,3 +75,31 @@ def test_every_declared_field_exists() -> None:
     for model, fields in PATH_FIELDS.items():
         missing = set(fields) - set(model.model_fields)
         assert not missing, f"{model.__name__}: {missing}"
+
+
+def test_the_landing_a_specialist_does_after_its_turn_moves_with_it() -> None:
+    merge = MergeRequest(
+        workspace=f"{OLD}/clone",
+        execution_branch="coord/exec-1",
+        task_branch="b",
+        task_id="t1",
+        title="T",
+    )
+    request = SpecialistRequest(
+        execution_id="exec-1",
+        task_id="t1",
+        task_title="T",
+        task_prompt="",
+        specialist="impl",
+        backend="command",
+        timeout_s=60,
+        cwd=f"{OLD}/worktrees/t1",
+        attempt=1,
+        then=FollowThrough(
+            gates=[Gate(name="g", run=f"test -d {OLD}")], gate_attempt=1, merge=merge
+        ),
+    )
+    moved = rebind(moved_workspace(), request)
+    assert moved.then is not None and moved.then.merge is not None
+    assert moved.then.merge.workspace == f"{NEW}/clone"
+    assert moved.then.gates == request.then.gates  # commands are the plan's: never rewritten

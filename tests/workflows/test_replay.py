@@ -72,8 +72,8 @@ def test_the_recordings_cover_every_scenario_and_workflow() -> None:
         # A full run: replay checks every command up to the end.
         assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, path
     # Four vintages of five scenarios (@v1 to @v3 and today) and the implementation phase of
-    # @v4 (before task-lands-in-one-step; its other workflows run today's code): about
-    # 4.2 MB. Drop the oldest
+    # @v4 (before task-lands-in-one-step; its other workflows run today's code) and of @v5
+    # (before task-turn-in-one-activity): about 4.5 MB. Drop the oldest
     # once no execution of its vintage can still be running (tests/record_histories.py).
     assert sum(p.stat().st_size for p in RECORDED) < 5_000_000, "keep the recordings small"
 
