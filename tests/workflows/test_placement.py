@@ -102,4 +102,4 @@ def test_the_landing_a_specialist_does_after_its_turn_moves_with_it() -> None:
     moved = rebind(moved_workspace(), request)
     assert moved.then is not None and moved.then.merge is not None
     assert moved.then.merge.workspace == f"{NEW}/clone"
-    assert moved.then.gates == request.then.gates  # commands are the plan's: never rewritten
+    assert moved.then.gates == [Gate(name="g", run=f"test -d {OLD}")]  # the plan's: as they are
