@@ -30,8 +30,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.attempts import FEEDBACK_CHARS, WorktreeAttempt
     from workflows.phase import failing_output, first_line, root_message
     from workflows.task_budget import TaskBudgets
+    from workflows.task_round import TaskRound, replayed
     from workflows.task_turn import follow_through, merge_request
-    from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry, UntilResolved
+    from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry
 
 FINISHED = ("passed", "skipped", "failed")
 # A task's commit refused for conflict markers left in its files is a failed attempt.
@@ -39,29 +40,6 @@ MARKERS_PATCH = "conflict-markers-refuse-commit"
 # A task's commit, merge, push and worktree removal in one activity (before: four), landing
 # beside other tasks' (workflows/landings.py).
 LAND_PATCH = "task-lands-in-one-step"
-
-
-class TaskRound:
-    """One task's attempts since its last escalation: their failures (what the next attempt
-    and the escalation are told), a note for the next attempt, and whether its worktree
-    starts again from the branch."""
-
-    def __init__(self, task: Task, state: TaskState, guidance: str, fresh: bool) -> None:
-        self.task, self.state = task, state
-        self.until = UntilResolved[None](guidance=guidance)
-        self.failures: list[AttemptFailure] = []
-        self.note = ""  # what the next attempt needs to know besides the failures
-        self.error, self.tail = "", ""
-        self.fresh = fresh
-
-    def start_over(self, *, fresh: bool) -> list[AttemptFailure]:
-        self.failures, self.note, self.error, self.tail = [], "", "", ""
-        self.fresh = fresh
-        return self.failures
-
-    def ask_now(self, error: str) -> Miss:
-        self.error, self.tail = error, ""
-        return Miss.ASK_NOW
 
 
 class TaskWork(TaskBudgets):
@@ -304,7 +282,7 @@ class TaskWork(TaskBudgets):
             worktree = await attempt.open(attempt=state.attempts, fresh=fresh)
             await attempt.set_up()
             if worktree.replayed:
-                run.note = _replayed(worktree.conflict_files, worktree.conflict)
+                run.note = replayed(worktree.conflict_files, worktree.conflict)
         feedback, run.note = feedback_for(run.failures, run.note, limit=FEEDBACK_CHARS), ""
         base = attempt.worktree.base_commit if attempt.opened else None
         then = follow_through(self, request, task, attempt=state.attempts, base=base)
@@ -520,13 +498,3 @@ class TaskWork(TaskBudgets):
         if fixing:
             return self.fixer(request, default=own)
         return request.specialists.get(own) or SpecialistRef(name=own, backend="claude")
-
-
-def _replayed(files: list[str], conflict: str | None) -> str:
-    """What a fixer is told when its worktree holds a conflict replayed by the git step."""
-    return (
-        "The execution branch moved: your change was replayed onto it, with git's conflict "
-        f"markers where it clashes, in {', '.join(files)}. Resolve every conflict there: the "
-        "commit is refused while any `<<<<<<<`, `=======` or `>>>>>>>` line the merge left "
-        "is still in those files.\n" + (conflict or "")
-    )
