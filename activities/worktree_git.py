@@ -240,6 +240,8 @@ def clip_stat(stat: str, limit: int = MAX_STAT_BYTES) -> str:
 
 async def find_task_commit(clone: Path, base: str, head: str, task_id: str) -> str | None:
     """The commit since `base` whose trailer names the task, if it landed already."""
+    if base == head:
+        return None  # nothing since: no git to ask (the usual case of a chain of tasks)
     log = await git_waiting(
         "log",
         f"--format=%H %(trailers:key={TASK_TRAILER},valueonly,separator=%x2C)",

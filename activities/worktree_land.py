@@ -7,15 +7,15 @@ activities/home.py, activities/worktree_git.py), and the whole can be retried af
 at any point:
 
 - before the merge: the commit is found or made again, the merge happens once;
-- after the merge: the merge finds the task's commit on the execution branch (its trailer)
-  and reports it merged; the push and the removal are done again;
-- after the removal: the worktree and the task branch are gone; what the landing returned
-  was written down before the removal (a small file in the clone's git folder, for this
-  attempt on this base), else the task's commit is looked up on the execution branch from
-  the worktree's base.
+- after the merge: what the landing returns is written down at once (a small file in the
+  clone's git folder, for this attempt on this base) and a retry finishes from it: the push
+  and the removal are done again;
+- without that note (an earlier version's try): if the worktree and the task branch are
+  gone, the task's commit is looked up on the execution branch from the worktree's base.
 
-Only the merge holds the clone's lock: the commit works in the task's own worktree, the push
-tolerates a later head, so parallel tasks wait for each other only for the merge itself. A
+Only the merge holds the clone's lock, and in the same turn the worktree and its branch go
+off git's lists (a turn of their own would wait behind the other tasks' merges): the commit
+works in the task's own worktree, the push tolerates a later head, the folders go after. A
 worktree that cannot be removed is not a failure: the task has landed, and the end of the
 phase sweeps what is left (`removed` says which).
 """
@@ -54,8 +54,10 @@ async def land(clone: Path, request: LandRequest, removing: Path) -> LandResult:
     m = request.merge
     wt = Path(request.worktree)
     if (noted := _noted(clone, request)) is not None:
-        # An earlier try merged and published it, and was cut short while removing: finish.
-        return noted.model_copy(update={"removed": await _remove(clone, removing, m.task_branch)})
+        # An earlier try merged it, and was cut short before it was published or removed.
+        async with repo_lock(clone):
+            unregistered = await _unregister(clone, removing, m.task_branch)
+        return await _finish(clone, request, noted, removing, unregistered)
     gone = not wt.exists() and not await ref_exists(clone, f"refs/heads/{m.task_branch}")
     if gone and (found := await _found_on_branch(clone, request)) is not None:
         return found
@@ -69,17 +71,41 @@ async def land(clone: Path, request: LandRequest, removing: Path) -> LandResult:
         return LandResult(committed=committed)
     async with repo_lock(clone):
         merged = await merge(clone, m)
-    if not merged.merged:
-        return LandResult(committed=committed, merged=merged)
-    published = None
-    if request.home is not None:
-        # Before the task counts as done: its commit survives the loss of this host.
-        published = await publish_commit(clone, m.execution_branch, request.home, merged.head)
-    result = LandResult(committed=committed, merged=merged, published=published, removed=True)
-    _note(clone, request).write_text(_Landed(request=request, result=result).model_dump_json())
-    if not await _remove(clone, removing, m.task_branch):
-        result = result.model_copy(update={"removed": False})
-    return result
+        if not merged.merged:
+            return LandResult(committed=committed, merged=merged)
+        # Merged: whatever happens next, a retry finishes from here. The worktree goes off
+        # git's list under the same turn of the lock (another turn would wait for merges).
+        result = LandResult(committed=committed, merged=merged, removed=True)
+        _note(clone, request).write_text(_Landed(request=request, result=result).model_dump_json())
+        unregistered = await _unregister(clone, removing, m.task_branch)
+    return await _finish(clone, request, result, removing, unregistered)
+
+
+async def _finish(
+    clone: Path,
+    request: LandRequest,
+    result: LandResult,
+    removing: Path,
+    unregistered: tuple[bool, Path | None],
+) -> LandResult:
+    """After the merge: the push to the home (before the task counts as done, its commit
+    survives the loss of this host), then the worktree's folders, off git's list already."""
+    m = request.merge
+    if request.home is not None and result.merged is not None:
+        published = await publish_commit(
+            clone, m.execution_branch, request.home, result.merged.head
+        )
+        result = result.model_copy(update={"published": published})
+    removed, trash = unregistered
+    if removed:
+        try:
+            await delete_worktree_folders(removing, trash)
+        except OSError as err:
+            activity.logger.warning(
+                "the landed worktree %s stays until the sweep: %s", removing, err
+            )
+            removed = False
+    return result.model_copy(update={"removed": removed})
 
 
 class _Landed(BaseModel):
@@ -123,16 +149,14 @@ async def _found_on_branch(clone: Path, request: LandRequest) -> LandResult | No
     )
 
 
-async def _remove(clone: Path, wt: Path, branch: str) -> bool:
-    """The worktree and its branch go; False (logged) when that failed: swept later (the
-    branch first, so that a worktree git still lists is one the sweep finds). Under the
-    clone's lock only for a moment; the folders go after it. Fine to do again."""
+async def _unregister(clone: Path, wt: Path, branch: str) -> tuple[bool, Path | None]:
+    """The worktree and its branch off git's lists, with the clone's lock held by the caller:
+    (done, the registration's trash folder for `delete_worktree_folders`); not done (logged)
+    when that failed: swept later (the branch first, so that a worktree git still lists is
+    one the sweep finds). Fine to do again."""
     try:
-        async with repo_lock(clone):
-            await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
-            trash = unregister_worktree(clone, wt)
-        await delete_worktree_folders(wt, trash)
+        await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
+        return True, unregister_worktree(clone, wt)
     except (GitError, OSError) as err:
         activity.logger.warning("the landed worktree %s stays until the sweep: %s", wt, err)
-        return False
-    return True
+        return False, None

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from temporalio.exceptions import ApplicationError
 
 import activities.worktree_land as worktree_land
 from activities.git import GitError
@@ -174,3 +175,29 @@ async def test_a_worktree_git_cannot_remove_is_left_for_the_sweep(
 
     assert result.merged is not None and result.merged.merged and not result.removed
     assert ex.subjects() == ["t1: do t1"]
+
+
+async def test_a_push_that_failed_after_the_merge_is_done_by_the_retry(
+    ex: Execution, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Merged (and off git's lists), then the push to the home failed: the retry pushes,
+    from the note the merge left, without merging again."""
+    home = tmp_path / "home.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(home)], check=True)
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+    request = landing(ex, wt, "t1", home=str(home))
+
+    async def unreachable(*args: object, **kwargs: object) -> str:
+        raise GitError(["push"], ex.clone, 128, "the home is unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(worktree_land, "publish_commit", unreachable)
+        with pytest.raises(ApplicationError, match="unreachable"):
+            await land(ex, request)
+    assert ex.subjects() == ["t1: do t1"] and branches(ex) == []
+
+    retried = await land(ex, request)
+    assert retried.merged is not None and retried.published == retried.merged.head == ex.head()
+    assert git(home, "rev-parse", BRANCH) == ex.head() and retried.removed
+    assert ex.subjects() == ["t1: do t1"] and not Path(wt.path).exists()
