@@ -5,6 +5,7 @@ branch is fast-forwarded to it; a conflict touches no working tree. See activiti
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
@@ -12,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from activities.conflicts import (
     conflict_facts,
 )
+from activities.git_checkout import follow_branch
 from activities.git_objects import commit_fields, write_commit
 from activities.plan_ticks import Ticked, tick_tree
 from activities.worktree_git import (
@@ -125,9 +127,11 @@ async def _advance(clone: Path, branch: str, old: str, new: str) -> None:
     """Move the execution branch from `old` to `new`, and its checkout in the clone with it.
 
     `reset --keep` updates only the files the task changed, refuses to overwrite local edits,
-    and runs no hooks (a `merge --ff-only` would run post-merge).
+    and runs no hooks (a `merge --ff-only` would run post-merge); in-process where that is
+    what git would do (activities/git_checkout.py).
     """
     if await current_branch(clone) == branch:
-        await git_waiting("reset", "--quiet", "--keep", new, cwd=clone, timeout=LONG)
+        if not await asyncio.to_thread(follow_branch, clone, branch, old, new):
+            await git_waiting("reset", "--quiet", "--keep", new, cwd=clone, timeout=LONG)
     else:
         await update_ref(clone, f"refs/heads/{branch}", new, old)

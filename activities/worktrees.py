@@ -44,6 +44,7 @@ from activities.git import (
     repo_lock,
     run_git,
 )
+from activities.git_checkout import fill_new_worktree
 from activities.git_objects import valid_ref_name, write_commit
 from activities.heartbeat import heartbeating
 from activities.worktree_add import register_worktree
@@ -336,8 +337,10 @@ async def _create(
 
 async def _check_out(path: Path) -> None:
     """The files of a worktree made without them (`_create`), then it is unlocked: ready.
-    Only in its own folder and index, so no lock on the clone is needed."""
-    await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=LONG)
+    Only in its own folder and index, so no lock on the clone is needed. In-process where
+    that is what git would write (activities/git_checkout.py), else `git reset --hard`."""
+    if not await asyncio.to_thread(fill_new_worktree, path):
+        await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=LONG)
     (admin_dir(path) / "locked").unlink(missing_ok=True)
 
 

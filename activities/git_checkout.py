@@ -1,0 +1,131 @@
+"""Checkouts in-process (libgit2) where git would do exactly the same, and only there.
+
+Two checkouts happen for every task: a new worktree gets its files (`git reset --hard`), and
+the clone's checkout follows its branch after each merge (`git reset --keep`). Each is a git
+process, some 5 ms, and the second one holds the clone's lock. libgit2 does the same work
+in-process, but it runs no filter programs (`filter=` in .gitattributes: Git LFS, git-crypt)
+and knows no sparse checkout. So it is used only for a plain repository: no .gitattributes
+file anywhere in the trees checked out, no submodule, nothing in the configuration that
+changes how files are written (`core.autocrlf`, `core.eol`, `core.attributesFile`,
+`core.sparseCheckout`, `info/attributes`). Anything else, and anything libgit2 refuses (a
+local change in the way), is left to git, which does it or fails with its own words, as
+before. Both functions return False then, having changed nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import CheckoutStrategy, FileMode
+
+from activities.git import GitError, open_repository
+from activities.git_objects import set_ref
+
+# Configuration that changes how files are written on checkout (any value but these).
+_CONFIG = {
+    "core.autocrlf": ("false",),
+    "core.eol": (),
+    "core.attributesFile": (),
+    "core.sparseCheckout": ("false",),
+}
+_SAFE = CheckoutStrategy.SAFE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH
+_FORCE = CheckoutStrategy.FORCE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH
+# Attributes git reads besides the repository's own (system, then the user's).
+_OTHER_ATTRIBUTES = (
+    "/etc/gitattributes",
+    "$XDG_CONFIG_HOME/git/attributes",
+    "~/.config/git/attributes",
+)
+# Trees known to be plain (or not), by id: a tree's id is its content, so it never goes stale.
+_plain_trees: dict[pygit2.Oid, bool] = {}
+_REMEMBER_AT_MOST = 200_000
+
+
+def fill_new_worktree(path: Path) -> bool:
+    """The files and the index of the worktree at `path`, made without them, as `git reset
+    --hard` would write them; False: left to git (nothing was written)."""
+    try:
+        repo = open_repository(path)
+        tree = repo.head.peel(pygit2.Tree)
+        if not _plain_repository(repo) or not _plain_tree(repo, tree):
+            return False
+        if any(True for _ in Path(repo.workdir).iterdir() if _.name != ".git"):
+            return False  # not empty (a retry after a crash): git knows what to keep
+        _check_out(repo, tree, _FORCE)
+    except (GitError, pygit2.GitError, KeyError, ValueError, OSError):
+        return False
+    return True
+
+
+def follow_branch(clone: Path, branch: str, old: str, new: str) -> bool:
+    """`git reset --keep new` in the clone, whose HEAD is `branch` at commit `old`: the files
+    that differ between the two (and the index) updated, unless one has a local change, then
+    the branch moved from `old` to `new`. False: left to git (nothing was changed)."""
+    try:
+        repo = open_repository(clone)
+        before = repo.revparse_single(old).peel(pygit2.Tree)
+        after = repo.revparse_single(new).peel(pygit2.Tree)
+        head = repo.head
+        if head.name != f"refs/heads/{branch}" or str(head.target) != old:
+            return False
+        if not _plain_repository(repo) or not (
+            _plain_tree(repo, before) and _plain_tree(repo, after)
+        ):
+            return False
+        paths = [d.new_file.path or d.old_file.path for d in before.diff_to_tree(after).deltas]
+        if paths:
+            # SAFE: a file with a local change (or an untracked one in the way) stops it
+            # all, before anything is written. The paths are names, not patterns.
+            _check_out(repo, after, _SAFE, paths)
+        if not set_ref(clone, f"refs/heads/{branch}", new, old):
+            if paths:  # put back what was just written: git does it all, or nothing
+                _check_out(repo, before, _FORCE, paths)
+            return False
+    except (GitError, pygit2.GitError, KeyError, ValueError, OSError):
+        return False
+    return True
+
+
+def _check_out(
+    repo: pygit2.Repository,
+    tree: pygit2.Tree,
+    strategy: CheckoutStrategy,
+    paths: list[str] | None = None,
+) -> None:
+    checkout: Callable[..., None] = repo.checkout_tree  # untyped in pygit2
+    checkout(tree, strategy=strategy, paths=paths)
+
+
+def _plain_repository(repo: pygit2.Repository) -> bool:
+    config = repo.config
+    for key, harmless in _CONFIG.items():
+        if key in config and str(config[key]).lower() not in harmless:
+            return False
+    common = Path(repo.path)
+    if (common / "commondir").is_file():
+        common = common / (common / "commondir").read_text().strip()
+    files = [common / "info" / "attributes"]
+    files += [Path(os.path.expanduser(os.path.expandvars(f))) for f in _OTHER_ATTRIBUTES]
+    return not any(f.exists() for f in files if "$" not in str(f))
+
+
+def _plain_tree(repo: pygit2.Repository, tree: pygit2.Tree) -> bool:
+    """No .gitattributes and no submodule in `tree`, at any depth."""
+    known = _plain_trees.get(tree.id)
+    if known is not None:
+        return known
+    plain = True
+    for entry in tree:
+        if entry.name == ".gitattributes" or entry.filemode == FileMode.COMMIT:
+            plain = False
+        elif entry.filemode == FileMode.TREE:
+            plain = _plain_tree(repo, repo[entry.id].peel(pygit2.Tree))
+        if not plain:
+            break
+    if len(_plain_trees) >= _REMEMBER_AT_MOST:
+        _plain_trees.clear()
+    _plain_trees[tree.id] = plain
+    return plain
