@@ -7,9 +7,10 @@ in-process, but it runs no filter programs (`filter=` in .gitattributes: Git LFS
 and knows no sparse checkout. So it is used only for a plain repository: no .gitattributes
 file anywhere in the trees checked out, no submodule, nothing in the configuration that
 changes how files are written (`core.autocrlf`, `core.eol`, `core.attributesFile`,
-`core.sparseCheckout`, `info/attributes`). Anything else, and anything libgit2 refuses (a
-local change in the way), is left to git, which does it or fails with its own words, as
-before. Both functions return False then, having changed nothing.
+`core.sparseCheckout`, `info/attributes`, a `GIT_CONFIG_*` variable git would read).
+Anything else, and anything libgit2 refuses (a local change in the way), is left to git,
+which does it or fails with its own words, as before. Both functions return False then,
+having changed nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ _CONFIG = {
 }
 _SAFE = CheckoutStrategy.SAFE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH
 _FORCE = CheckoutStrategy.FORCE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH
+# The operator's git configuration outside the usual files (activities/git.py passes them to
+# git; libgit2 does not read them).
+_GIT_CONFIG_VARIABLES = (
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_PARAMETERS",
+)
 # Attributes git reads besides the repository's own (system, then the user's).
 _OTHER_ATTRIBUTES = (
     "/etc/gitattributes",
@@ -100,6 +110,8 @@ def _check_out(
 
 
 def _plain_repository(repo: pygit2.Repository) -> bool:
+    if any(name in os.environ for name in _GIT_CONFIG_VARIABLES):
+        return False  # git would read another configuration than libgit2 does
     config = repo.config
     for key, harmless in _CONFIG.items():
         if key in config and str(config[key]).lower() not in harmless:

@@ -157,3 +157,12 @@ def test_a_branch_that_moved_meanwhile_is_put_back_as_it_was(
     assert git(repo, "rev-parse", "HEAD") == old
     assert (repo / "README.md").read_text() == FILES["README.md"]
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_git_configuration_libgit2_would_not_read_is_left_to_git(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "operator.gitconfig"
+    config.write_text("[core]\n\tautocrlf = true\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    assert not fill_new_worktree(new_worktree(repo, "w"))
