@@ -14,10 +14,10 @@ from temporalio.testing import ActivityEnvironment
 
 import activities.task_turn as task_turn
 from activities.command_specialist import CommandSpecialistActivities
-from coordinator.branches import CreateWorktreeRequest, MergeRequest, task_branch, worktree_beside
-from coordinator.environment import CommandEnvironment
+from coordinator.branches import MergeRequest, task_branch
 from coordinator.plan import Gate
 from coordinator.work import FollowThrough, SpecialistRequest, SpecialistResult
+from tests.activities.test_worktree_prepare import request as first_attempt
 from tests.activities.worktree_support import BRANCH, EXECUTION, Execution, git, title
 
 
@@ -31,32 +31,12 @@ def turn(ex: Execution, command: str, gates: list[str], *, land: bool = True) ->
         task_id="t1",
         title=title("t1"),
     )
-    return SpecialistRequest(
-        execution_id=EXECUTION,
-        task_id="t1",
-        task_title=title("t1"),
-        task_prompt="",
-        specialist="shell",
-        backend="command",
-        command=command,
-        timeout_s=60,
-        cwd=worktree_beside(ex.workspace.path, "t1"),
-        attempt=1,
-        environment=CommandEnvironment(confine="off"),
-        worktree=CreateWorktreeRequest(
-            execution_id=EXECUTION,
-            workspace=ex.workspace.path,
-            execution_branch=BRANCH,
-            task_id="t1",
-            attempt=1,
-            fresh=True,
-        ),
-        then=FollowThrough(
-            gates=[Gate(name=f"g{n}", run=run) for n, run in enumerate(gates)],
-            gate_attempt=1,
-            merge=merge if land else None,
-        ),
+    then = FollowThrough(
+        gates=[Gate(name=f"g{n}", run=run) for n, run in enumerate(gates)],
+        gate_attempt=1,
+        merge=merge if land else None,
     )
+    return first_attempt(ex, command, fresh=True).model_copy(update={"then": then})
 
 
 async def run(
