@@ -211,6 +211,9 @@ def open_repository(cwd: Path) -> pygit2.Repository:
         message = f"not a git repository: {err}"
         raise GitError(["rev-parse", "--git-dir"], cwd, 128, message) from err
     clone = not repo.is_bare and not os.path.exists(os.path.join(repo.path, "commondir"))
+    # Only the clone at this very path (not a repository found above a folder that lost its
+    # own .git, which a later worktree made there would then be taken for).
+    clone = clone and repo.workdir is not None and _same_folder(repo.workdir, key)
     if keep and clone and _KEEP_AT_MOST and (opened := _head_stamp(repo)) is not None:
         while len(_kept) >= _KEEP_AT_MOST:
             _kept.pop(next(iter(_kept)))  # the one kept longest
@@ -221,6 +224,13 @@ def open_repository(cwd: Path) -> pygit2.Repository:
 # Clones kept open by `open_repository`: path -> (repository, `_head_stamp` when opened).
 _kept: dict[str, tuple[pygit2.Repository, tuple[int, int]]] = {}
 _KEEP_AT_MOST = 64
+
+
+def _same_folder(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 def _head_stamp(repo: pygit2.Repository) -> tuple[int, int] | None:

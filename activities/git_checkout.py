@@ -8,14 +8,17 @@ and knows no sparse checkout. So it is used only for a plain repository: no .git
 file anywhere in the trees checked out, no submodule, nothing in the configuration that
 changes how files are written (`core.autocrlf`, `core.eol`, `core.attributesFile`,
 `core.sparseCheckout`, `info/attributes`, a `GIT_CONFIG_*` variable git would read).
-Anything else, and anything libgit2 refuses (a local change in the way), is left to git,
-which does it or fails with its own words, as before. Both functions return False then,
-having changed nothing.
+Nor where a file would be written through a symbolic link, or in place of one, in the
+clone (a gate on the branch may leave one, pointing out of it: libgit2 would follow it), or
+with a umask other than 022. Anything else, and anything libgit2 refuses (a local change in
+the way), is left to git, which does it or fails with its own words, as before. Both
+functions return False then, having changed nothing.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,7 +68,7 @@ def fill_new_worktree(path: Path) -> bool:
         if any(True for _ in Path(repo.workdir).iterdir() if _.name != ".git"):
             return False  # not empty (a retry after a crash): git knows what to keep
         _check_out(repo, tree, _FORCE)
-    except (GitError, pygit2.GitError, KeyError, ValueError, OSError):
+    except (GitError, pygit2.GitError, KeyError, ValueError, OSError, RecursionError):
         return False
     return True
 
@@ -86,6 +89,8 @@ def follow_branch(clone: Path, branch: str, old: str, new: str) -> bool:
         ):
             return False
         paths = [d.new_file.path or d.old_file.path for d in before.diff_to_tree(after).deltas]
+        if not _only_folders_on_the_way(Path(repo.workdir), paths):
+            return False
         if paths:
             # SAFE: a file with a local change (or an untracked one in the way) stops it
             # all, before anything is written. The paths are names, not patterns.
@@ -94,8 +99,30 @@ def follow_branch(clone: Path, branch: str, old: str, new: str) -> bool:
             if paths:  # put back what was just written: git does it all, or nothing
                 _check_out(repo, before, _FORCE, paths)
             return False
-    except (GitError, pygit2.GitError, KeyError, ValueError, OSError):
+    except (GitError, pygit2.GitError, KeyError, ValueError, OSError, RecursionError):
         return False
+    return True
+
+
+def _only_folders_on_the_way(root: Path, paths: list[str]) -> bool:
+    """Whether writing `paths` under `root` goes through real folders only, and replaces no
+    symbolic link: the clone's files are not the coordinator's alone (gates on the branch
+    run there), and libgit2, unlike git, follows a link it finds on the way (an ignored or
+    untracked one pointing out of the clone: a write outside it)."""
+    checked: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if prefix in checked:
+                continue
+            checked.add(prefix)
+            try:
+                mode = os.lstat(root / prefix).st_mode
+            except FileNotFoundError:
+                break  # made by the checkout itself, and everything below it
+            if stat.S_ISLNK(mode) or (depth < len(parts) and not stat.S_ISDIR(mode)):
+                return False
     return True
 
 
@@ -112,6 +139,8 @@ def _check_out(
 def _plain_repository(repo: pygit2.Repository) -> bool:
     if any(name in os.environ for name in _GIT_CONFIG_VARIABLES):
         return False  # git would read another configuration than libgit2 does
+    if _umask() != 0o022:
+        return False  # libgit2 writes 0644/0755 whatever the umask; git follows it
     config = repo.config
     for key, harmless in _CONFIG.items():
         if key in config and str(config[key]).lower() not in harmless:
@@ -122,6 +151,18 @@ def _plain_repository(repo: pygit2.Repository) -> bool:
     files = [common / "info" / "attributes"]
     files += [Path(os.path.expanduser(os.path.expandvars(f))) for f in _OTHER_ATTRIBUTES]
     return not any(f.exists() for f in files if "$" not in str(f))
+
+
+def _umask() -> int | None:
+    """The process's umask, as the kernel reports it (setting it to read it would race with
+    other threads); None when it cannot tell."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _plain_tree(repo: pygit2.Repository, tree: pygit2.Tree) -> bool:

@@ -166,3 +166,30 @@ def test_a_git_configuration_libgit2_would_not_read_is_left_to_git(
     config.write_text("[core]\n\tautocrlf = true\n")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
     assert not fill_new_worktree(new_worktree(repo, "w"))
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_a_link_left_in_the_clone_is_never_written_through(
+    repo: Path, tmp_path: Path, ignored: bool
+) -> None:
+    """A gate on the branch (code a task wrote) leaves `cfg` -> a folder outside the clone;
+    the next merge adds cfg/evil: libgit2 would write it out there. git is left to refuse."""
+    branch = git(repo, "branch", "--show-current")
+    old = git(repo, "rev-parse", "HEAD")
+    (repo / "cfg").mkdir()
+    (repo / "cfg" / "evil").write_text("[Desktop Entry]\n")
+    new = commit_all(repo, "task")
+    git(repo, "reset", "-q", "--keep", old)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (repo / "cfg").symlink_to(outside)
+    if ignored:
+        (repo / ".git" / "info" / "exclude").write_text("cfg\n")
+
+    assert not follow_branch(repo, branch, old, new)
+    assert list(outside.iterdir()) == [] and git(repo, "rev-parse", "HEAD") == old
+
+
+def test_another_umask_is_left_to_git(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(git_checkout, "_umask", lambda: 0o002)
+    assert not fill_new_worktree(new_worktree(repo, "w"))

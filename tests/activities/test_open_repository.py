@@ -44,3 +44,10 @@ def test_worktrees_and_other_threads_get_their_own(tmp_path: Path) -> None:
     thread.start()
     thread.join()
     assert found and found[0] is not kept
+
+
+def test_a_folder_without_its_own_git_is_not_taken_for_a_clone(tmp_path: Path) -> None:
+    project = make_repo(tmp_path / "project")
+    lost = project / "workspaces" / "wt"  # a worktree's folder whose .git file is gone
+    lost.mkdir(parents=True)
+    assert open_repository(lost) is not open_repository(lost)
