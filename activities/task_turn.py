@@ -27,9 +27,11 @@ from temporalio import activity
 
 from activities.gates import GateActivities
 from activities.process import safe_name
+from activities.worktree_git import find_task_commit, rev
+from activities.worktree_merge import already_merged
 from activities.worktree_prepare import prepare_worktree, with_worktree
 from activities.worktrees import WorktreeActivities
-from coordinator.branches import LandRequest
+from coordinator.branches import CommitResult, LandRequest, LandResult, TaskWorktree
 from coordinator.plan import Gate
 from coordinator.work import FollowThrough, GateRequest, SpecialistRequest, SpecialistResult
 
@@ -55,6 +57,8 @@ async def take_turn(
     then = request.then
     record = _record_path(artifacts_root, request) if then is not None else None
     earlier = _read(record) if record is not None else None
+    if earlier is None and then is not None and (landed := await _landed_elsewhere(then)):
+        return _already_landed(request, then, landed)
     if earlier is None:
         made = await prepare_worktree(worktrees, request)
         result = with_worktree(await specialist(request), made)
@@ -69,6 +73,48 @@ async def take_turn(
         return result
     assert then is not None and record is not None
     return await _follow_through(worktrees, artifacts_root, request, then, result, record, stage)
+
+
+async def _landed_elsewhere(then: FollowThrough) -> LandResult | None:
+    """After a move: the task's commit, if it landed on the lost host (and reached the home
+    this clone came from) before that host could report it; None: it did not."""
+    merge = then.merge
+    if not then.moved or merge is None or merge.since is None:
+        return None
+    clone = Path(merge.workspace)
+    head = await rev(clone, f"refs/heads/{merge.execution_branch}")
+    landed = await find_task_commit(clone, merge.since, head, merge.task_id)
+    if landed is None:
+        return None
+    return LandResult(
+        committed=CommitResult(commit=landed),
+        merged=await already_merged(clone, head, landed),
+        removed=True,  # nothing of it on this host
+    )
+
+
+def _already_landed(
+    request: SpecialistRequest, then: FollowThrough, landed: LandResult
+) -> SpecialistResult:
+    """The turn as the lost host would have reported it (its worktree is gone with it)."""
+    assert then.merge is not None and landed.merged is not None
+    base = landed.merged.previous or then.merge.since or ""
+    gone = TaskWorktree(path=request.cwd, branch=then.merge.task_branch, base_commit=base)
+    return SpecialistResult(
+        task_id=request.task_id,
+        specialist=request.specialist,
+        attempt=request.attempt,
+        ok=True,
+        summary="landed on the host that was lost, before it could say so",
+        exit_code=0,
+        timed_out=False,
+        duration_s=0.0,
+        output_tail="",
+        log_path="",
+        worktree=gone,
+        gates=[],
+        landed=landed,
+    )
 
 
 def _passed(result: SpecialistResult) -> bool:

@@ -106,6 +106,9 @@ class FollowThrough(BaseModel):
     merge: MergeRequest | None = None
     home: str | None = None
     base_commit: str | None = None
+    # The execution moved to another host since (set when re-homing rebinds the request):
+    # the task may have landed there, from the home, before its host was lost.
+    moved: bool = False
 
 
 class SpecialistResult(BaseModel):

@@ -145,12 +145,14 @@ def rebind(ws: Workspace, request: R) -> R:
     fields = PATH_FIELDS.get(type(request))
     if fields is None:
         raise TypeError(f"workflows/placement.py: PATH_FIELDS names no fields of {type(request)}")
-    changed = {}
+    changed: dict[str, Any] = {}
     for name in fields:
         value = getattr(request, name)
         new = _rebind_path_field(ws, value)
         if new != value:
             changed[name] = new
+    if isinstance(request, FollowThrough) and not request.moved:
+        changed["moved"] = True  # it may have landed on a former host (activities/task_turn.py)
     return request.model_copy(update=changed) if changed else request
 
 

@@ -40,11 +40,14 @@ def turn(ex: Execution, command: str, gates: list[str], *, land: bool = True) ->
 
 
 async def run(
-    acts: CommandSpecialistActivities, request: SpecialistRequest, try_: int = 1
+    acts: CommandSpecialistActivities,
+    request: SpecialistRequest,
+    try_: int = 1,
+    activity: str = "1",
 ) -> SpecialistResult:
-    """One try of the activity; every try shares the workflow run and activity id."""
+    """One try of the activity `activity`; its tries share the workflow run and its id."""
     env = ActivityEnvironment()
-    env.info = dataclasses.replace(env.info, attempt=try_)
+    env.info = dataclasses.replace(env.info, attempt=try_, activity_id=activity)
     return await env.run(acts.run, request)
 
 
@@ -168,3 +171,38 @@ async def test_a_landing_that_fails_leaves_it_to_the_workflow(
     assert result.ok and [g.passed for g in result.gates or []] == [True]
     assert result.landed is None and ex.head() == before  # the workflow lands it
     assert result.worktree is not None and Path(result.worktree.path).is_dir()
+
+
+async def test_after_a_move_a_turn_that_landed_on_the_lost_host_is_not_run_again(
+    ex: Execution, acts: CommandSpecialistActivities, tmp_path: Path
+) -> None:
+    """Its host landed it (and pushed it to the home this clone came from), then died before
+    reporting: the turn on the new host finds the commit and reports it, running nothing."""
+    landed_there = await run(acts, turn(ex, "echo new > new.txt", ["true"]))
+    assert landed_there.landed is not None and landed_there.landed.merged is not None
+    request = turn(ex, "echo again > again.txt", ["true"])
+    assert request.then is not None and request.then.merge is not None
+    since = request.then.merge.model_copy(update={"since": ex.workspace.base_commit})
+    moved = request.then.model_copy(update={"merge": since, "moved": True})
+    logs_before = logs(tmp_path)
+
+    result = await run(acts, request.model_copy(update={"then": moved}), activity="2")
+
+    assert result.ok and result.landed is not None and result.landed.merged is not None
+    assert result.landed.merged.already_merged
+    assert result.landed.merged.commit == landed_there.landed.merged.commit
+    assert logs(tmp_path) == logs_before  # the specialist did not run
+    assert ex.subjects() == [f"t1: {title('t1')}"]
+    assert result.worktree is not None and not Path(result.worktree.path).exists()
+
+
+async def test_after_a_move_a_turn_that_never_landed_runs(
+    ex: Execution, acts: CommandSpecialistActivities
+) -> None:
+    request = turn(ex, "echo new > new.txt", ["true"])
+    assert request.then is not None and request.then.merge is not None
+    since = request.then.merge.model_copy(update={"since": ex.workspace.base_commit})
+    moved = request.then.model_copy(update={"merge": since, "moved": True})
+    result = await run(acts, request.model_copy(update={"then": moved}))
+    assert result.landed is not None and result.landed.merged is not None
+    assert not result.landed.merged.already_merged and ex.subjects() == [f"t1: {title('t1')}"]

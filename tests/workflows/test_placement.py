@@ -102,4 +102,5 @@ def test_the_landing_a_specialist_does_after_its_turn_moves_with_it() -> None:
     moved = rebind(moved_workspace(), request)
     assert moved.then is not None and moved.then.merge is not None
     assert moved.then.merge.workspace == f"{NEW}/clone"
+    assert moved.then.moved and request.then is not None and not request.then.moved
     assert moved.then.gates == [Gate(name="g", run=f"test -d {OLD}")]  # the plan's: as they are
