@@ -15,9 +15,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.command_runner import CommandSpec, command_context, run_command
-from activities.process import ProcessOutcome, retry_suffix, safe_name
-from activities.task_turn import take_turn
-from activities.worktrees import WorktreeActivities
+from activities.process import ProcessOutcome, retry_suffix
+from activities.task_turn import SpecialistActivities
 from coordinator.work import SUMMARY_CHARS, SpecialistRequest, SpecialistResult
 
 # In a task's artifacts: the process groups of its specialist's commands (process_groups.py).
@@ -64,27 +63,14 @@ def summarize(outcome: ProcessOutcome, timeout_s: int) -> str:
     return _clip(f"{what}: {line}" if line else what)
 
 
-class CommandSpecialistActivities:
-    def __init__(self, artifacts_root: Path, worktrees: WorktreeActivities | None = None) -> None:
-        self.artifacts_root = artifacts_root
-        self.worktrees = worktrees  # to make a task's worktree first, when asked
-
+class CommandSpecialistActivities(SpecialistActivities):
     def log_path(self, request: SpecialistRequest) -> Path:
         """`<artifacts>/<execution>/tasks/<task>/attempt-<n>[.try<k>].log`."""
         return self.task_dir(request) / f"attempt-{request.attempt}{retry_suffix()}.log"
 
-    def task_dir(self, request: SpecialistRequest) -> Path:
-        return (
-            self.artifacts_root
-            / safe_name(request.execution_id)
-            / "tasks"
-            / safe_name(request.task_id)
-        )
-
     @activity.defn(name="run_command_specialist")
     async def run(self, request: SpecialistRequest) -> SpecialistResult:
-        """The specialist in the task's worktree (made first when the request asks)."""
-        return await take_turn(self.worktrees, self.artifacts_root, request, self._run)
+        return await self.turn(request, self._run)
 
     async def _run(self, request: SpecialistRequest) -> SpecialistResult:
         where = f"task {request.task_id} ({request.specialist})"

@@ -46,6 +46,29 @@ class _Record(BaseModel):
     result: SpecialistResult
 
 
+def task_dir(artifacts_root: Path, request: SpecialistRequest) -> Path:
+    """`<artifacts>/<execution>/tasks/<task>`: a task's logs, transcripts and turn records."""
+    return artifacts_root / safe_name(request.execution_id) / "tasks" / safe_name(request.task_id)
+
+
+class SpecialistActivities:
+    """What the specialists' activity classes share: the artifacts root, the worktrees their
+    activity makes when asked (activities/worktree_prepare.py) and the turn around their own
+    `_run` (`take_turn`)."""
+
+    def __init__(self, artifacts_root: Path, worktrees: WorktreeActivities | None = None) -> None:
+        self.artifacts_root = artifacts_root
+        self.worktrees = worktrees  # to make a task's worktree first, when asked
+
+    def task_dir(self, request: SpecialistRequest) -> Path:
+        return task_dir(self.artifacts_root, request)
+
+    async def turn(self, request: SpecialistRequest, specialist: Specialist) -> SpecialistResult:
+        """The specialist in the task's worktree (made first when the request asks), then
+        its gates and its landing when the request asks."""
+        return await take_turn(self.worktrees, self.artifacts_root, request, specialist)
+
+
 async def take_turn(
     worktrees: WorktreeActivities | None,
     artifacts_root: Path,
@@ -194,8 +217,7 @@ def _record_path(artifacts_root: Path, request: SpecialistRequest) -> Path:
     activity (its workflow run and id), which its retries share."""
     info = activity.info()
     key = hashlib.sha256(f"{info.workflow_run_id}/{info.activity_id}".encode()).hexdigest()
-    task = artifacts_root / safe_name(request.execution_id) / "tasks" / safe_name(request.task_id)
-    return task / f"turn-{request.attempt}-{key[:16]}.json"
+    return task_dir(artifacts_root, request) / f"turn-{request.attempt}-{key[:16]}.json"
 
 
 def _read(path: Path) -> _Record | None:

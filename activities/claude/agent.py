@@ -31,8 +31,7 @@ from activities.command_runner import environment_for, jail_for, require_folder
 from activities.command_specialist import SPECIALIST_SLOT
 from activities.heartbeat import heartbeating_live
 from activities.jail import Sandbox, make_private_tmp, remove_private_tmp
-from activities.process import safe_name
-from activities.task_turn import take_turn
+from activities.task_turn import SpecialistActivities
 from activities.worktrees import WorktreeActivities
 from coordinator.claude import AgentAttempt, ClaudeSettings, Usage
 from coordinator.specialists import Specialist, SpecialistError, load_specialist_source
@@ -44,33 +43,23 @@ HEARTBEAT_EVERY_S = 5.0
 _warned_tools: set[tuple[str, str]] = set()  # (specialist, tool): each unknown name once
 
 
-class ClaudeSpecialistActivities:
+class ClaudeSpecialistActivities(SpecialistActivities):
     def __init__(
         self,
         artifacts_root: Path,
         settings: ClaudeSettings | None = None,
         worktrees: WorktreeActivities | None = None,
     ) -> None:
-        self.artifacts_root = artifacts_root
+        super().__init__(artifacts_root, worktrees)
         self.settings = settings or ClaudeSettings()
-        self.worktrees = worktrees  # to make a task's worktree first, when asked
-
-    def attempt_dir(self, request: SpecialistRequest) -> Path:
-        return (
-            self.artifacts_root
-            / safe_name(request.execution_id)
-            / "tasks"
-            / safe_name(request.task_id)
-        )
 
     def transcript_path(self, request: SpecialistRequest) -> Path:
         """One transcript per attempt of the task; a retried activity continues it."""
-        return self.attempt_dir(request) / f"attempt-{request.attempt}.transcript.jsonl"
+        return self.task_dir(request) / f"attempt-{request.attempt}.transcript.jsonl"
 
     @activity.defn(name="run_claude_specialist")
     async def run(self, request: SpecialistRequest) -> SpecialistResult:
-        """The specialist in the task's worktree (made first when the request asks)."""
-        return await take_turn(self.worktrees, self.artifacts_root, request, self._run)
+        return await self.turn(request, self._run)
 
     async def _run(self, request: SpecialistRequest) -> SpecialistResult:
         where = f"task {request.task_id} ({request.specialist})"
@@ -99,8 +88,8 @@ class ClaudeSpecialistActivities:
                 bash=BashSetup(
                     env=bash_env,
                     sandbox=sandbox.with_tmp(tmp),
-                    slot=self.attempt_dir(request) / SPECIALIST_SLOT,
-                    log_dir=self.attempt_dir(request) / f"attempt-{request.attempt}.bash",
+                    slot=self.task_dir(request) / SPECIALIST_SLOT,
+                    log_dir=self.task_dir(request) / f"attempt-{request.attempt}.bash",
                 ),
                 request=request,
                 spec=spec,

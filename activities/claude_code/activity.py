@@ -17,7 +17,7 @@ from activities.claude_code.sdk import INSTALL_HINT, bundled_cli
 from activities.claude_code.session import RunEnd, RunSpec, SessionRun
 from activities.jail import JailUnavailableError, make_private_tmp, remove_private_tmp
 from activities.process_env import MissingVariableError
-from activities.task_turn import take_turn
+from activities.task_turn import SpecialistActivities
 from activities.worktrees import WorktreeActivities
 from coordinator.claude import DEFAULT_MAX_TURNS, ClaudeSettings
 from coordinator.claude_code import tool_names
@@ -28,21 +28,19 @@ STATE_NAME = "state.json"
 TRANSCRIPT_NAME = "transcript.jsonl"
 
 
-class ClaudeCodeActivities:
+class ClaudeCodeActivities(SpecialistActivities):
     def __init__(
         self,
         artifacts_root: Path,
         settings: ClaudeSettings | None = None,
         worktrees: WorktreeActivities | None = None,
     ) -> None:
-        self.artifacts_root = artifacts_root
+        super().__init__(artifacts_root, worktrees)
         self.settings = settings or ClaudeSettings()
-        self.worktrees = worktrees  # to make a task's worktree first, when asked
 
     @activity.defn(name="run_claude_code_specialist")
     async def run(self, request: SpecialistRequest) -> SpecialistResult:
-        """The specialist in the task's worktree (made first when the request asks)."""
-        return await take_turn(self.worktrees, self.artifacts_root, request, self._run)
+        return await self.turn(request, self._run)
 
     async def _run(self, request: SpecialistRequest) -> SpecialistResult:
         where = f"task {request.task_id} ({request.specialist})"

@@ -28,8 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from activities.jail import Sandbox, sandbox_for
-from activities.process import safe_name
 from activities.process_env import command_env
+from activities.task_turn import task_dir
 from coordinator.claude import ClaudeSettings
 from coordinator.claude_code import SUBAGENT_TOOLS, tool_names
 from coordinator.specialists import BUILTIN_DIR, Specialist, load_registry
@@ -74,8 +74,7 @@ class Launch:
 
 def run_dir(artifacts_root: Path, request: SpecialistRequest) -> Path:
     """The attempt's own folder on the host: config, launcher, state, transcript."""
-    task_dir = artifacts_root / safe_name(request.execution_id) / "tasks"
-    return task_dir / safe_name(request.task_id) / f"attempt-{request.attempt}.claude-code"
+    return task_dir(artifacts_root, request) / f"attempt-{request.attempt}.claude-code"
 
 
 def prepare(request: SpecialistRequest, folder: Path, cli: Path, tmp: Path, api_key: str) -> Launch:
