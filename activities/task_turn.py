@@ -159,7 +159,7 @@ async def _follow_through(
     try:
         if stage == "specialist":
             gates = GateActivities(artifacts_root)
-            results = [await gates.run_gate(_gate(request, then, g)) for g in then.gates]
+            results = [await gates.run_gate(_gate(request, g)) for g in then.gates]
             result = result.model_copy(update={"gates": results})
             if not _write(record, "gates", result):
                 return result
@@ -179,7 +179,7 @@ async def _follow_through(
     return result
 
 
-def _gate(request: SpecialistRequest, then: FollowThrough, gate: Gate) -> GateRequest:
+def _gate(request: SpecialistRequest, gate: Gate) -> GateRequest:
     """The request the workflow would send for this gate (the same log file and slot)."""
     return GateRequest(
         execution_id=request.execution_id,
@@ -187,7 +187,7 @@ def _gate(request: SpecialistRequest, then: FollowThrough, gate: Gate) -> GateRe
         scope=request.task_id,
         gate=gate,
         cwd=request.cwd,
-        attempt=then.gate_attempt,
+        attempt=request.attempt,
         environment=request.environment,
     )
 

@@ -97,12 +97,11 @@ class SpecialistRequest(BaseModel):
 class FollowThrough(BaseModel):
     """What a task's specialist activity does after a successful turn, instead of one
     round trip each: the task's `gates` in its worktree (all of them, in order, as the
-    workflow would run them; log files named for `gate_attempt`), then, if they all pass and
+    workflow would run them; log files named for the task's attempt), then, if they all pass and
     `merge` is given, the landing (commit, merge, push to `home`, removal) from `base_commit`
     (None: the base of the worktree the activity made)."""
 
     gates: list[Gate] = Field(default_factory=list)
-    gate_attempt: int = Field(ge=1)
     merge: MergeRequest | None = None
     home: str | None = None
     base_commit: str | None = None

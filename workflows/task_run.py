@@ -285,7 +285,7 @@ class TaskWork(TaskBudgets):
                 run.note = replayed(worktree.conflict_files, worktree.conflict)
         feedback, run.note = feedback_for(run.failures, run.note, limit=FEEDBACK_CHARS), ""
         base = attempt.worktree.base_commit if attempt.opened else None
-        then = follow_through(self, request, task, attempt=state.attempts, base=base)
+        then = follow_through(self, request, task, base=base)
         try:
             result = await self._turn(request, run, attempt, specialist, feedback, strike, then)
         except ActivityError as err:
@@ -324,19 +324,18 @@ class TaskWork(TaskBudgets):
     ) -> SpecialistResult:
         """The specialist's activity; with `then.merge`, a landing in flight until it
         returns (workflows/landings.py)."""
-        if then is None or then.merge is None:
-            return await self._specialist_attempt(
-                request, run, attempt, specialist, feedback, strike, then
-            )
-        await self.landings.begin(self.branch_lock)
+        landing = then is not None and then.merge is not None
+        if landing:
+            await self.landings.begin(self.branch_lock)
         result = None
         try:
             result = await self._specialist_attempt(
                 request, run, attempt, specialist, feedback, strike, then
             )
         finally:
-            landed = result.landed if result is not None else None
-            self.landings.end(request.workspace, landed.merged if landed else None)
+            if landing:
+                landed = result.landed if result is not None else None
+                self.landings.end(request.workspace, landed.merged if landed else None)
         return result
 
     async def _specialist_attempt(

@@ -41,7 +41,7 @@ def merge_request(request: PhaseInput, task: Task, branch: str | None = None) ->
 
 
 def follow_through(
-    phase: PhaseWorkflow, request: PhaseInput, task: Task, *, attempt: int, base: str | None
+    phase: PhaseWorkflow, request: PhaseInput, task: Task, *, base: str | None
 ) -> FollowThrough | None:
     """What the specialist's activity does after a successful turn; None: nothing (an
     execution from before TURN_PATCH). `base`: the worktree's base commit when the workflow
@@ -55,6 +55,4 @@ def follow_through(
         if ws.host_queue is not None:  # as steps.land: a commit of a lost host is found
             merge = merge.model_copy(update={"since": ws.base_commit})
             home = ws.home
-    return FollowThrough(
-        gates=task.gates, gate_attempt=attempt, merge=merge, home=home, base_commit=base
-    )
+    return FollowThrough(gates=task.gates, merge=merge, home=home, base_commit=base)

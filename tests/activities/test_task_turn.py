@@ -33,7 +33,6 @@ def turn(ex: Execution, command: str, gates: list[str], *, land: bool = True) ->
     )
     then = FollowThrough(
         gates=[Gate(name=f"g{n}", run=run) for n, run in enumerate(gates)],
-        gate_attempt=1,
         merge=merge if land else None,
     )
     return first_attempt(ex, command, fresh=True).model_copy(update={"then": then})

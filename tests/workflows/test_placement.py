@@ -95,9 +95,7 @@ def test_the_landing_a_specialist_does_after_its_turn_moves_with_it() -> None:
         timeout_s=60,
         cwd=f"{OLD}/worktrees/t1",
         attempt=1,
-        then=FollowThrough(
-            gates=[Gate(name="g", run=f"test -d {OLD}")], gate_attempt=1, merge=merge
-        ),
+        then=FollowThrough(gates=[Gate(name="g", run=f"test -d {OLD}")], merge=merge),
     )
     moved = rebind(moved_workspace(), request)
     assert moved.then is not None and moved.then.merge is not None
