@@ -249,7 +249,12 @@ def git_dir(cwd: Path) -> Path:
 
 def common_dir(cwd: Path) -> Path:
     """The git folder all worktrees of the repository share (`--git-common-dir`), absolute."""
-    own = git_dir(cwd)
+    return shared_git_dir(git_dir(cwd))
+
+
+def shared_git_dir(own: Path) -> Path:
+    """The common git folder of the repository whose own git folder is `own`: itself for a
+    clone, the one its `commondir` file names for a linked worktree."""
     pointer = own / "commondir"  # a worktree's git folder names the shared one
     if pointer.is_file():
         return (own / pointer.read_text().strip()).absolute()

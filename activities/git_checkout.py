@@ -25,7 +25,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import CheckoutStrategy, FileMode
 
-from activities.git import GitError, open_repository
+from activities.git import GitError, open_repository, shared_git_dir
 from activities.git_objects import set_ref
 
 # Configuration that changes how files are written on checkout (any value but these).
@@ -145,10 +145,7 @@ def _plain_repository(repo: pygit2.Repository) -> bool:
     for key, harmless in _CONFIG.items():
         if key in config and str(config[key]).lower() not in harmless:
             return False
-    common = Path(repo.path)
-    if (common / "commondir").is_file():
-        common = common / (common / "commondir").read_text().strip()
-    files = [common / "info" / "attributes"]
+    files = [shared_git_dir(Path(repo.path)) / "info" / "attributes"]
     files += [Path(os.path.expanduser(os.path.expandvars(f))) for f in _OTHER_ATTRIBUTES]
     return not any(f.exists() for f in files if "$" not in str(f))
 
