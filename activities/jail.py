@@ -222,7 +222,7 @@ class Sandbox:
     @property
     def isolates_network(self) -> bool:
         """The command gets its own network (then `argv` needs `net`)."""
-        return self.bwrap is not None and self.tmp is not None and self.slirp4netns is not None
+        return self.contains_processes and self.slirp4netns is not None
 
     def env(self, env: Mapping[str, str], tmp: Path) -> dict[str, str]:
         """HOME and TMPDIR in the private temp folder, unless the plan set them."""
@@ -240,7 +240,7 @@ class Sandbox:
         `net` is (info fd, block fd), the jail's ends of the pipes of a `JailNetwork`: the
         jail gets a network namespace of its own, and the command waits for its network.
         """
-        if self.bwrap is None or self.tmp is None:
+        if self.bwrap is None or self.tmp is None:  # as `contains_processes` says: no jail
             return list(command)
         args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
         args += ["--unshare-uts", "--cap-drop", "ALL"]
