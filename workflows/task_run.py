@@ -287,7 +287,9 @@ class TaskWork(TaskBudgets):
         base = attempt.worktree.base_commit if attempt.opened else None
         then = follow_through(self, request, task, base=base)
         try:
-            result = await self._turn(request, run, attempt, specialist, feedback, strike, then)
+            result = await self._specialist_attempt(
+                request, run, attempt, specialist, feedback, strike, then
+            )
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise asyncio.CancelledError from err
@@ -312,7 +314,7 @@ class TaskWork(TaskBudgets):
             return self._strike(run, result.summary, result.output_tail)
         return await self._land(request, run, attempt, result)
 
-    async def _turn(
+    async def _specialist_attempt(
         self,
         request: PhaseInput,
         run: TaskRound,
@@ -324,61 +326,44 @@ class TaskWork(TaskBudgets):
     ) -> SpecialistResult:
         """The specialist's activity; with `then.merge`, a landing in flight until it
         returns (workflows/landings.py)."""
-        landing = then is not None and then.merge is not None
-        if landing:
-            await self.landings.begin(self.branch_lock)
-        result = None
-        try:
-            result = await self._specialist_attempt(
-                request, run, attempt, specialist, feedback, strike, then
-            )
-        finally:
-            if landing:
-                landed = result.landed if result is not None else None
-                self.landings.end(request.workspace, landed.merged if landed else None)
-        return result
-
-    async def _specialist_attempt(
-        self,
-        request: PhaseInput,
-        run: TaskRound,
-        attempt: WorktreeAttempt,
-        specialist: SpecialistRef,
-        feedback: str,
-        strike: int,
-        then: FollowThrough | None = None,
-    ) -> SpecialistResult:
         task, state = run.task, run.state
         limit = attempt.reserve(self._attempt_cost_limit(request, task, state))
 
         async def record(spend: AttemptSpend | None) -> None:
             self._add_spend(state, spend)
 
-        return await attempt.run(
-            specialist,
-            SpecialistRequest(
-                execution_id=request.execution_id,
-                task_id=task.id,
-                task_title=task.title,
-                task_prompt=task.prompt,
-                files=task.files,
-                specialist=specialist.name,
-                backend=specialist.backend,
-                command=specialist.command,
-                timeout_s=specialist.timeout_s,
-                cwd=attempt.cwd,
-                attempt=state.attempts,
-                feedback=feedback[-FEEDBACK_CHARS:],
-                guidance=run.until.guidance if strike == 1 else "",
-                context_paths=request.context_paths,
-                environment=request.environment,
-                max_cost_usd=limit,
-                max_tokens=self._attempt_token_limit(task, state),
-                then=then,
-            ),
-            summary=f"{'fix' if strike > 1 else 'implement'} {task.id} ({specialist.name})",
-            record=record,
+        sent = SpecialistRequest(
+            execution_id=request.execution_id,
+            task_id=task.id,
+            task_title=task.title,
+            task_prompt=task.prompt,
+            files=task.files,
+            specialist=specialist.name,
+            backend=specialist.backend,
+            command=specialist.command,
+            timeout_s=specialist.timeout_s,
+            cwd=attempt.cwd,
+            attempt=state.attempts,
+            feedback=feedback[-FEEDBACK_CHARS:],
+            guidance=run.until.guidance if strike == 1 else "",
+            context_paths=request.context_paths,
+            environment=request.environment,
+            max_cost_usd=limit,
+            max_tokens=self._attempt_token_limit(task, state),
+            then=then,
         )
+        summary = f"{'fix' if strike > 1 else 'implement'} {task.id} ({specialist.name})"
+        landing = then is not None and then.merge is not None
+        if landing:
+            await self.landings.begin(self.branch_lock)
+        result = None
+        try:
+            result = await attempt.run(specialist, sent, summary=summary, record=record)
+        finally:
+            if landing:
+                landed = result.landed if result is not None else None
+                self.landings.end(request.workspace, landed.merged if landed else None)
+        return result
 
     async def _land(
         self, request: PhaseInput, run: TaskRound, attempt: WorktreeAttempt, turn: SpecialistResult
