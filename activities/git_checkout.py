@@ -39,7 +39,7 @@ _SAFE = CheckoutStrategy.SAFE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH
 _FORCE = CheckoutStrategy.FORCE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH
 # The operator's git configuration outside the usual files (activities/git.py passes them to
 # git; libgit2 does not read them).
-_GIT_CONFIG_VARIABLES = (
+GIT_CONFIG_VARIABLES = (
     "GIT_CONFIG_GLOBAL",
     "GIT_CONFIG_SYSTEM",
     "GIT_CONFIG_NOSYSTEM",
@@ -137,7 +137,7 @@ def _check_out(
 
 
 def _plain_repository(repo: pygit2.Repository) -> bool:
-    if any(name in os.environ for name in _GIT_CONFIG_VARIABLES):
+    if any(name in os.environ for name in GIT_CONFIG_VARIABLES):
         return False  # git would read another configuration than libgit2 does
     if _umask() != 0o022:
         return False  # libgit2 writes 0644/0755 whatever the umask; git follows it

@@ -29,6 +29,7 @@ from activities.git import (
     remove_stale_lock,
     run_git,
 )
+from activities.git_merge import disjoint_merge, might_have_landed
 from activities.git_objects import commit_fields, delete_refs, head_branch, resolve, set_ref
 from coordinator.branches import (
     MAX_STAT_BYTES,
@@ -240,8 +241,8 @@ def clip_stat(stat: str, limit: int = MAX_STAT_BYTES) -> str:
 
 async def find_task_commit(clone: Path, base: str, head: str, task_id: str) -> str | None:
     """The commit since `base` whose trailer names the task, if it landed already."""
-    if base == head:
-        return None  # nothing since: no git to ask (the usual case of a chain of tasks)
+    if base == head or not might_have_landed(clone, base, head, task_id):
+        return None  # nothing since, or nothing naming the task: no git to ask
     log = await git_waiting(
         "log",
         f"--format=%H %(trailers:key={TASK_TRAILER},valueonly,separator=%x2C)",
@@ -256,7 +257,10 @@ async def find_task_commit(clone: Path, base: str, head: str, task_id: str) -> s
 
 
 async def merge_tree(cwd: Path, ours: str, theirs: str) -> Merged:
-    """A three-way merge computed in the object store; no working tree or index is touched."""
+    """A three-way merge computed in the object store; no working tree or index is touched.
+    In-process when the sides touched different files (activities/git_merge.py)."""
+    if (tree := disjoint_merge(cwd, ours, theirs)) is not None:
+        return Merged(tree)
     args = ("-c", "core.quotePath=false", "merge-tree", "--write-tree", "--name-only")
     result = await run_git(*args, ours, theirs, cwd=cwd, timeout=LONG)
     if result.returncode not in (0, 1):  # 1: conflicts; the tree holds them as markers

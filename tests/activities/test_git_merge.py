@@ -1,0 +1,182 @@
+"""In-process answers to the landing's two questions (activities/git_merge.py): the tree
+`git merge-tree` writes when the sides touched different files, and whether a commit since the
+base can name the task; compared with git itself, and left to git wherever they could differ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from activities.git_merge import disjoint_merge, might_have_landed
+from tests.engine_support import git, make_repo
+
+FILES = {
+    "README.md": "hello\n",
+    "src/app.py": "print('hi')\n",
+    "src/lib/util.py": "def f():\n    return 1\n",
+    "docs/guide.md": "guide\n",
+}
+IDENTITY = ("-c", "user.name=t", "-c", "user.email=t@t")
+
+
+def commit_all(repo: Path, message: str) -> str:
+    git(repo, "add", "-A")
+    git(repo, *IDENTITY, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+Change = Callable[[Path], None]
+Sides = tuple[list[list[Change]], list[list[Change]]]
+
+
+def write(path: str, text: str, mode: int | None = None) -> Change:
+    def change(root: Path) -> None:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+        if mode is not None:
+            (root / path).chmod(mode)
+
+    return change
+
+
+def link(path: str, target: str) -> Change:
+    return lambda root: os.symlink(target, root / path)
+
+
+def delete(path: str) -> Change:
+    def change(root: Path) -> None:
+        git(root, "rm", "-q", "-r", path)
+
+    return change
+
+
+def sides(repo: Path, ours: list[list[Change]], theirs: list[list[Change]]) -> None:
+    """Branch `exec` and `task` from the current commit, each with one commit per list."""
+    base = git(repo, "rev-parse", "HEAD")
+    for branch, commits in (("exec", ours), ("task", theirs)):
+        git(repo, "checkout", "-q", "-b", branch, base)
+        for number, changes in enumerate(commits):
+            for change in changes:
+                change(repo)
+            commit_all(repo, f"{branch} {number}")
+    git(repo, "checkout", "-q", "--detach", base)
+
+
+def git_tree(repo: Path) -> str:
+    out = git(repo, "merge-tree", "--write-tree", "--name-only", "exec", "task")
+    return out.splitlines()[0]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", FILES)
+
+
+DISJOINT: dict[str, Sides] = {
+    "new folder beside a change": (
+        [[write("src/app.py", "print('hey')\n")]],
+        [[write("new/deep/a.txt", "a\n")]],
+    ),
+    "same folder": ([[write("src/b.py", "b\n")]], [[write("src/app.py", "x\n")]]),
+    "modes and links": (
+        [[write("README.md", "hello\n", 0o755)]],
+        [[write("run.sh", "#!/bin/sh\n", 0o755), link("src/lib/l.py", "util.py")]],
+    ),
+    "head moved by several commits": (
+        [[write("a.txt", "a\n")], [write("b/c.txt", "c\n")], [write("docs/guide.md", "g2\n")]],
+        [[write("src/lib/more.py", "m\n")]],
+    ),
+    "two task commits": (
+        [[write("x.txt", "x\n")]],
+        [[write("y.txt", "y\n")], [write("z/y.txt", "z\n")]],
+    ),
+    "nothing on the head's side": ([], [[write("only.txt", "o\n")]]),
+    "nothing on the task's side": ([[write("only.txt", "o\n")]], [[]]),
+}
+
+
+@pytest.mark.parametrize("case", DISJOINT)
+def test_disjoint_changes_merge_as_git_merges_them(repo: Path, case: str) -> None:
+    ours, theirs = DISJOINT[case]
+    sides(repo, ours, theirs)
+    assert disjoint_merge(repo, "exec", "task") == git_tree(repo)
+
+
+LEFT_TO_GIT: dict[str, Sides] = {
+    "same file": ([[write("src/app.py", "a\n")]], [[write("src/app.py", "b\n")]]),
+    "same change to the same file": ([[write("n.txt", "n\n")]], [[write("n.txt", "n\n")]]),
+    "task deletes": ([[write("a.txt", "a\n")]], [[delete("docs/guide.md")]]),
+    "head renamed the folder the task adds to": (
+        [[delete("src/lib"), write("lib2/util.py", "def f():\n    return 1\n")]],
+        [[write("src/lib/new.py", "n\n")]],
+    ),
+    "a file where the other has a folder": (
+        [[write("x", "file\n")]],
+        [[write("x/y", "in folder\n")]],
+    ),
+    "file turned link": (
+        [[write("a.txt", "a\n")]],
+        [[delete("README.md"), link("README.md", "docs/guide.md")]],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", LEFT_TO_GIT)
+def test_anything_else_is_left_to_git(repo: Path, case: str) -> None:
+    ours, theirs = LEFT_TO_GIT[case]
+    sides(repo, ours, theirs)
+    assert disjoint_merge(repo, "exec", "task") is None
+
+
+def test_a_merge_commit_on_the_task_side_is_left_to_git(repo: Path) -> None:
+    sides(repo, [[write("a.txt", "a\n")]], [[write("b.txt", "b\n")]])
+    git(repo, "checkout", "-q", "task")
+    git(repo, "checkout", "-q", "-b", "side", "HEAD~1")
+    write("c.txt", "c\n")(repo)
+    commit_all(repo, "side")
+    git(repo, "checkout", "-q", "task")
+    git(repo, *IDENTITY, "merge", "-q", "--no-edit", "side")
+    assert disjoint_merge(repo, "exec", "task") is None
+
+
+@pytest.mark.parametrize("setting", ["replace", "ignorecase", "env"])
+def test_repositories_git_reads_differently_are_left_to_git(
+    repo: Path, setting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sides(repo, [[write("a.txt", "a\n")]], [[write("b.txt", "b\n")]])
+    if setting == "replace":
+        git(repo, "replace", git(repo, "rev-parse", "exec"), git(repo, "rev-parse", "exec~1"))
+    elif setting == "ignorecase":
+        git(repo, "config", "core.ignoreCase", "true")
+    else:
+        monkeypatch.setenv("GIT_CONFIG_COUNT", "0")
+    assert disjoint_merge(repo, "exec", "task") is None
+
+
+def test_no_repository_is_left_to_git(tmp_path: Path) -> None:
+    assert disjoint_merge(tmp_path, "exec", "task") is None
+
+
+def test_a_commit_naming_the_task_might_have_landed(repo: Path) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    message = "t1: first\n\nCoord-Task: t1\n"
+    git(repo, *IDENTITY, "commit", "-q", "--allow-empty", "-m", message)
+    git(repo, *IDENTITY, "commit", "-q", "--allow-empty", "-m", "t12: x\n\nCoord-Task: t12\n")
+    head = git(repo, "rev-parse", "HEAD")
+    assert might_have_landed(repo, base, head, "t1")
+    assert might_have_landed(repo, base, head, "t12")
+    # A longer id holding it is no mention, nor is a commit before the base.
+    assert not might_have_landed(repo, base, head, "t")
+    assert not might_have_landed(repo, git(repo, "rev-parse", "HEAD~1"), head, "t1")
+    assert not might_have_landed(repo, base, head, "t1.2")
+
+
+def test_when_libgit2_cannot_tell_git_is_asked(repo: Path, tmp_path: Path) -> None:
+    head = git(repo, "rev-parse", "HEAD")
+    assert might_have_landed(repo, "no-such-commit", head, "t1")
+    assert might_have_landed(tmp_path, head, head, "t1")
+    git(repo, "replace", head, git(repo, "commit-tree", "-m", "x", f"{head}^{{tree}}"))
+    assert might_have_landed(repo, head, head, "t1")
