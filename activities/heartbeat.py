@@ -1,5 +1,11 @@
 """Heartbeat in the background while an activity awaits something long (a clone, a command,
-a model call): the same details every time, or what a callable says at each beat."""
+a model call): the same details every time, or what a callable says at each beat.
+
+The first beat comes after `every` seconds, not at once: a step that ends sooner sends none.
+Each beat is a write on the server; beating at the start of every step cost more server time
+than the rest of a short task's steps together (benchmarks/RESULTS.md, fourth round). Nothing
+is lost: the server notices a dead worker by the heartbeat timeout counted from the start,
+and a cancel reaches the step with its first beat either way (the SDK throttles beats)."""
 
 from __future__ import annotations
 
@@ -25,8 +31,8 @@ async def heartbeating_live(
 
     async def beat() -> None:
         while True:
-            activity.heartbeat(*details())
             await asyncio.sleep(every)
+            activity.heartbeat(*details())
 
     task = asyncio.create_task(beat())
     try:

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,8 @@ async def test_cancel_kills_the_process_group_and_raises(
     gates: GateActivities, repo: Path, confine_mode: str
 ) -> None:
     env = ActivityEnvironment()
+    # Beats every 0.2 s (a third of the heartbeat timeout), the first after 0.2 s.
+    env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(seconds=0.6))
     beats: list[tuple[Any, ...]] = []
     env.on_heartbeat = lambda *details: beats.append(details)
     child, foreground = sleeper(), sleeper()
@@ -239,13 +242,17 @@ async def test_cancel_kills_the_process_group_and_raises(
     task = asyncio.ensure_future(env.run(gates.run_gate, request(repo, run, timeout=60)))
     await until_running(child)
     await until_running(foreground)
+    # It heartbeats while the command runs: that is how a Temporal cancel reaches it.
+    for _ in range(600):
+        if beats:
+            break
+        await asyncio.sleep(0.05)
+    assert beats and beats[0][0] == "gate check"
 
     env.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert running(child) == running(foreground) == []
-    # It heartbeated while the command ran: that is how a Temporal cancel reaches it.
-    assert beats and beats[0][0] == "gate check"
 
 
 async def test_missing_cwd_is_a_non_retryable_error(gates: GateActivities, tmp_path: Path) -> None:
