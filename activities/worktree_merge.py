@@ -14,7 +14,7 @@ from activities.conflicts import (
     conflict_facts,
 )
 from activities.git_checkout import follow_branch
-from activities.git_objects import commit_fields, write_commit
+from activities.git_objects import changed_paths, commit_fields, head_branch, set_ref, write_commit
 from activities.plan_ticks import Ticked, tick_tree
 from activities.worktree_git import (
     LONG,
@@ -37,6 +37,8 @@ from coordinator.branches import (
 from coordinator.conflicts import describe
 
 TASK_BRANCH_MISSING = "TaskBranchMissing"
+# Files the clone's checkout may write on the event loop's own thread when the branch moves.
+_MOVED_HERE_AT_MOST = 200
 
 
 async def merge(clone: Path, request: MergeRequest) -> MergeResult:
@@ -93,7 +95,7 @@ async def merge(clone: Path, request: MergeRequest) -> MergeResult:
             )
         ticked = await _ticked(clone, merged.tree, request)
         new = await _commit_tree(clone, ticked.tree, exec_head, message)
-    await uninterrupted(_advance(clone, request.execution_branch, exec_head, new))
+    await _advance(clone, request.execution_branch, exec_head, new)
     return MergeResult(
         merged=True, head=new, commit=new, tick_note=ticked.note or None, previous=exec_head
     )
@@ -128,8 +130,22 @@ async def _advance(clone: Path, branch: str, old: str, new: str) -> None:
 
     `reset --keep` updates only the files the task changed, refuses to overwrite local edits,
     and runs no hooks (a `merge --ff-only` would run post-merge); in-process where that is
-    what git would do (activities/git_checkout.py).
+    what git would do (activities/git_checkout.py). A small move is made at once, on this
+    thread: no other task's step runs in the middle of it while the clone's lock is held,
+    and nothing can cancel it half-way. A big one (many files to write) goes to a thread,
+    and git, when needed, runs to its end even if the activity is cancelled meanwhile.
     """
+    on_branch = head_branch(clone) == branch
+    changed = changed_paths(clone, old, new)
+    if changed is not None and len(changed) <= _MOVED_HERE_AT_MOST:
+        if on_branch and follow_branch(clone, branch, old, new):
+            return
+        if not on_branch and set_ref(clone, f"refs/heads/{branch}", new, old):
+            return
+    await uninterrupted(_advance_aside(clone, branch, old, new))
+
+
+async def _advance_aside(clone: Path, branch: str, old: str, new: str) -> None:
     if await current_branch(clone) == branch:
         if not await asyncio.to_thread(follow_branch, clone, branch, old, new):
             await git_waiting("reset", "--quiet", "--keep", new, cwd=clone, timeout=LONG)
