@@ -172,8 +172,10 @@ async def run(args: argparse.Namespace, scratch: Path) -> tuple[list[Row], bool]
         env = process_env(server.address, scratch)
         workers = Workers(client, env, logs)
         worker = await workers.start()
+        assert server.proc is not None
         bench = Bench(
             client=client,
+            server_pid=server.proc.pid,
             workers=workers,
             worker=worker,
             coord=Coord(client, env, plans),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from benchmarks.cpu import CpuUse, cpu_use
 from benchmarks.infra import Coord, ExecutionRun, WorkerProcess, Workers, shell_plan
 
 MAX_PARALLEL = 8
@@ -62,6 +63,7 @@ class Bench:
     """What every section shares: the server's client, the worker processes, the results."""
 
     client: Client
+    server_pid: int
     workers: Workers
     worker: WorkerProcess
     coord: Coord
@@ -81,10 +83,16 @@ class Bench:
 
     async def run_noop(self, s: Shape) -> ExecutionRun:
         plan = shell_plan(f"bench-{s.slug}", s.layers, "true", self.repo, max_parallel=MAX_PARALLEL)
+        before = self.cpu()
         run = await self.coord.run(plan, self.execution_id(s.slug), timeout=timeout_for(s.tasks))
+        run.cpu = self.cpu() - before
         if run.ok:
             self.noop_runs[s.label].append(run)
         return run
+
+    def cpu(self) -> CpuUse:
+        """CPU so far of the worker (and its commands) and of the server."""
+        return cpu_use(self.worker.pid, self.server_pid)
 
     async def replace_worker(self, *, kill: bool = False) -> WorkerProcess:
         if kill:

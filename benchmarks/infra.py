@@ -30,6 +30,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from benchmarks.cpu import CpuUse
 from cli import devserver
 from cli.config_file import load_config
 
@@ -273,6 +274,7 @@ class ExecutionRun:
     status: str  # the report's status, or "timed out"/"failed: ..."
     workflows: list[WorkflowRun] = field(default_factory=list)
     tasks_done: int = 0
+    cpu: CpuUse | None = None  # what the run cost the worker, its commands and the server
 
     @property
     def ok(self) -> bool:

@@ -27,6 +27,7 @@ from benchmarks.bench import (
     Shape,
     timeout_for,
 )
+from benchmarks.cpu import CpuUse, cpu_use
 from benchmarks.infra import (
     BenchError,
     ExecutionRun,
@@ -92,11 +93,14 @@ async def overhead_section(bench: Bench) -> None:
         for s in bench.options.shapes:
             coord: list[ExecutionRun] = []
             bare: list[float] = []
+            bare_cpu: list[CpuUse] = []
             floor: list[float] = []
             for _ in range(bench.options.repeat):
                 run = await bench.run_noop(s)
                 coord.append(run)
+                before = cpu_use(os.getpid(), bench.server_pid)  # the bare worker is in here
                 bare.append(await bare_dag(bench.client, s))
+                bare_cpu.append(cpu_use(os.getpid(), bench.server_pid) - before)
                 floor.append(await asyncio_dag(DagInput(s.layers, MAX_PARALLEL)))
                 if not run.ok:
                     break  # a plan that does not finish will not finish faster next time
@@ -121,12 +125,37 @@ async def overhead_section(bench: Bench) -> None:
                 f"{median(r.implementation_span for r in coord) / median(bare):.1f}x)",
                 "coord / bare <= 4x",
             )
+            bench.add(
+                "overhead",
+                f"{s.label}: CPU per task (worker, the commands it ran, server), coord / bare",
+                cpu_per_task(coord, bare_cpu, s.tasks),
+            )
             if s.layers and all(len(layer) == 1 for layer in s.layers):
                 bench.add(
                     "overhead",
                     f"{s.label}: where a task's time goes (per task, summed over workflows)",
                     await breakdown(bench.client, coord[-1]),
                 )
+
+
+def cpu_per_task(coord: list[ExecutionRun], bare: list[CpuUse], tasks: int) -> str:
+    """Medians, in milliseconds per task: steadier than wall time on a busy machine."""
+    runs = [r.cpu for r in coord if r.cpu is not None]
+    ratio = median([c.total for c in runs]) / median([b.total for b in bare])
+    return (
+        f"coord {cpu_text(runs, tasks)}, bare {cpu_text(bare, tasks, commands=False)}: {ratio:.1f}x"
+    )
+
+
+def cpu_text(runs: list[CpuUse], tasks: int, *, commands: bool = True) -> str:
+    def ms(values: list[float]) -> str:
+        return f"{median(values) * 1000 / tasks:.1f}"
+
+    parts = [f"worker {ms([c.worker for c in runs])}"]
+    if commands:
+        parts.append(f"commands {ms([c.commands for c in runs])}")
+    parts.append(f"server {ms([c.server for c in runs])}")
+    return f"{ms([c.total for c in runs])} ms ({', '.join(parts)})"
 
 
 async def breakdown(client: Client, run: ExecutionRun) -> str:
@@ -198,7 +227,9 @@ async def parallel_section(bench: Bench) -> None:
         plan = shell_plan(
             "bench-sleep", s.layers, "sleep 1", bench.repo, max_parallel=8, gate="true"
         )
+        before = bench.cpu()
         run = await bench.coord.run(plan, bench.execution_id("sleep"), timeout=timeout_for(64))
+        run.cpu = bench.cpu() - before
         runs.append(run)
         if not run.ok:
             break
@@ -220,6 +251,11 @@ async def parallel_section(bench: Bench) -> None:
         f"execution {ideal / median(makespans):.2f}, "
         f"implementation phase {ideal / median(impl):.2f}",
         ">= 0.90",
+    )
+    bench.add(
+        "parallel",
+        f"CPU per task (worker, the commands it ran, server), on {os.cpu_count()} CPUs",
+        cpu_text([r.cpu for r in runs if r.cpu is not None], s.tasks),
     )
     bench.add(
         "parallel",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,10 +37,15 @@ def test_quick_overhead_on_a_tiny_chain(tmp_path: Path) -> None:
     table = results.read_text()
     assert "ERROR" not in table and "NOT COMPLETE" not in table, table
     rows = [line for line in table.splitlines() if line.startswith("| overhead |")]
-    assert len(rows) == 3, table  # makespans, per task and ratio, where the time goes
+    assert len(rows) == 4, table  # makespans, per task and ratio, CPU, where the time goes
     assert "chain of 2 (2 no-op tasks" in rows[0] and "bare Temporal DAG" in rows[0]
     assert "x (the implementation phase alone" in rows[1]
-    assert "activities running" in rows[2] and "workflow tasks" in rows[2]
+    assert re.search(
+        r"CPU per task .*\| coord [\d.]+ ms \(worker [\d.]+, commands [\d.]+, server [\d.]+\), "
+        r"bare [\d.]+ ms \(worker [\d.]+, server [\d.]+\): [\d.]+x",
+        rows[2],
+    ), rows[2]
+    assert "activities running" in rows[3] and "workflow tasks" in rows[3]
     assert "Temporal: CLI" in table and "CPUs: " in table
 
 
