@@ -5,34 +5,36 @@ Every landing but the first of a layer asks them, one after another under the lo
 `git` they cost (some 5-10 ms on a busy machine) is paid once per task in a row:
 
 - Did the task's commit land already (`git log base..head` for its trailer)? Without a
-  commit since `base` whose message names the task as a whole word, git cannot find one
-  either: `might_have_landed` says so, and only a "maybe" goes to git.
+  commit since `base` whose UTF-8 message names the task as a whole word, git cannot find
+  one either: `might_have_landed` says so, and only a "maybe" goes to git.
 - What does the cherry-pick of the task onto the execution head make (`git merge-tree`)?
-  When the two sides, since their one merge base, only added or changed files, never the
-  same path and never a file where the other has a folder, git's answer is the head's tree
-  with the task's files in it, whatever git's rename, directory-rename or merge-driver
-  settings say (they act on deletions and on files both sides changed): `disjoint_merge`
-  builds that tree. Anything else goes to git, which says what clashes.
+  When, since their one merge base, neither side deleted anything or changed a file's kind,
+  and no file was changed differently by both, git's answer is the trivial merge: at each
+  name, the side that changed it, folders both changed merged name by name, whatever git's
+  rename, directory-rename or merge-driver settings say (they act on deletions and on files
+  both sides changed). `disjoint_merge` builds that tree, rewriting only the folders both
+  sides changed (the rest is taken whole, empty folders too), so its cost follows the
+  change, not the repository. Anything else goes to git, which says what clashes.
 
 A shallow clone, replaced objects (`refs/replace`, which libgit2 ignores), a case-insensitive
-checkout (`core.ignoreCase`) or configuration in `GIT_CONFIG_*` variables: git decides.
+checkout (`core.ignoreCase`), configuration in `GIT_CONFIG_*` variables or a name that is
+not UTF-8: git decides.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import DeltaStatus, FileMode
+from pygit2.enums import FileMode
 
 from activities.git import GitError, open_repository, shared_git_dir
 from activities.git_checkout import GIT_CONFIG_VARIABLES
 
 _LIBGIT2_ERRORS = (GitError, pygit2.GitError, KeyError, ValueError, OSError)
-_ONE_SIDED = (DeltaStatus.ADDED, DeltaStatus.MODIFIED)
+_TREE = int(FileMode.TREE)
 # Task ids are `[a-z0-9][a-z0-9_.-]*` (coordinator/plan.py); a trailer value git reads is the
 # id with neither side touching another id character.
 _ID_CHARS = "A-Za-z0-9_.-"
@@ -50,14 +52,14 @@ def might_have_landed(cwd: Path, base: str, head: str, task_id: str) -> bool:
             return True
         walker = repo.walk(repo.revparse_single(head).peel(pygit2.Commit).id)
         walker.hide(repo.revparse_single(base).peel(pygit2.Commit).id)
-        return any(word.search(commit.raw_message) for commit in walker)
+        return any(_foreign(commit) or word.search(commit.raw_message) for commit in walker)
     except _LIBGIT2_ERRORS:
         return True
 
 
 def disjoint_merge(cwd: Path, ours: str, theirs: str) -> str | None:
-    """The tree `git merge-tree --write-tree ours theirs` writes, when the sides changed
-    disjoint files only (see above); None: ask git."""
+    """The tree `git merge-tree --write-tree ours theirs` writes, when no path was changed
+    differently by the two sides and nothing was deleted (see above); None: ask git."""
     try:
         repo = open_repository(cwd)
         if not _same_history_as_git(repo) or _ignores_case(repo):
@@ -67,27 +69,96 @@ def disjoint_merge(cwd: Path, ours: str, theirs: str) -> str | None:
         base = _only_merge_base(repo, head, task)
         if base is None:
             return None
-        ours_changes = _changes(base.tree, head.tree)
-        theirs_changes = _changes(base.tree, task.tree)
-        if ours_changes is None or theirs_changes is None:
-            return None
-        if _overlap(ours_changes.keys(), theirs_changes.keys()):
-            return None
-        index = pygit2.Index()
-        index.read_tree(head.tree)
-        for path, (oid, mode) in theirs_changes.items():
-            index.add(pygit2.IndexEntry(path, oid, FileMode(mode)))
-        return str(index.write_tree(repo))
-    except _LIBGIT2_ERRORS:
+        root = (base.tree_id, _TREE), (head.tree_id, _TREE), (task.tree_id, _TREE)
+        merged = _merged_entry(repo, *root)
+        return None if merged is None else str(merged[0])
+    except (*_LIBGIT2_ERRORS, UnicodeDecodeError, RecursionError):
         return None
+
+
+# An entry of a tree: (object id, file mode); None where a tree has no such name.
+Entry = tuple[pygit2.Oid, int]
+
+
+def _merged_entry(
+    repo: pygit2.Repository, base: Entry | None, ours: Entry | None, theirs: Entry | None
+) -> Entry | None:
+    """What a trivial three-way merge keeps at one name: the side that changed it (or the
+    change both made alike); folders both changed, merged name by name. None: not trivial
+    (both changed a file, one deleted something, or made a file a folder or a link): git's
+    rename and merge rules may answer otherwise."""
+    if ours == theirs:
+        return ours if ours is not None or base is None else None  # both deleted: a rename?
+    if ours == base:
+        return _added_or_changed(repo, base, theirs)
+    if theirs == base:
+        return _added_or_changed(repo, base, ours)
+    if not all(e is None or e[1] == _TREE for e in (base, ours, theirs)):
+        return None
+    if ours is None or theirs is None:
+        return None
+    b, o, t = _entries(repo, base), _entries(repo, ours), _entries(repo, theirs)
+    builder = repo.TreeBuilder(ours[0])
+    for name in b.keys() | o.keys() | t.keys():
+        merged = _merged_entry(repo, b.get(name), o.get(name), t.get(name))
+        if merged is None:
+            return None
+        if merged != o.get(name):
+            builder.insert(name, merged[0], merged[1])
+    return builder.write(), _TREE
+
+
+def _added_or_changed(
+    repo: pygit2.Repository, base: Entry | None, side: Entry | None
+) -> Entry | None:
+    """`side`, changed by one side only: None when it deleted anything or changed a kind."""
+    if side is None:
+        return None
+    if base is None:
+        return side
+    if _kind(base) != _kind(side):
+        return None
+    if _kind(side) != _TREE:
+        return side
+    old, new = _entries(repo, base), _entries(repo, side)
+    for name, entry in old.items():
+        if name not in new or (
+            new[name] != entry and _added_or_changed(repo, entry, new[name]) is None
+        ):
+            return None
+    return side
+
+
+def _entries(repo: pygit2.Repository, tree: Entry | None) -> dict[str, Entry]:
+    if tree is None:
+        return {}
+    found: dict[str, Entry] = {}
+    for entry in repo[tree[0]].peel(pygit2.Tree):
+        if entry.raw_name is None:
+            raise ValueError("a tree entry without a name")
+        found[entry.raw_name.decode("utf-8")] = (entry.id, entry.filemode)  # else: git decides
+    return found
+
+
+def _kind(entry: Entry) -> int:
+    return entry[1] & 0o170000
+
+
+def _foreign(commit: pygit2.Commit) -> bool:
+    """A message in another encoding than UTF-8: git reads its trailers after re-encoding it,
+    so bytes alone do not tell (UTF-7 spells `t1` as `+AHQAMQ-`)."""
+    encoding = commit.message_encoding
+    return encoding is not None and encoding.replace("-", "").lower() != "utf8"
 
 
 def _same_history_as_git(repo: pygit2.Repository) -> bool:
     """Whether git would walk the same commits libgit2 does: no grafts of a shallow clone, no
     replaced objects, no configuration libgit2 does not read."""
-    if repo.is_shallow or any(name in os.environ for name in GIT_CONFIG_VARIABLES):
+    if any(name in os.environ for name in GIT_CONFIG_VARIABLES):
         return False
     common = shared_git_dir(Path(repo.path))
+    if (common / "shallow").exists():  # libgit2 says "not shallow" for a shallow's worktree
+        return False
     if (common / "refs" / "replace").exists() or (common / "info" / "grafts").exists():
         return False
     packed = common / "packed-refs"
@@ -113,29 +184,3 @@ def _only_merge_base(
             return None
         commit = commit.parents[0]
     return repo[found].peel(pygit2.Commit)
-
-
-def _changes(old: pygit2.Tree, new: pygit2.Tree) -> dict[str, tuple[pygit2.Oid, int]] | None:
-    """Path -> (blob, mode) of what `new` added or changed since `old`; None when it deleted
-    anything, or turned a file into another kind (git may see a rename there)."""
-    changes: dict[str, tuple[pygit2.Oid, int]] = {}
-    for delta in old.diff_to_tree(new).deltas:
-        if delta.status not in _ONE_SIDED:
-            return None
-        changes[delta.new_file.path] = (delta.new_file.id, delta.new_file.mode)
-    return changes
-
-
-def _overlap(ours: AbstractSet[str], theirs: AbstractSet[str]) -> bool:
-    """A path both changed, or a file of one where the other has a folder."""
-    if ours & theirs:
-        return True
-    return bool(_folders(ours) & theirs) or bool(_folders(theirs) & ours)
-
-
-def _folders(paths: AbstractSet[str]) -> set[str]:
-    folders: set[str] = set()
-    for path in paths:
-        parts = path.split("/")[:-1]
-        folders.update("/".join(parts[: depth + 1]) for depth in range(len(parts)))
-    return folders

@@ -5,10 +5,13 @@ base can name the task; compared with git itself, and left to git wherever they 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pygit2
 import pytest
+from pygit2.enums import FileMode
 
 from activities.git_merge import disjoint_merge, might_have_landed
 from tests.engine_support import git, make_repo
@@ -95,6 +98,11 @@ DISJOINT: dict[str, Sides] = {
     ),
     "nothing on the head's side": ([], [[write("only.txt", "o\n")]]),
     "nothing on the task's side": ([[write("only.txt", "o\n")]], [[]]),
+    "the same change on both sides": ([[write("n.txt", "n\n")]], [[write("n.txt", "n\n")]]),
+    "different files of one deep folder": (
+        [[write("src/lib/a.py", "a\n"), write("src/lib/deeper/b.py", "b\n")]],
+        [[write("src/lib/c.py", "c\n"), write("src/lib/deeper/d.py", "d\n")]],
+    ),
 }
 
 
@@ -107,7 +115,11 @@ def test_disjoint_changes_merge_as_git_merges_them(repo: Path, case: str) -> Non
 
 LEFT_TO_GIT: dict[str, Sides] = {
     "same file": ([[write("src/app.py", "a\n")]], [[write("src/app.py", "b\n")]]),
-    "same change to the same file": ([[write("n.txt", "n\n")]], [[write("n.txt", "n\n")]]),
+    "both delete the same file": (
+        [[delete("README.md"), write("a.txt", "a\n")]],
+        [[delete("README.md"), write("b.txt", "b\n")]],
+    ),
+    "head deletes, task adds elsewhere": ([[delete("docs/guide.md")]], [[write("b.txt", "b\n")]]),
     "task deletes": ([[write("a.txt", "a\n")]], [[delete("docs/guide.md")]]),
     "head renamed the folder the task adds to": (
         [[delete("src/lib"), write("lib2/util.py", "def f():\n    return 1\n")]],
@@ -129,6 +141,37 @@ def test_anything_else_is_left_to_git(repo: Path, case: str) -> None:
     ours, theirs = LEFT_TO_GIT[case]
     sides(repo, ours, theirs)
     assert disjoint_merge(repo, "exec", "task") is None
+
+
+def commit_on(repo: Path, parent: str, branch: str, entries: dict[str, str | None]) -> None:
+    """A commit of `parent`'s tree with root `entries` added (a file's text, or None: an
+    empty folder, which git's index cannot hold but plumbing can), as `branch`."""
+    r = pygit2.Repository(str(repo))
+    tip = r.revparse_single(parent).peel(pygit2.Commit)
+    builder = r.TreeBuilder(tip.tree)
+    for name, text in entries.items():
+        if text is None:
+            builder.insert(name, r.TreeBuilder().write(), FileMode.TREE)
+        else:
+            builder.insert(name, r.create_blob(text.encode()), FileMode.BLOB)
+    who = pygit2.Signature("t", "t@t")
+    r.create_commit(f"refs/heads/{branch}", who, who, branch, builder.write(), [tip.id])
+
+
+def test_empty_folders_are_kept_as_git_keeps_them(repo: Path) -> None:
+    commit_on(repo, "main", "base", {"was-empty": None})  # in the base, kept by both sides
+    commit_on(repo, "base", "exec", {"a.txt": "a\n"})
+    commit_on(repo, "base", "task", {"b.txt": "b\n", "keep": None})  # added by the task
+    tree = disjoint_merge(repo, "exec", "task")
+    assert tree == git_tree(repo)
+    assert {"was-empty", "keep"} <= set(git(repo, "ls-tree", "--name-only", str(tree)).split())
+
+
+def test_a_big_repository_merges_as_git_merges_it(tmp_path: Path) -> None:
+    files = {f"pkg{n % 40}/mod{n}.py": f"x = {n}\n" for n in range(3000)}
+    repo = make_repo(tmp_path / "big", files)
+    sides(repo, [[write("pkg3/new.py", "a\n")]], [[write("pkg7/mod7.py", "changed\n")]])
+    assert disjoint_merge(repo, "exec", "task") == git_tree(repo)
 
 
 def test_a_merge_commit_on_the_task_side_is_left_to_git(repo: Path) -> None:
@@ -172,6 +215,51 @@ def test_a_commit_naming_the_task_might_have_landed(repo: Path) -> None:
     assert not might_have_landed(repo, base, head, "t")
     assert not might_have_landed(repo, git(repo, "rev-parse", "HEAD~1"), head, "t1")
     assert not might_have_landed(repo, base, head, "t1.2")
+
+
+def test_a_message_in_another_encoding_is_left_to_git(repo: Path) -> None:
+    """UTF-7 spells `t1` as `+AHQAMQ-`: git re-encodes before reading trailers, bytes do not
+    tell, so any commit in another encoding is a "maybe"."""
+    base = git(repo, "rev-parse", "HEAD")
+    tree = git(repo, "rev-parse", "HEAD^{tree}")
+    who = "t <t@t> 1700000000 -0100"
+    body = f"tree {tree}\nparent {base}\nauthor {who}\ncommitter {who}\nencoding UTF-7\n\n"
+    body += "x\n\nCoord-Task: +AHQAMQ-\n"
+    commit = subprocess.run(
+        ["git", "hash-object", "-t", "commit", "-w", "--stdin"],
+        cwd=repo,
+        input=body,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert might_have_landed(repo, base, commit, "t1")
+    assert might_have_landed(repo, base, commit, "t2")  # a maybe: git decides
+
+
+def test_a_worktree_of_a_shallow_clone_is_left_to_git(repo: Path, tmp_path: Path) -> None:
+    """Cut below the merge base: libgit2 can read all it needs, but git walks another history
+    in a shallow clone, and pygit2 calls a worktree of one "not shallow"."""
+    write("pre.txt", "pre\n")(repo)
+    commit_all(repo, "pre")
+    sides(repo, [[write("a.txt", "a\n")]], [[write("b.txt", "b\n")]])
+    shallow = tmp_path / "shallow"
+    git(
+        tmp_path,
+        "clone",
+        "-q",
+        "--depth",
+        "2",
+        "--no-single-branch",
+        f"file://{repo}",
+        str(shallow),
+    )
+    git(shallow, "branch", "-q", "exec", "origin/exec")
+    git(shallow, "branch", "-q", "task", "origin/task")
+    git(shallow, "worktree", "add", "-q", str(tmp_path / "wt"), "exec")
+    assert disjoint_merge(tmp_path / "wt", "exec", "task") is None
+    head = git(shallow, "rev-parse", "exec")
+    assert might_have_landed(tmp_path / "wt", f"{head}~1", head, "t1")
 
 
 def test_when_libgit2_cannot_tell_git_is_asked(repo: Path, tmp_path: Path) -> None:
