@@ -7,6 +7,7 @@ import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 
@@ -83,11 +84,16 @@ class Bench:
 
     async def run_noop(self, s: Shape) -> ExecutionRun:
         plan = shell_plan(f"bench-{s.slug}", s.layers, "true", self.repo, max_parallel=MAX_PARALLEL)
-        before = self.cpu()
-        run = await self.coord.run(plan, self.execution_id(s.slug), timeout=timeout_for(s.tasks))
-        run.cpu = self.cpu() - before
+        run = await self.run_plan(plan, s.slug, s.tasks)
         if run.ok:
             self.noop_runs[s.label].append(run)
+        return run
+
+    async def run_plan(self, plan: dict[str, Any], kind: str, tasks: int) -> ExecutionRun:
+        """Run `plan` to its end, with what it cost the worker, its commands and the server."""
+        before = self.cpu()
+        run = await self.coord.run(plan, self.execution_id(kind), timeout=timeout_for(tasks))
+        run.cpu = self.cpu() - before
         return run
 
     def cpu(self) -> CpuUse:
@@ -106,3 +112,11 @@ class Bench:
 def timeout_for(tasks: int) -> float:
     """Generous: a run this slow is a finding in itself, reported as such."""
     return 120.0 + 3.0 * tasks
+
+
+def failed(runs: list[ExecutionRun]) -> str | None:
+    bad = [r for r in runs if not r.ok]
+    if not bad:
+        return None
+    r = bad[0]
+    return f"NOT COMPLETE: {r.execution_id} {r.status} ({r.tasks_done}/{r.tasks} tasks passed)"

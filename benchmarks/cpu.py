@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.stats import median
+
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -42,3 +44,14 @@ def _times(pid: int) -> tuple[float, float]:
     fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
     utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
     return (utime + stime) / _TICKS, (cutime + cstime) / _TICKS
+
+
+def cpu_text(runs: list[CpuUse], tasks: int, *, commands: bool = True) -> str:
+    def ms(values: list[float]) -> str:
+        return f"{median(values) * 1000 / tasks:.1f}"
+
+    parts = [f"worker {ms([c.worker for c in runs])}"]
+    if commands:
+        parts.append(f"commands {ms([c.commands for c in runs])}")
+    parts.append(f"server {ms([c.server for c in runs])}")
+    return f"{ms([c.total for c in runs])} ms ({', '.join(parts)})"

@@ -25,9 +25,10 @@ from benchmarks.bench import (
     MAX_PARALLEL,
     Bench,
     Shape,
+    failed,
     timeout_for,
 )
-from benchmarks.cpu import CpuUse, cpu_use
+from benchmarks.cpu import CpuUse, cpu_text, cpu_use
 from benchmarks.infra import (
     BenchError,
     ExecutionRun,
@@ -35,20 +36,13 @@ from benchmarks.infra import (
     longest_heartbeat_timeout,
     shell_plan,
 )
+from benchmarks.landing import landing_section
 from benchmarks.soak import soak_section
 from benchmarks.startup import startup_section
 from benchmarks.stats import median, seconds, spread
 
 BARE_TASK_QUEUE = "coord-bench-bare"
 WARN_EVENTS = 10_240  # Temporal warns about a workflow's history at this many events
-
-
-def failed(runs: list[ExecutionRun]) -> str | None:
-    bad = [r for r in runs if not r.ok]
-    if not bad:
-        return None
-    r = bad[0]
-    return f"NOT COMPLETE: {r.execution_id} {r.status} ({r.tasks_done}/{r.tasks} tasks passed)"
 
 
 # --------------------------------------------------------------------------- 0. plan
@@ -145,17 +139,6 @@ def cpu_per_task(coord: list[ExecutionRun], bare: list[CpuUse], tasks: int) -> s
     return (
         f"coord {cpu_text(runs, tasks)}, bare {cpu_text(bare, tasks, commands=False)}: {ratio:.1f}x"
     )
-
-
-def cpu_text(runs: list[CpuUse], tasks: int, *, commands: bool = True) -> str:
-    def ms(values: list[float]) -> str:
-        return f"{median(values) * 1000 / tasks:.1f}"
-
-    parts = [f"worker {ms([c.worker for c in runs])}"]
-    if commands:
-        parts.append(f"commands {ms([c.commands for c in runs])}")
-    parts.append(f"server {ms([c.server for c in runs])}")
-    return f"{ms([c.total for c in runs])} ms ({', '.join(parts)})"
 
 
 async def breakdown(client: Client, run: ExecutionRun) -> str:
@@ -434,6 +417,7 @@ SECTIONS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "memory": memory_section,
     "soak": soak_section,
     "cli": startup_section,
+    "landing": landing_section,
     "history": history_section,  # last: it reads the no-op runs the others made
 }
 ORDER = [
@@ -441,6 +425,7 @@ ORDER = [
     "cli",
     "overhead",
     "parallel",
+    "landing",
     "history",
     "recovery",
     "memory",

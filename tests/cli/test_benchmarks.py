@@ -49,6 +49,37 @@ def test_quick_overhead_on_a_tiny_chain(tmp_path: Path) -> None:
     assert "Temporal: CLI" in table and "CPUs: " in table
 
 
+def test_landing_section_on_a_tiny_shape(tmp_path: Path) -> None:
+    """Tasks that write a file (commit, merge, the clone's checkout) beside no-op tasks."""
+    results = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--only",
+            "landing",
+            "--shape",
+            "2x2",
+            "--results",
+            str(results),
+        ],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = results.read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| landing |")]
+    assert len(rows) == 2, table
+    assert "2 layers x 2, each task writing a file of its own" in rows[0], rows[0]
+    assert re.search(r"per task, no-op [\d.]+ m?s \(\+", rows[0]), rows[0]
+    assert re.search(r"ms \(worker [\d.]+, commands [\d.]+, server [\d.]+\), no-op", rows[1])
+
+
 def test_cli_start_up_section(tmp_path: Path) -> None:
     """The `cli` section times `coord` commands as fresh processes against `python -c pass`."""
     results = tmp_path / "RESULTS.md"
