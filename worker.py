@@ -30,6 +30,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from activities.child_watcher import watch_children_with_pidfds
 from activities.claude.agent import ClaudeSpecialistActivities
 from activities.claude_code.activity import ClaudeCodeActivities
 from activities.command_specialist import CommandSpecialistActivities
@@ -250,6 +251,7 @@ async def run_worker(settings: ClientSettings) -> None:
     await ensure_search_attributes(client, settings.namespace)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    watch_children_with_pidfds(loop)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     settings.workspace_root.mkdir(parents=True, exist_ok=True)
