@@ -59,7 +59,7 @@ def might_have_landed(cwd: Path, base: str, head: str, task_id: str) -> bool:
 
 def disjoint_merge(cwd: Path, ours: str, theirs: str) -> str | None:
     """The tree `git merge-tree --write-tree ours theirs` writes, when no path was changed
-    differently by the two sides and nothing was deleted (see above); None: ask git."""
+    by both sides and nothing was deleted (see above); None: ask git."""
     try:
         repo = open_repository(cwd)
         if not _same_history_as_git(repo) or _ignores_case(repo):
@@ -69,75 +69,94 @@ def disjoint_merge(cwd: Path, ours: str, theirs: str) -> str | None:
         base = _only_merge_base(repo, head, task)
         if base is None:
             return None
-        root = (base.tree_id, _TREE), (head.tree_id, _TREE), (task.tree_id, _TREE)
-        merged = _merged_entry(repo, *root)
+        trees = (base.tree_id, _TREE), (head.tree_id, _TREE), (task.tree_id, _TREE)
+        merged = _TreeMerge(repo).folder(*trees)  # git always writes the root anew
         return None if merged is None else str(merged[0])
-    except (*_LIBGIT2_ERRORS, UnicodeDecodeError, RecursionError):
+    except (*_LIBGIT2_ERRORS, UnicodeDecodeError, RecursionError, _TooBig):
         return None
 
 
 # An entry of a tree: (object id, file mode); None where a tree has no such name.
 Entry = tuple[pygit2.Oid, int]
+# The modes git writes; a folder git writes anew holds no other (100664 becomes 100644).
+_CANONICAL = frozenset({0o040000, 0o100644, 0o100755, 0o120000, 0o160000})
+# Tree entries read at most for one merge: beyond, git (which reads them in C) is faster.
+_READ_AT_MOST = 20_000
 
 
-def _merged_entry(
-    repo: pygit2.Repository, base: Entry | None, ours: Entry | None, theirs: Entry | None
-) -> Entry | None:
-    """What a trivial three-way merge keeps at one name: the side that changed it (or the
-    change both made alike); folders both changed, merged name by name. None: not trivial
-    (both changed a file, one deleted something, or made a file a folder or a link): git's
-    rename and merge rules may answer otherwise."""
-    if ours == theirs:
-        return ours if ours is not None or base is None else None  # both deleted: a rename?
-    if ours == base:
-        return _added_or_changed(repo, base, theirs)
-    if theirs == base:
-        return _added_or_changed(repo, base, ours)
-    if not all(e is None or e[1] == _TREE for e in (base, ours, theirs)):
-        return None
-    if ours is None or theirs is None:
-        return None
-    b, o, t = _entries(repo, base), _entries(repo, ours), _entries(repo, theirs)
-    builder = repo.TreeBuilder(ours[0])
-    for name in b.keys() | o.keys() | t.keys():
-        merged = _merged_entry(repo, b.get(name), o.get(name), t.get(name))
-        if merged is None:
+class _TooBig(Exception):
+    pass
+
+
+class _TreeMerge:
+    """A trivial three-way merge of trees, as git's merge-ort resolves it, or None.
+
+    At each name: the side that changed it, when the other did not; a folder both changed,
+    merged name by name and written anew (entries sorted, modes canonical). Not trivial,
+    so None: both changed a file (even alike: git then walks the change, renames and all),
+    or either side deleted something or changed an entry's kind. A folder only one side
+    changed is taken whole, as git takes it, once it is known to delete nothing."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self.repo = repo
+        self.read = 0
+        self.checked: dict[tuple[pygit2.Oid, pygit2.Oid], bool] = {}
+
+    def entry(self, base: Entry | None, ours: Entry | None, theirs: Entry | None) -> Entry | None:
+        if theirs == base:
+            return ours if ours == base else self.one_sided(base, ours)
+        if ours == base:
+            return self.one_sided(base, theirs)
+        if ours == theirs or ours is None or theirs is None:
             return None
-        if merged != o.get(name):
+        if not all(e is None or e[1] == _TREE for e in (base, ours, theirs)):
+            return None
+        return self.folder(base, ours, theirs)
+
+    def folder(self, base: Entry | None, ours: Entry, theirs: Entry) -> Entry | None:
+        b, o, t = self.entries(base), self.entries(ours), self.entries(theirs)
+        builder = self.repo.TreeBuilder()
+        for name in sorted(b.keys() | o.keys() | t.keys()):
+            merged = self.entry(b.get(name), o.get(name), t.get(name))
+            if merged is None or merged[1] not in _CANONICAL:
+                return None
             builder.insert(name, merged[0], merged[1])
-    return builder.write(), _TREE
+        return builder.write(), _TREE
 
-
-def _added_or_changed(
-    repo: pygit2.Repository, base: Entry | None, side: Entry | None
-) -> Entry | None:
-    """`side`, changed by one side only: None when it deleted anything or changed a kind."""
-    if side is None:
-        return None
-    if base is None:
-        return side
-    if _kind(base) != _kind(side):
-        return None
-    if _kind(side) != _TREE:
-        return side
-    old, new = _entries(repo, base), _entries(repo, side)
-    for name, entry in old.items():
-        if name not in new or (
-            new[name] != entry and _added_or_changed(repo, entry, new[name]) is None
-        ):
+    def one_sided(self, base: Entry | None, side: Entry | None) -> Entry | None:
+        """`side`, changed by one side only: None when it deleted anything or changed a kind."""
+        if side is None:
             return None
-    return side
+        if base is not None and not self.deletes_nothing(base, side):
+            return None
+        return side
 
+    def deletes_nothing(self, old: Entry, new: Entry) -> bool:
+        if _kind(old) != _kind(new):
+            return False
+        if _kind(new) != _TREE or old == new:
+            return True
+        key = (old[0], new[0])
+        if key not in self.checked:  # a subtree shared by many names is read once
+            before, after = self.entries(old), self.entries(new)
+            self.checked[key] = all(
+                name in after and (after[name] == entry or self.deletes_nothing(entry, after[name]))
+                for name, entry in before.items()
+            )
+        return self.checked[key]
 
-def _entries(repo: pygit2.Repository, tree: Entry | None) -> dict[str, Entry]:
-    if tree is None:
-        return {}
-    found: dict[str, Entry] = {}
-    for entry in repo[tree[0]].peel(pygit2.Tree):
-        if entry.raw_name is None:
-            raise ValueError("a tree entry without a name")
-        found[entry.raw_name.decode("utf-8")] = (entry.id, entry.filemode)  # else: git decides
-    return found
+    def entries(self, tree: Entry | None) -> dict[str, Entry]:
+        if tree is None:
+            return {}
+        found: dict[str, Entry] = {}
+        for entry in self.repo[tree[0]].peel(pygit2.Tree):
+            if entry.raw_name is None:
+                raise ValueError("a tree entry without a name")
+            found[entry.raw_name.decode("utf-8")] = (entry.id, entry.filemode)  # else: git
+        self.read += len(found)
+        if self.read > _READ_AT_MOST:
+            raise _TooBig
+        return found
 
 
 def _kind(entry: Entry) -> int:

@@ -98,7 +98,6 @@ DISJOINT: dict[str, Sides] = {
     ),
     "nothing on the head's side": ([], [[write("only.txt", "o\n")]]),
     "nothing on the task's side": ([[write("only.txt", "o\n")]], [[]]),
-    "the same change on both sides": ([[write("n.txt", "n\n")]], [[write("n.txt", "n\n")]]),
     "different files of one deep folder": (
         [[write("src/lib/a.py", "a\n"), write("src/lib/deeper/b.py", "b\n")]],
         [[write("src/lib/c.py", "c\n"), write("src/lib/deeper/d.py", "d\n")]],
@@ -115,6 +114,11 @@ def test_disjoint_changes_merge_as_git_merges_them(repo: Path, case: str) -> Non
 
 LEFT_TO_GIT: dict[str, Sides] = {
     "same file": ([[write("src/app.py", "a\n")]], [[write("src/app.py", "b\n")]]),
+    "the same change on both sides": ([[write("n.txt", "n\n")]], [[write("n.txt", "n\n")]]),
+    "the same folder on both sides, after a rename each": (
+        [[delete("src/lib/util.py"), write("b/util.py", "def f():\n    return 1\n")]],
+        [[delete("src/lib/util.py"), write("c/util.py", "def f():\n    return 1\n")]],
+    ),
     "both delete the same file": (
         [[delete("README.md"), write("a.txt", "a\n")]],
         [[delete("README.md"), write("b.txt", "b\n")]],
@@ -165,6 +169,73 @@ def test_empty_folders_are_kept_as_git_keeps_them(repo: Path) -> None:
     tree = disjoint_merge(repo, "exec", "task")
     assert tree == git_tree(repo)
     assert {"was-empty", "keep"} <= set(git(repo, "ls-tree", "--name-only", str(tree)).split())
+
+
+@pytest.mark.parametrize("head_moved", [True, False])
+def test_a_legacy_mode_is_written_as_git_writes_it(repo: Path, head_moved: bool) -> None:
+    """git writes the root (and folders both sides changed) with canonical modes only: an old
+    tree's 100664 becomes 100644 there, as libgit2 reads it. Such a tree takes plumbing."""
+    r = pygit2.Repository(str(repo))
+    main = r.revparse_single("main").peel(pygit2.Commit)
+    entries = [(str(e.name), int(e.filemode), e.id) for e in main.tree]
+    entries.append(("old", 0o100664, r.create_blob(b"old\n")))
+
+    def key(entry: tuple[str, int, pygit2.Oid]) -> str:  # git's order: a folder as "name/"
+        return entry[0] + ("/" if entry[1] == FileMode.TREE else "")
+
+    raw = b"".join(
+        f"{mode:o} {name}".encode() + b"\0" + oid.raw
+        for name, mode, oid in sorted(entries, key=key)
+    )
+    tree = (
+        subprocess.run(
+            ["git", "hash-object", "-t", "tree", "-w", "--literally", "--stdin"],
+            cwd=repo,
+            input=raw,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+    git(
+        repo,
+        "update-ref",
+        "refs/heads/base",
+        git(repo, *IDENTITY, "commit-tree", "-p", "main", "-m", "legacy", tree),
+    )
+    if head_moved:
+        commit_on(repo, "base", "exec", {"a.txt": "a\n"})
+    else:
+        git(repo, "branch", "exec", "base")
+    commit_on(repo, "base", "task", {"b.txt": "b\n"})
+    assert disjoint_merge(repo, "exec", "task") == git_tree(repo)
+
+
+def test_a_subtree_shared_by_many_names_is_read_once(repo: Path) -> None:
+    """Two names per level for the same folder, 22 levels deep: 4 million paths, 22 folders."""
+    r = pygit2.Repository(str(repo))
+
+    def tower(leaf: str) -> pygit2.Oid:
+        folder = r.TreeBuilder()
+        folder.insert("leaf.txt", r.create_blob(leaf.encode()), FileMode.BLOB)
+        tree = folder.write()
+        for _ in range(22):
+            level = r.TreeBuilder()
+            level.insert("a", tree, FileMode.TREE)
+            level.insert("b", tree, FileMode.TREE)
+            tree = level.write()
+        return tree
+
+    who = pygit2.Signature("t", "t@t")
+    main = r.revparse_single("main").peel(pygit2.Commit)
+    for branch, leaf, parent in (("base", "0", main), ("task", "1", None)):
+        builder = r.TreeBuilder(main.tree)
+        builder.insert("tower", tower(leaf), FileMode.TREE)
+        tip = r.revparse_single("base").peel(pygit2.Commit) if parent is None else parent
+        r.create_commit(f"refs/heads/{branch}", who, who, branch, builder.write(), [tip.id])
+    commit_on(repo, "base", "exec", {"a.txt": "a\n"})
+    assert disjoint_merge(repo, "exec", "task") == git_tree(repo)
 
 
 def test_a_big_repository_merges_as_git_merges_it(tmp_path: Path) -> None:
