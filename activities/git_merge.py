@@ -8,13 +8,15 @@ Every landing but the first of a layer asks them, one after another under the lo
   commit since `base` whose UTF-8 message names the task as a whole word, git cannot find
   one either: `might_have_landed` says so, and only a "maybe" goes to git.
 - What does the cherry-pick of the task onto the execution head make (`git merge-tree`)?
-  When, since their one merge base, neither side deleted anything or changed a file's kind,
-  and no file was changed differently by both, git's answer is the trivial merge: at each
-  name, the side that changed it, folders both changed merged name by name, whatever git's
-  rename, directory-rename or merge-driver settings say (they act on deletions and on files
-  both sides changed). `disjoint_merge` builds that tree, rewriting only the folders both
-  sides changed (the rest is taken whole, empty folders too), so its cost follows the
-  change, not the repository. Anything else goes to git, which says what clashes.
+  When, since their one merge base, neither side deleted anything or changed an entry's
+  kind, and no entry was changed by both (even alike: git then walks the change, renames
+  and all), git's answer is the trivial merge: at each name, the side that changed it;
+  folders both changed merged name by name and written anew (the root always); the rest
+  taken whole, empty folders too. Git's rename, directory-rename and merge-driver settings
+  act on deletions and on files both sides changed, so they do not change that answer.
+  `disjoint_merge` builds that tree, reading only the folders on the way to the changes, so
+  its cost follows the change, not the repository (and past 20,000 entries read, git is
+  asked: it reads them faster). Anything else goes to git, which says what clashes.
 
 A shallow clone, replaced objects (`refs/replace`, which libgit2 ignores), a case-insensitive
 checkout (`core.ignoreCase`), configuration in `GIT_CONFIG_*` variables or a name that is
