@@ -12,32 +12,29 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 
-def test_quick_overhead_on_a_tiny_chain(tmp_path: Path) -> None:
+def benchmark_rows(tmp_path: Path, section: str, *args: str, timeout: float = 180) -> list[str]:
+    """`python -m benchmarks --quick --only SECTION ARGS` run as a user would: its table's rows
+    of that section (the whole table must hold no ERROR or NOT COMPLETE)."""
     results = tmp_path / "RESULTS.md"
+    options = ["--quick", "--only", section, *args, "--results", str(results)]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--quick",
-            "--only",
-            "overhead",
-            "--shape",
-            "2x1",
-            "--results",
-            str(results),
-        ],
+        [sys.executable, "-m", "benchmarks", *options],
         cwd=ROOT,
         env={k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = results.read_text()
     assert "ERROR" not in table and "NOT COMPLETE" not in table, table
-    rows = [line for line in table.splitlines() if line.startswith("| overhead |")]
-    assert len(rows) == 4, table  # makespans, per task and ratio, CPU, where the time goes
+    assert "Temporal: CLI" in table and "CPUs: " in table
+    return [line for line in table.splitlines() if line.startswith(f"| {section} |")]
+
+
+def test_quick_overhead_on_a_tiny_chain(tmp_path: Path) -> None:
+    rows = benchmark_rows(tmp_path, "overhead", "--shape", "2x1", timeout=120)
+    assert len(rows) == 4, rows  # makespans, per task and ratio, CPU, where the time goes
     assert "chain of 2 (2 no-op tasks" in rows[0] and "bare Temporal DAG" in rows[0]
     assert "x (the implementation phase alone" in rows[1]
     assert re.search(
@@ -46,35 +43,12 @@ def test_quick_overhead_on_a_tiny_chain(tmp_path: Path) -> None:
         rows[2],
     ), rows[2]
     assert "activities running" in rows[3] and "workflow tasks" in rows[3]
-    assert "Temporal: CLI" in table and "CPUs: " in table
 
 
 def test_landing_section_on_a_tiny_shape(tmp_path: Path) -> None:
     """Tasks that write a file (commit, merge, the clone's checkout) beside no-op tasks."""
-    results = tmp_path / "RESULTS.md"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "--quick",
-            "--only",
-            "landing",
-            "--shape",
-            "2x2",
-            "--results",
-            str(results),
-        ],
-        cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    table = results.read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| landing |")]
-    assert len(rows) == 2, table
+    rows = benchmark_rows(tmp_path, "landing", "--shape", "2x2")
+    assert len(rows) == 2, rows
     assert "2 layers x 2, each task writing a file of its own" in rows[0], rows[0]
     assert re.search(r"per task, no-op [\d.]+ m?s \(\+", rows[0]), rows[0]
     assert re.search(r"ms \(worker [\d.]+, commands [\d.]+, server [\d.]+\), no-op", rows[1])
@@ -82,20 +56,8 @@ def test_landing_section_on_a_tiny_shape(tmp_path: Path) -> None:
 
 def test_cli_start_up_section(tmp_path: Path) -> None:
     """The `cli` section times `coord` commands as fresh processes against `python -c pass`."""
-    results = tmp_path / "RESULTS.md"
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--only", "cli", "--results", str(results)],
-        cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "COORD_"))},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    table = results.read_text()
-    assert "ERROR" not in table, table
-    rows = [line for line in table.splitlines() if line.startswith("| cli |")]
-    assert len(rows) == 7, table  # the floor, five commands, one real `coord list`
+    rows = benchmark_rows(tmp_path, "cli")
+    assert len(rows) == 7, rows  # the floor, five commands, one real `coord list`
     assert "`python -c pass`" in rows[0]
     for command, row in zip(
         ("status", "list", "resolve", "watch", "report"), rows[1:6], strict=True
