@@ -27,11 +27,10 @@ from temporalio import activity
 
 from activities.gates import GateActivities
 from activities.process import safe_name
-from activities.worktree_git import find_task_commit, rev
-from activities.worktree_merge import already_merged
+from activities.worktree_land import landed_since
 from activities.worktree_prepare import prepare_worktree, with_worktree
 from activities.worktrees import WorktreeActivities
-from coordinator.branches import CommitResult, LandRequest, LandResult, TaskWorktree
+from coordinator.branches import LandRequest, LandResult, TaskWorktree
 from coordinator.plan import Gate
 from coordinator.work import FollowThrough, GateRequest, SpecialistRequest, SpecialistResult
 
@@ -104,15 +103,8 @@ async def _landed_elsewhere(then: FollowThrough) -> LandResult | None:
     merge = then.merge
     if not then.moved or merge is None or merge.since is None:
         return None
-    clone = Path(merge.workspace)
-    head = await rev(clone, f"refs/heads/{merge.execution_branch}")
-    landed = await find_task_commit(clone, merge.since, head, merge.task_id)
-    if landed is None:
-        return None
-    return LandResult(
-        committed=CommitResult(commit=landed),
-        merged=await already_merged(clone, head, landed),
-        removed=True,  # nothing of it on this host
+    return await landed_since(
+        Path(merge.workspace), merge.execution_branch, merge.since, merge.task_id
     )
 
 

@@ -136,16 +136,24 @@ async def _found_on_branch(clone: Path, request: LandRequest) -> LandResult | No
     on the execution branch since the worktree's base (None: the commit step says what is
     missing)."""
     m = request.merge
-    head = await rev(clone, f"refs/heads/{m.execution_branch}")
-    landed = await find_task_commit(clone, request.base_commit, head, m.task_id)
+    found = await landed_since(clone, m.execution_branch, request.base_commit, m.task_id)
+    if found is None or request.home is None or found.merged is None:
+        return found
+    published = await publish_commit(clone, m.execution_branch, request.home, found.merged.head)
+    return found.model_copy(update={"published": published})
+
+
+async def landed_since(clone: Path, branch: str, since: str, task_id: str) -> LandResult | None:
+    """The landing of `task_id` whose commit is on `branch` since `since`, as a landing that
+    finds it there reports it (nothing of it left to remove); None: it is not there."""
+    head = await rev(clone, f"refs/heads/{branch}")
+    landed = await find_task_commit(clone, since, head, task_id)
     if landed is None:
         return None
-    merged = await already_merged(clone, head, landed)
-    published = None
-    if request.home is not None:
-        published = await publish_commit(clone, m.execution_branch, request.home, head)
     return LandResult(
-        committed=CommitResult(commit=landed), merged=merged, published=published, removed=True
+        committed=CommitResult(commit=landed),
+        merged=await already_merged(clone, head, landed),
+        removed=True,
     )
 
 
