@@ -182,8 +182,25 @@ def _same_history_as_git(repo: pygit2.Repository) -> bool:
         return False
     if (common / "refs" / "replace").exists() or (common / "info" / "grafts").exists():
         return False
-    packed = common / "packed-refs"
-    return not (packed.exists() and b" refs/replace/" in packed.read_bytes())
+    return not _packs_replace_refs(common / "packed-refs")
+
+
+# packed-refs read for `refs/replace/`, by (path, inode, size, modification time): a clone
+# with many tags has megabytes of it, asked twice per landing under the clone's lock.
+_packed_replace: dict[tuple[str, int, int, int], bool] = {}
+
+
+def _packs_replace_refs(packed: Path) -> bool:
+    try:
+        found = packed.stat()
+    except FileNotFoundError:
+        return False
+    key = (str(packed), found.st_ino, found.st_size, found.st_mtime_ns)
+    if key not in _packed_replace:
+        if len(_packed_replace) >= 64:
+            _packed_replace.clear()
+        _packed_replace[key] = b" refs/replace/" in packed.read_bytes()
+    return _packed_replace[key]
 
 
 def _ignores_case(repo: pygit2.Repository) -> bool:
