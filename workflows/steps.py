@@ -269,12 +269,19 @@ async def commit(ws: Workspace, request: CommitRequest) -> CommitResult:
     return result
 
 
+def findable_after_a_move(ws: Workspace, request: MergeRequest) -> MergeRequest:
+    """On a workspace that can move (it has a host queue), a merge that finds its task landed
+    since the execution's base, by a host lost before it could say so."""
+    if ws.host_queue is None:
+        return request
+    return request.model_copy(update={"since": ws.base_commit})
+
+
 async def merge(ws: Workspace, request: MergeRequest) -> MergeResult:
     """Land a task's commit on the execution branch (`publish` pushes it after the merge
     lock). On a new host, a task whose branch stayed on the old one is found merged (the old
     host pushed it), or HostLost."""
-    if ws.host_queue is not None:
-        request = request.model_copy(update={"since": ws.base_commit})
+    request = findable_after_a_move(ws, request)
     placed = placement.placed_on(ws, request.task_branch)
     try:
         result, _, _ = await _git_step(
@@ -315,12 +322,10 @@ async def land(ws: Workspace, request: LandRequest) -> LandResult:
     """A task's `commit`, `merge`, `publish` and `remove_worktree` in one activity, with the
     same rules: on a new host, a task whose branch or commit stayed on the old one is
     HostLost (unless it landed before the old host went)."""
-    update: dict[str, object] = {}
     if ws.host_queue is not None:
-        update["merge"] = request.merge.model_copy(update={"since": ws.base_commit})
-        if ws.home is not None:
-            update["home"] = ws.home
-    request = request.model_copy(update=update) if update else request
+        merge = findable_after_a_move(ws, request.merge)
+        home = ws.home if ws.home is not None else request.home
+        request = request.model_copy(update={"merge": merge, "home": home})
     branch = request.merge.task_branch
     placed = placement.placed_on(ws, branch)
     try:

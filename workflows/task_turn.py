@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.execution import PhaseInput
     from coordinator.plan import Task
     from coordinator.work import FollowThrough
+    from workflows import steps
 
 if TYPE_CHECKING:
     from workflows.phase import PhaseWorkflow
@@ -51,8 +52,6 @@ def follow_through(
     ws = request.workspace
     merge, home = None, None
     if not request.plan.layer_gates and not phase.branch_lock.locked():
-        merge = merge_request(request, task)
-        if ws.host_queue is not None:  # as steps.land: a commit of a lost host is found
-            merge = merge.model_copy(update={"since": ws.base_commit})
-            home = ws.home
+        merge = steps.findable_after_a_move(ws, merge_request(request, task))
+        home = ws.home if ws.host_queue is not None else None  # as steps.land
     return FollowThrough(gates=task.gates, merge=merge, home=home, base_commit=base)
