@@ -73,10 +73,13 @@ def fill_new_worktree(path: Path) -> bool:
     return True
 
 
-def follow_branch(clone: Path, branch: str, old: str, new: str) -> bool:
+def follow_branch(
+    clone: Path, branch: str, old: str, new: str, *, at_most: int | None = None
+) -> bool:
     """`git reset --keep new` in the clone, whose HEAD is `branch` at commit `old`: the files
     that differ between the two (and the index) updated, unless one has a local change, then
-    the branch moved from `old` to `new`. False: left to git (nothing was changed)."""
+    the branch moved from `old` to `new`. False: left to git (nothing was changed), or to
+    the caller when more than `at_most` files would be written."""
     try:
         repo = open_repository(clone)
         before = repo.revparse_single(old).peel(pygit2.Tree)
@@ -89,6 +92,8 @@ def follow_branch(clone: Path, branch: str, old: str, new: str) -> bool:
         ):
             return False
         paths = [d.new_file.path or d.old_file.path for d in before.diff_to_tree(after).deltas]
+        if at_most is not None and len(paths) > at_most:
+            return False
         if not _only_folders_on_the_way(Path(repo.workdir), paths):
             return False
         if paths:

@@ -14,7 +14,7 @@ from activities.conflicts import (
     conflict_facts,
 )
 from activities.git_checkout import follow_branch
-from activities.git_objects import changed_paths, commit_fields, head_branch, set_ref, write_commit
+from activities.git_objects import commit_fields, head_branch, set_ref, write_commit
 from activities.plan_ticks import Ticked, tick_tree
 from activities.worktree_git import (
     LONG,
@@ -135,13 +135,11 @@ async def _advance(clone: Path, branch: str, old: str, new: str) -> None:
     and nothing can cancel it half-way. A big one (many files to write) goes to a thread,
     and git, when needed, runs to its end even if the activity is cancelled meanwhile.
     """
-    on_branch = head_branch(clone) == branch
-    changed = changed_paths(clone, old, new)
-    if changed is not None and len(changed) <= _MOVED_HERE_AT_MOST:
-        if on_branch and follow_branch(clone, branch, old, new):
+    if head_branch(clone) == branch:
+        if follow_branch(clone, branch, old, new, at_most=_MOVED_HERE_AT_MOST):
             return
-        if not on_branch and set_ref(clone, f"refs/heads/{branch}", new, old):
-            return
+    elif set_ref(clone, f"refs/heads/{branch}", new, old):
+        return  # no checkout to follow
     await uninterrupted(_advance_aside(clone, branch, old, new))
 
 

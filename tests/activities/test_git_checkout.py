@@ -122,7 +122,11 @@ def test_the_clone_follows_its_branch_as_git_reset_keep_does(repo: Path) -> None
     git(reference, "reset", "-q", "--hard", new)
     expected = {**snapshot(reference), "README.md": (local, 0)}
 
-    assert follow_branch(repo, branch, old, new)
+    # More files than the caller allows here (four): left to it, nothing changed.
+    before = snapshot(repo)
+    assert not follow_branch(repo, branch, old, new, at_most=3)
+    assert git(repo, "rev-parse", "HEAD") == old and snapshot(repo) == before
+    assert follow_branch(repo, branch, old, new, at_most=4)
 
     assert git(repo, "rev-parse", "HEAD") == new
     # Only the named files: a1.txt, which the pattern a[1].txt would match, is untouched.
