@@ -14,7 +14,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,12 +41,6 @@ READY_TIMEOUT = 60.0
 
 class BenchError(RuntimeError):
     """A benchmark could not run; the message says what and where to look."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -82,7 +75,7 @@ class DevServer:
     attributes, dynamic config), but on a free port, headless, with an in-memory database."""
 
     def __init__(self, logs: Path) -> None:
-        self.port = free_port()
+        self.port = devserver.free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log = logs / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -92,7 +85,7 @@ class DevServer:
         overrides = devserver.ServerOverrides(
             port=self.port, headless=True, ephemeral=True, log_level="error"
         )
-        argv = devserver.build_command(config, overrides)
+        argv = devserver.build_command(config, overrides) + devserver.side_ports("127.0.0.1")
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -7,6 +7,7 @@ import asyncio
 import errno
 import json
 import os
+import random
 import shutil
 import socket
 import sys
@@ -191,7 +192,7 @@ def start(
         return _already_running(running, config, announce, timeout)
     _check_ports_free(config)
 
-    argv = build_command(config)
+    argv = build_command(config) + side_ports(server.ip)
     info = {
         "address": server.address,
         "ui_url": server.ui_url,
@@ -385,3 +386,37 @@ def _port_free(ip: str, port: int) -> bool:
                 return False
             raise DevServerError(f"cannot bind {ip}:{port}: {exc.strerror or exc}") from None
     return True
+
+
+# --------------------------------------------------------------------------- free ports
+
+# Ports below the kernel's ephemeral range, which it never hands to an outgoing connection.
+_LOWEST_FREE = 10_000
+_handed_out: set[int] = set()
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    """A port free now on `ip`, below the ephemeral range and never handed out before by
+    this process. A port the kernel picked (`bind(0)`) comes from that range, so between
+    closing it and the server binding it, any outgoing connection may take it: the dev
+    server's own "random free port" for its HTTP API failed like that."""
+    high = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randrange(_LOWEST_FREE, high)
+        if port not in _handed_out and _port_free(ip, port):
+            _handed_out.add(port)
+            return port
+    raise DevServerError(f"no free port found on {ip} between {_LOWEST_FREE} and {high}")
+
+
+def side_ports(ip: str) -> list[str]:
+    """The dev server's HTTP API and metrics ports, chosen here (see `free_port`)."""
+    return ["--http-port", str(free_port(ip)), "--metrics-port", str(free_port(ip))]
+
+
+def _ephemeral_low() -> int:
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default; other systems start higher
+    return max(low, _LOWEST_FREE + 1000)

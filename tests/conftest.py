@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from cli import devserver
 from cli.devserver import temporal_binary, test_server_binary
 from cli.temporal_client import connect, resolve_client_settings
 from tests.cli_support import client_env
@@ -129,9 +129,8 @@ def server_address(env: WorkflowEnvironment) -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Outside the ephemeral range, never twice (cli/devserver.py says why)."""
+    return devserver.free_port()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cli import devserver, processes
 from cli.config_file import load_config
-from cli.devserver import DevServerError, ServerOverrides, build_command
+from cli.devserver import DevServerError, ServerOverrides, build_command, free_port
 from cli.processes import AlreadyRunningError, ProcessError
 from cli.temporal_client import TemporalUnreachableError, connect, resolve_client_settings
 from cli.worker_process import running_worker, start_worker, stop_worker
@@ -42,13 +42,6 @@ COORD = (
     "app.command('version')(lambda: None)\n"
     "app()\n"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def write_config(folder: Path, **server: object) -> Path:
@@ -382,3 +375,13 @@ async def test_server_answers_works_inside_an_event_loop() -> None:
     # Readiness probes are sync (called from the CLI); a caller inside a loop must not break.
     await asyncio.sleep(0)
     assert devserver.server_answers(f"127.0.0.1:{free_port()}", "default", timeout=1.0) is False
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_never_repeat() -> None:
+    """A port the kernel picked for an outgoing connection in the meantime cannot be one of
+    these: the race that once failed a dev server's start."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50 and all(p < low for p in ports)
+    argv = devserver.side_ports("127.0.0.1")
+    assert argv[0::2] == ["--http-port", "--metrics-port"] and all(int(p) < low for p in argv[1::2])
