@@ -27,9 +27,19 @@ INITIALIZING = "initializing"
 MAX_SUFFIX = 1000
 
 
-async def register_worktree(clone: Path, path: Path, branch: str, commit: str) -> None:
+async def register_worktree(
+    clone: Path,
+    path: Path,
+    branch: str,
+    commit: str,
+    *,
+    folder: Path | None = None,
+    index: Path | None = None,
+) -> None:
     """A worktree at `path` (which must not exist) on `branch`, set to `commit`; registered,
-    locked "initializing", with nothing checked out."""
+    locked "initializing", with nothing checked out. `folder`: a spare worktree's folder
+    (activities/worktree_spares.py), moved to `path` with its files, and `index` its former
+    index, moved into the registration when there is one."""
     common = common_dir(clone)
     registry = common / "worktrees"
     registry.mkdir(exist_ok=True)
@@ -40,16 +50,30 @@ async def register_worktree(clone: Path, path: Path, branch: str, commit: str) -
         (staging / "commondir").write_text("../..\n")
         (staging / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
         (staging / "locked").write_text(INITIALIZING)
+        if index is not None and index.is_file():
+            index.rename(staging / "index")
         await update_ref(clone, f"refs/heads/{branch}", commit)  # -B: made or moved
-        path.mkdir(parents=True)
+        if folder is None:
+            path.mkdir(parents=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            folder.rename(path)
         # Before the registration appears: git never sees it pointing at nothing (which
         # `git worktree prune` would take for a worktree deleted by hand).
-        (path / ".git").write_text(f"gitdir: {registry / path.name}\n")
+        _point(path, registry / path.name)
         admin = _move_into(staging, registry, path.name)
         if admin.name != path.name:  # the id was taken: git's way, a number after it
-            (path / ".git").write_text(f"gitdir: {admin}\n")
+            _point(path, admin)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already when it was moved
+
+
+def _point(path: Path, admin: Path) -> None:
+    """The worktree's `.git` file, naming its registration; written anew (not through a link
+    left in a spare's place)."""
+    dot_git = path / ".git"
+    dot_git.unlink(missing_ok=True)
+    dot_git.write_text(f"gitdir: {admin}\n")
 
 
 def _move_into(staging: Path, registry: Path, name: str) -> Path:

@@ -183,13 +183,13 @@ async def worktree_at(clone: Path, path: Path) -> WorktreeEntry | None:
     """The worktree registered at `path`, read where `git worktree list` reads it (each
     registration's folder <common dir>/worktrees/<id>: `gitdir` names the worktree's .git,
     `locked` is there while locked, with the reason) without starting a git."""
-    admin = _registration(clone, path)
+    admin = registration(clone, path)
     if admin is None:
         return None
     return WorktreeEntry(path.resolve(), _head_ref(admin), _lock_reason(admin))
 
 
-def _registration(clone: Path, path: Path) -> Path | None:
+def registration(clone: Path, path: Path) -> Path | None:
     """The registration folder of the worktree at `path`, if git has one."""
     target = path.resolve()
     registry = common_dir(clone) / "worktrees"
@@ -294,7 +294,7 @@ def unregister_worktree(clone: Path, path: Path) -> Path | None:
     renamed into a trash folder, so a git listing the worktrees meanwhile (as `worktree
     add` does) finds it whole or not at all. Returns that trash folder (None: it was not
     registered), for `delete_worktree_folders`."""
-    admin = _registration(clone, path)
+    admin = registration(clone, path)
     if admin is None:
         return None
     trash = common_dir(clone) / "coord-trash" / f"{admin.name}-{uuid.uuid4().hex}"

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
 from activities.git import GitError, common_dir, repo_lock
+from activities.git_objects import resolve
 from activities.home import publish_commit
 from activities.worktree_commit import commit_worktree
 from activities.worktree_git import (
@@ -40,12 +41,14 @@ from activities.worktree_git import (
     unregister_worktree,
 )
 from activities.worktree_merge import already_merged, merge
+from activities.worktree_spares import park
 from coordinator.branches import (
     CommitRequest,
     CommitResult,
     LandRequest,
     LandResult,
     base_ref,
+    is_fix,
 )
 
 
@@ -53,10 +56,11 @@ async def land(clone: Path, request: LandRequest, removing: Path) -> LandResult:
     """`removing`: the worktree's folder as the worker places it (never outside its root)."""
     m = request.merge
     wt = Path(request.worktree)
+    keep = not is_fix(m.task_id)  # a task's worktree, kept as a spare where it can be
     if (noted := _noted(clone, request)) is not None:
         # An earlier try merged it, and was cut short before it was published or removed.
         async with repo_lock(clone):
-            unregistered = await _unregister(clone, removing, m.task_branch)
+            unregistered = await _unregister(clone, removing, m.task_branch, keep=keep)
         return await _finish(clone, request, noted, removing, unregistered)
     gone = not wt.exists() and not await ref_exists(clone, f"refs/heads/{m.task_branch}")
     if gone and (found := await _found_on_branch(clone, request)) is not None:
@@ -77,7 +81,7 @@ async def land(clone: Path, request: LandRequest, removing: Path) -> LandResult:
         # git's list under the same turn of the lock (another turn would wait for merges).
         result = LandResult(committed=committed, merged=merged, removed=True)
         _note(clone, request).write_text(_Landed(request=request, result=result).model_dump_json())
-        unregistered = await _unregister(clone, removing, m.task_branch)
+        unregistered = await _unregister(clone, removing, m.task_branch, keep=keep)
     return await _finish(clone, request, result, removing, unregistered)
 
 
@@ -157,13 +161,20 @@ async def landed_since(clone: Path, branch: str, since: str, task_id: str) -> La
     )
 
 
-async def _unregister(clone: Path, wt: Path, branch: str) -> tuple[bool, Path | None]:
+async def _unregister(
+    clone: Path, wt: Path, branch: str, *, keep: bool
+) -> tuple[bool, Path | None]:
     """The worktree and its branch off git's lists, with the clone's lock held by the caller:
     (done, the registration's trash folder for `delete_worktree_folders`); not done (logged)
     when that failed: swept later (the branch first, so that a worktree git still lists is
-    one the sweep finds). Fine to do again."""
+    one the sweep finds). Fine to do again. With `keep`, the worktree is kept as a spare for
+    the next task where it can be (activities/worktree_spares.py): nothing is left to delete
+    then."""
     try:
         await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
+        # A spare's HEAD is detached at any commit there is: the clone's own.
+        if keep and (commit := resolve(clone, "HEAD")) is not None and park(clone, wt, commit):
+            return True, None
         return True, unregister_worktree(clone, wt)
     except (GitError, OSError) as err:
         activity.logger.warning("the landed worktree %s stays until the sweep: %s", wt, err)

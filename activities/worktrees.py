@@ -40,6 +40,7 @@ from activities.conflicts import (
     record_conflict,
 )
 from activities.git import (
+    GitError,
     common_dir,
     repo_lock,
     run_git,
@@ -73,6 +74,8 @@ from activities.worktree_git import (
 from activities.worktree_land import land
 from activities.worktree_merge import TASK_BRANCH_MISSING as TASK_BRANCH_MISSING
 from activities.worktree_merge import merge
+from activities.worktree_spares import spares_dir
+from activities.worktree_spares import take as take_spare
 from coordinator.branches import (
     MAX_DIFF_FILES,
     CommitRequest,
@@ -239,8 +242,14 @@ class WorktreeActivities:
             result.removed_worktrees.append(task_id)
             if task_id not in result.unfinished_branches:
                 await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
-        if worktrees_dir.exists():  # folders of worktrees whose creation was cut short
-            await asyncio.to_thread(shutil.rmtree, worktrees_dir, True)
+        spares = spares_dir(worktrees_dir / "x")
+        for entry in await worktree_entries(clone):
+            if entry.path.parent == spares.resolve():  # activities/worktree_spares.py
+                await discard_worktree(clone, entry.path)
+        # Folders of worktrees whose creation was cut short, and spares.
+        for folder in (worktrees_dir, spares):
+            if folder.exists():
+                await asyncio.to_thread(shutil.rmtree, folder, True)
         # What registrations, removals and landings cut short by a crash left in the git
         # folder (activities/worktree_add.py, worktree_git.py, worktree_land.py): nothing
         # of this execution is in flight any more.
@@ -304,9 +313,11 @@ async def _create(
                 "worktree", "add", "--quiet", str(path), branch, cwd=clone, timeout=LONG
             )
         else:
-            # Registered and on its branch, but empty and locked (activities/worktree_add.py)
-            # until `_check_out`, after the clone's lock.
-            await register_worktree(clone, path, branch, exec_head)
+            # Registered and on its branch, locked (activities/worktree_add.py) until
+            # `_check_out`, after the clone's lock: empty, or a spare worktree's folder with
+            # an earlier task's files (activities/worktree_spares.py).
+            if not await take_spare(clone, path, branch, exec_head):
+                await register_worktree(clone, path, branch, exec_head)
             await update_ref(clone, bref, exec_head)
             return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head), True
     elif request.fresh:
@@ -336,11 +347,23 @@ async def _create(
 
 
 async def _check_out(path: Path) -> None:
-    """The files of a worktree made without them (`_create`), then it is unlocked: ready.
-    Only in its own folder and index, so no lock on the clone is needed. In-process where
-    that is what git would write (activities/git_checkout.py), else `git reset --hard`."""
+    """The files of a worktree made without them or from a spare (`_create`), then it is
+    unlocked: ready. Only in its own folder and index, so no lock on the clone is needed.
+    In-process where that is what git would write (activities/git_checkout.py, for an empty
+    folder only), else `git reset --hard` and `git clean -ffdx`: the tracked files of the
+    branch and nothing else, not even an ignored file an earlier task left in a spare."""
     if not await asyncio.to_thread(fill_new_worktree, path):
-        await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=LONG)
+        try:
+            await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=LONG)
+        except GitError:
+            index = admin_dir(path) / "index"
+            if not index.exists():
+                raise
+            # A spare's index git cannot use (a split index's other half stayed behind):
+            # without it, git writes every file again.
+            index.unlink()
+            await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=LONG)
+        await git_waiting("clean", "-ffdxq", cwd=path, timeout=LONG)
     (admin_dir(path) / "locked").unlink(missing_ok=True)
 
 

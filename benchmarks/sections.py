@@ -28,6 +28,7 @@ from benchmarks.bench import (
     failed,
     timeout_for,
 )
+from benchmarks.big_repo import big_repo_section
 from benchmarks.cpu import CpuUse, cpu_text, cpu_use
 from benchmarks.infra import (
     BenchError,
@@ -418,6 +419,7 @@ SECTIONS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "soak": soak_section,
     "cli": startup_section,
     "landing": landing_section,
+    "big-repo": big_repo_section,
     "history": history_section,  # last: it reads the no-op runs the others made
 }
 ORDER = [
@@ -426,6 +428,7 @@ ORDER = [
     "overhead",
     "parallel",
     "landing",
+    "big-repo",
     "history",
     "recovery",
     "memory",

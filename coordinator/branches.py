@@ -17,6 +17,9 @@ from coordinator.progress import PlanTickRequest
 
 TASK_BRANCH_PREFIX = "coord-task/"
 TASK_TRAILER = "Coord-Task"
+# Worktrees and commits of the coordinator's own fixes; task ids may not start with it, so a
+# fix is never mistaken for a task (merges recognise a task's commit by its id).
+FIX_PREFIX = "coord-fix-"
 # The commit a task branch was cut from, kept as a ref next to the branch: it survives
 # crashes, keeps the commit alive, and tells "the task's own commit" from the base.
 BASE_REF_PREFIX = "refs/coord-base/"
@@ -27,6 +30,11 @@ MAX_DIFF_FILES = 1000
 
 def task_branch(execution_id: str, task_id: str) -> str:
     return f"{TASK_BRANCH_PREFIX}{execution_id}/{task_id}"
+
+
+def is_fix(task_id: str) -> bool:
+    """The id of one of the coordinator's own fixes, not a plan's task."""
+    return task_id.startswith(FIX_PREFIX)
 
 
 def base_ref(branch: str) -> str:

@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 with workflow.unsafe.imports_passed_through():
     from coordinator.backends import spends_tokens
     from coordinator.branches import (
+        FIX_PREFIX,
         CommitRequest,
         CreateWorktreeRequest,
         RemoveWorktreeRequest,
@@ -34,9 +35,6 @@ with workflow.unsafe.imports_passed_through():
 if TYPE_CHECKING:
     from workflows.phase import PhaseWorkflow
 
-# Worktrees and commits of the coordinator's own fixes; task ids may not start with it, so a
-# fix is never mistaken for a task (merges recognise a task's commit by its id).
-FIX_PREFIX = "coord-fix-"
 FEEDBACK_CHARS = 8000
 # A fixer's worktree whose setup failed gives its budget share back (code from before this
 # kept it promised for the rest of the phase).

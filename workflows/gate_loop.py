@@ -6,13 +6,14 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from coordinator.branches import FIX_PREFIX
     from coordinator.escalation import Action, Escalation, Resolution
     from coordinator.execution import GateRoundResult, PhaseInput
     from coordinator.plan import Gate
     from coordinator.report import GateSummary
     from coordinator.work import GateLevel, GateResult
     from workflows import steps
-    from workflows.attempts import FIX_PREFIX, fix_in_worktree
+    from workflows.attempts import fix_in_worktree
     from workflows.phase import PhaseWorkflow, failing_output, first_line
     from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry, UntilResolved, retry_or
 

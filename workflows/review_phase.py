@@ -12,13 +12,13 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from coordinator.backends import spends_tokens
-    from coordinator.branches import DiffRequest
+    from coordinator.branches import FIX_PREFIX, DiffRequest
     from coordinator.escalation import Action, Escalation
     from coordinator.execution import PhaseInput, ReviewResult
     from coordinator.handoff import GithubPhaseInput, PushRequest, ReviewRequest
     from coordinator.work import SpecialistRequest, SpecialistResult
     from workflows import steps
-    from workflows.attempts import FIX_PREFIX, WorktreeAttempt, fix_in_worktree
+    from workflows.attempts import WorktreeAttempt, fix_in_worktree
     from workflows.gate_loop import GateLoop
     from workflows.phase import PhaseWorkflow, first_line, root_message
     from workflows.until_resolved import ATTEMPTS, Done, Miss, Retry, UntilResolved, retry_or

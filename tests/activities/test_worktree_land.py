@@ -11,6 +11,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 import activities.worktree_land as worktree_land
+import activities.worktree_spares as worktree_spares
 from activities.git import GitError
 from coordinator.branches import LandRequest, LandResult, MergeRequest, TaskWorktree, task_branch
 from tests.activities.worktree_support import (
@@ -20,6 +21,8 @@ from tests.activities.worktree_support import (
     assert_clean,
     git,
     run,
+    spare_worktrees,
+    task_worktrees,
     title,
     write,
 )
@@ -69,10 +72,12 @@ async def test_parallel_tasks_land_at_once_as_one_commit_each(ex: Execution) -> 
     assert head == ex.head() and not moves
     assert not any(Path(wt.path).exists() for wt in wts)
     assert branches(ex) == []
-    # As `git worktree remove` leaves it: git lists only the clone, nothing to prune.
-    assert git(ex.clone, "worktree", "list", "--porcelain").count("worktree ") == 1
+    # git lists the clone and the four kept as spares for the next tasks (detached, locked as
+    # spares, activities/worktree_spares.py); nothing to prune.
+    assert task_worktrees(ex) == [] and len(spare_worktrees(ex)) == 4
     assert git(ex.clone, "worktree", "prune", "--dry-run", "--verbose") == ""
-    assert list((ex.clone / ".git" / "coord-trash").iterdir()) == []
+    trash = ex.clone / ".git" / "coord-trash"
+    assert not trash.exists() or list(trash.iterdir()) == []
     assert_clean(ex.clone)
 
 
@@ -93,12 +98,15 @@ async def test_a_retry_after_everything_was_done_returns_the_same(ex: Execution)
     assert ex.subjects() == ["t1: do t1"]
 
 
-@pytest.mark.parametrize("step", ["unregister_worktree", "delete_worktree_folders"])
+@pytest.mark.parametrize("step", ["unregister_worktree", "delete_worktree_folders", "park"])
 async def test_a_crash_while_removing_is_finished_by_the_retry(
     ex: Execution, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     """Merged and published, then cut short while the worktree goes (before or after its
-    registration): the retry finishes the removal and returns what the landing was."""
+    registration, or while it is kept as a spare): the retry finishes the removal and
+    returns what the landing was."""
+    if step != "park":
+        monkeypatch.setattr(worktree_spares, "MAX_SPARES", 0)  # removed, not kept
     wt = await ex.create("t1")
     write(wt, {"a.txt": "a\n"})
     request = landing(ex, wt, "t1")
@@ -117,7 +125,8 @@ async def test_a_crash_while_removing_is_finished_by_the_retry(
     assert retried.merged.commit == ex.head()
     assert ex.subjects() == ["t1: do t1"]
     assert not Path(wt.path).exists() and branches(ex) == []
-    assert git(ex.clone, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert task_worktrees(ex) == []
+    assert len(spare_worktrees(ex)) == (1 if step == "park" else 0)
 
 
 async def test_a_retry_without_the_note_finds_the_commit_merged(ex: Execution) -> None:

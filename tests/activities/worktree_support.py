@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from temporalio.testing import ActivityEnvironment
 
 from activities.workspace import WorkspaceActivities
+from activities.worktree_spares import SPARE
 from activities.worktrees import WorktreeActivities
 from coordinator.branches import (
     CommitRequest,
@@ -128,6 +129,30 @@ def assert_clean(repo: Path | str) -> None:
     git_dir = Path(git(repo, "rev-parse", "--absolute-git-dir"))
     for state in ("rebase-merge", "rebase-apply", "MERGE_HEAD", "CHERRY_PICK_HEAD"):
         assert not (git_dir / state).exists(), state
+
+
+def listed_worktrees(ex: Execution) -> list[tuple[Path, str]]:
+    """(path, lock reason) of each worktree git lists besides the clone."""
+    listed: list[tuple[Path, str]] = []
+    for line in git(ex.clone, "worktree", "list", "--porcelain").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "worktree":
+            listed.append((Path(value), ""))
+        elif key == "locked":
+            listed[-1] = (listed[-1][0], value)
+    return listed[1:]
+
+
+def task_worktrees(ex: Execution) -> list[Path]:
+    """The worktrees git lists that are not spares (activities/worktree_spares.py)."""
+    return [path for path, locked in listed_worktrees(ex) if locked != SPARE]
+
+
+def spare_worktrees(ex: Execution) -> list[Path]:
+    """The spares git lists, each in the execution's spares folder."""
+    spares = [path for path, locked in listed_worktrees(ex) if locked == SPARE]
+    assert all(path.parent.name == "spare-worktrees" and path.is_dir() for path in spares)
+    return spares
 
 
 # What the scratch repository holds unless a test says otherwise.

@@ -64,3 +64,13 @@ def test_cli_start_up_section(tmp_path: Path) -> None:
     ):
         assert f"`coord {command} --help`" in row and "x), CPU " in row and "< 500 ms" in row
     assert "`coord list --limit 20` against the server" in rows[6]
+
+
+def test_big_repo_section_quick(tmp_path: Path) -> None:
+    """Tasks in a repository of many files (500 with --quick), beside the one-file one."""
+    rows = benchmark_rows(tmp_path, "big-repo")
+    assert len(rows) == 2, rows
+    assert "2 layers x 2, each task writing a file" in rows[0], rows[0]
+    assert "in a repository of 500 files" in rows[0], rows[0]
+    assert re.search(r"per task, one file [\d.]+ m?s \(\+", rows[0]), rows[0]
+    assert re.search(r"ms \(worker [\d.]+, commands [\d.]+, server [\d.]+\), one file", rows[1])

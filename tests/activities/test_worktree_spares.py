@@ -1,0 +1,257 @@
+"""Spare worktrees (activities/worktree_spares.py): a landed task's worktree is kept and reset
+for the next task, which then starts from exactly the tracked files of its base, as in a new
+worktree; tampered or half-made spares are never used; the sweep removes them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import activities.worktree_spares as worktree_spares
+import activities.worktrees as worktrees_module
+from activities.conflicts import CONFLICT_RECORD
+from activities.worktree_git import admin_dir
+from activities.worktree_spares import SPARE, spares_dir
+from coordinator.branches import (
+    FIX_PREFIX,
+    LandRequest,
+    LandResult,
+    MergeRequest,
+    PendingWorkRequest,
+    TaskWorktree,
+    task_branch,
+)
+from tests.activities.worktree_support import (
+    BRANCH,
+    EXECUTION,
+    Execution,
+    git,
+    run,
+    spare_worktrees,
+    task_worktrees,
+    title,
+    write,
+)
+
+
+async def land(ex: Execution, wt: TaskWorktree, task_id: str) -> LandResult:
+    request = LandRequest(
+        worktree=wt.path,
+        base_commit=wt.base_commit,
+        merge=MergeRequest(
+            workspace=str(ex.clone),
+            execution_branch=BRANCH,
+            task_branch=task_branch(EXECUTION, task_id),
+            task_id=task_id,
+            title=title(task_id),
+        ),
+        execution_id=EXECUTION,
+    )
+    result: LandResult = await run(ex.acts.land_task, request)
+    assert result.merged is not None and result.merged.merged and result.removed, result
+    return result
+
+
+async def landed_spare(ex: Execution, task_id: str, files: dict[str, str]) -> Path:
+    """A task made, changed and landed: the folder it leaves as a spare."""
+    wt = await ex.create(task_id)
+    write(wt, files)
+    await land(ex, wt, task_id)
+    (spare,) = spare_worktrees(ex)
+    return spare
+
+
+def assert_as_new(ex: Execution, wt: TaskWorktree, task_id: str) -> None:
+    """The worktree is what a new one would be: on its branch at the execution head, every
+    tracked file as committed, nothing else (not even ignored files), unlocked, no records."""
+    path = Path(wt.path)
+    assert wt.base_commit == ex.head()
+    assert git(path, "symbolic-ref", "HEAD") == f"refs/heads/{task_branch(EXECUTION, task_id)}"
+    assert git(path, "rev-parse", "HEAD") == ex.head()
+    assert git(path, "status", "--porcelain", "--ignored", "--untracked-files=all") == ""
+    tracked = set(git(path, "ls-files").splitlines())
+    on_disk = {
+        str(Path(root, name).relative_to(path))
+        for root, dirs, names in os.walk(path)
+        for name in names + [d for d in dirs if os.path.islink(Path(root, d))]
+        if ".git" not in Path(root, name).relative_to(path).parts
+    }
+    assert on_disk == tracked
+    for name in tracked:
+        committed = subprocess.run(
+            ["git", "show", f"HEAD:{name}"], cwd=path, capture_output=True, check=True
+        ).stdout
+        assert (path / name).read_bytes() == committed, name
+    assert path.name == task_id and not (admin_dir(path) / "locked").exists()
+    assert not (admin_dir(path) / CONFLICT_RECORD).exists()
+    assert path in [p.resolve() for p in task_worktrees(ex)]
+
+
+async def test_the_next_task_gets_a_landed_worktree_reset_to_its_base(ex: Execution) -> None:
+    spare = await landed_spare(ex, "t1", {"a.txt": "a\n", "debug.log": "ignored\n"})
+    inode = spare.stat().st_ino
+    # What the last task (or anything after its commit) may leave behind.
+    (spare / "app.py").write_text("print('HI')\n")  # tracked, changed, same size
+    (spare / "shared.txt").unlink()  # tracked, deleted
+    (spare / "build" / "deep").mkdir(parents=True)
+    (spare / "build" / "deep" / "out.bin").write_bytes(b"\0" * 10)  # untracked
+    (spare / "__pycache__").mkdir()
+    (spare / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"x")  # ignored cache
+    (spare / "link").symlink_to("/etc")
+    (admin_dir(spare) / CONFLICT_RECORD).write_text("{}")  # the old registration's record
+
+    wt = await ex.create("t2")
+
+    assert Path(wt.path).stat().st_ino == inode  # the same folder, not a new one
+    assert not spare.exists() and spare_worktrees(ex) == []
+    assert_as_new(ex, wt, "t2")
+    assert (Path(wt.path) / "a.txt").read_text() == "a\n"  # t1's landed work is the base
+
+
+async def test_spares_go_round_a_chain_of_tasks(ex: Execution) -> None:
+    for n in range(4):
+        wt = await ex.create(f"t{n}")
+        assert_as_new(ex, wt, f"t{n}")
+        write(wt, {f"f{n}.txt": f"{n}\n", "shared.txt": f"{n}\n"})
+        await land(ex, wt, f"t{n}")
+        assert len(spare_worktrees(ex)) == 1 and task_worktrees(ex) == []
+    assert ex.subjects() == [f"t{n}: do t{n}" for n in range(4)]
+    assert git(ex.clone, "show", "HEAD:shared.txt") == "3"
+
+
+async def test_at_most_max_spares_are_kept(ex: Execution, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worktree_spares, "MAX_SPARES", 2)
+    wts = [await ex.create(f"t{n}") for n in range(3)]
+    for n, wt in enumerate(wts):
+        write(wt, {f"f{n}.txt": f"{n}\n"})
+        await land(ex, wt, f"t{n}")
+    assert len(spare_worktrees(ex)) == 2 and task_worktrees(ex) == []
+    assert len(list(spares_dir(Path(wts[0].path)).iterdir())) == 2
+    assert not any(Path(wt.path).exists() for wt in wts)
+
+
+async def test_a_fix_worktree_is_not_kept(ex: Execution) -> None:
+    fix = f"{FIX_PREFIX}validation-x-1"
+    wt = await ex.create(fix)
+    write(wt, {"fixed.txt": "fixed\n"})
+    await land(ex, wt, fix)
+    assert spare_worktrees(ex) == [] and task_worktrees(ex) == []
+    assert not Path(wt.path).exists()
+
+
+@pytest.mark.parametrize("tamper", ["elsewhere", "link", "folder", "unlocked", "unregistered"])
+async def test_a_spare_that_is_not_exactly_one_is_deleted_not_used(
+    ex: Execution, tmp_path: Path, tamper: str
+) -> None:
+    """A spare's folder and registration must name each other, its `.git` a plain file and
+    its lock a spare's: anything else (tampering, or a crash while it was kept) is deleted
+    when seen, and the task gets a new worktree."""
+    spare = await landed_spare(ex, "t1", {"a.txt": "a\n"})
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me\n")
+    admin = admin_dir(spare)
+    if tamper == "elsewhere":
+        (spare / ".git").write_text(f"gitdir: {ex.clone / '.git'}\n")
+    elif tamper == "link":
+        (spare / ".git").unlink()
+        (spare / ".git").symlink_to(outside)
+    elif tamper == "folder":
+        # As a crash after the folder moved leaves it: the registration names the old place.
+        (admin / "gitdir").write_text(f"{ex.root / EXECUTION / 'worktrees' / 't1' / '.git'}\n")
+    elif tamper == "unlocked":
+        (admin / "locked").unlink()
+    else:
+        (spare / ".git").write_text(f"gitdir: {admin.parent / 'nothing'}\n")
+    inode = spare.stat().st_ino
+
+    wt = await ex.create("t2")
+
+    assert Path(wt.path).stat().st_ino != inode and not spare.exists()
+    assert_as_new(ex, wt, "t2")
+    assert outside.read_text() == "keep me\n"
+    await sweep(ex)
+
+
+async def test_a_take_cut_short_before_the_files_are_reset_is_made_again(
+    ex: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await landed_spare(ex, "t1", {"a.txt": "a\n", "debug.log": "ignored\n"})
+    real = worktrees_module._check_out
+
+    async def crash(path: Path) -> None:
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(worktrees_module, "_check_out", crash)
+    with pytest.raises(RuntimeError, match="worker died"):
+        await ex.create("t2")
+    half = ex.root / EXECUTION / "worktrees" / "t2"
+    assert (half / "debug.log").exists()  # the spare's files, not yet reset
+    assert (admin_dir(half) / "locked").read_text() == "initializing"
+    monkeypatch.setattr(worktrees_module, "_check_out", real)
+
+    wt = await ex.create("t2")
+
+    assert_as_new(ex, wt, "t2")
+    await sweep(ex)
+
+
+async def test_a_take_cut_short_before_the_registration_loses_only_the_spare(
+    ex: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spare = await landed_spare(ex, "t1", {"a.txt": "a\n"})
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(worktree_spares, "register_worktree", crash)
+    with pytest.raises(RuntimeError, match="worker died"):
+        await ex.create("t2")
+    monkeypatch.undo()
+    assert spare.exists() and spare_worktrees(ex) == []  # unregistered: never taken
+
+    wt = await ex.create("t2")
+
+    assert not spare.exists()
+    assert_as_new(ex, wt, "t2")
+    await sweep(ex)
+
+
+async def test_the_sweep_removes_the_spares(ex: Execution) -> None:
+    busy = await ex.create("busy")
+    write(busy, {"half.txt": "half\n"})
+    await landed_spare(ex, "t1", {"a.txt": "a\n"})
+    await sweep(ex)
+    assert not Path(busy.path).exists()
+
+
+async def sweep(ex: Execution) -> None:
+    """The end of the implementation phase: no worktree, no spare, nothing to prune."""
+    request = PendingWorkRequest(
+        workspace=str(ex.clone), execution_id=EXECUTION, execution_branch=BRANCH
+    )
+    await run(ex.acts.commit_pending_work, request)
+    assert git(ex.clone, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert git(ex.clone, "worktree", "prune", "--dry-run", "--verbose") == ""
+    assert not (ex.root / EXECUTION / "spare-worktrees").exists()
+    assert SPARE not in git(ex.clone, "worktree", "list", "--porcelain")
+
+
+async def test_a_spare_whose_index_git_cannot_read_is_written_whole(ex: Execution) -> None:
+    spare = await landed_spare(ex, "t1", {"a.txt": "a\n", "debug.log": "ignored\n"})
+    (admin_dir(spare) / "index").write_bytes(b"DIRC\0\0\0\2broken")
+    inode = spare.stat().st_ino
+
+    wt = await ex.create("t2")
+
+    assert Path(wt.path).stat().st_ino == inode
+    assert_as_new(ex, wt, "t2")
+
+
+async def test_a_worktree_with_submodules_is_not_kept(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    write(wt, {".gitmodules": '[submodule "lib"]\n\tpath = lib\n\turl = ../lib\n'})
+    await land(ex, wt, "t1")
+    assert spare_worktrees(ex) == [] and not Path(wt.path).exists()
