@@ -9,16 +9,17 @@ some 30 ms for the rest of a no-op task. A spare is brought to the next task's b
 everything else, untracked and ignored files included. The task starts from the tracked files
 of its base, as in a new worktree. Not carried over: the earlier task's git folder (its HEAD,
 conflict and replay records); a new registration is written and only the index moves into it.
-Carried over: what git does not track, such as a folder's or a file's permissions other than
-the executable bit.
+Carried over: what git does not track about the files and folders it keeps: permissions other
+than the executable bit, extended attributes, times.
 
 A spare lives in `<root>/<execution>/spare-worktrees/<registration id>`, outside every jail
 (a jail mounts its own worktree only). It stays registered with git, its HEAD detached and
 locked with `SPARE` as the reason, so that `git worktree prune` leaves it and no step takes it
-for a task's worktree. At most `MAX_SPARES` are kept per execution. The sweep at the end of the
-implementation phase (`commit_pending_work`) removes them with the other worktrees. Fix
-worktrees are never kept: validation, integration and review come after that sweep. Nor is
-a worktree with submodules (`git reset` leaves what a task did inside one).
+for a task's worktree. At most `MAX_SPARES` are kept per execution, and only worktrees of
+`MIN_FILES` tracked files or more: below that, a new worktree costs no more. The sweep at the
+end of the implementation phase (`commit_pending_work`) removes them with the other
+worktrees. Fix worktrees are never kept: validation, integration and review come after that
+sweep. Nor is a worktree with submodules (`git reset` leaves what a task did inside one).
 
 Both steps run with the clone's lock held, and a crash at any point leaves nothing that is
 used wrongly. A spare is only taken when its folder and its registration name each other and
@@ -41,6 +42,10 @@ from activities.worktree_git import delete_worktree_folders, registration
 SPARE = "coord: spare worktree, for the next task"
 # Spares kept per execution: more than the tasks that usually run at once.
 MAX_SPARES = 16
+# Worktrees of fewer tracked files are not kept: making one anew (in-process, some 3 ms for a
+# few files) costs no more than the reset of a spare (two git processes); about 100 files is
+# where they break even.
+MIN_FILES = 200
 
 
 def spares_dir(worktree: Path) -> Path:
@@ -56,6 +61,8 @@ def park(clone: Path, worktree: Path, commit: str) -> bool:
         return False
     if (worktree / ".gitmodules").exists():
         return False  # submodules: a reset leaves what a task did in them
+    if _tracked_files(admin / "index") < MIN_FILES:
+        return False
     spares = spares_dir(worktree)
     spare = spares / admin.name
     try:
@@ -106,6 +113,18 @@ async def take(clone: Path, worktree: Path, branch: str, commit: str) -> bool:
         await delete_worktree_folders(old_admin, None)
         return True
     return False
+
+
+def _tracked_files(index: Path) -> int:
+    """How many entries the index has, from its header (0 when it cannot be read)."""
+    try:
+        with index.open("rb") as f:
+            header = f.read(12)
+    except OSError:
+        return 0
+    if len(header) < 12 or header[:4] != b"DIRC":
+        return 0
+    return int.from_bytes(header[8:12], "big")
 
 
 def _is_spare(admin: Path, spare: Path) -> bool:

@@ -52,7 +52,10 @@ def branches(ex: Execution) -> list[str]:
     return git(ex.clone, "for-each-ref", "--format=%(refname)", "refs/heads/coord-task").split()
 
 
-async def test_parallel_tasks_land_at_once_as_one_commit_each(ex: Execution) -> None:
+async def test_parallel_tasks_land_at_once_as_one_commit_each(
+    ex: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worktree_spares, "MIN_FILES", 0)  # kept as spares, however small
     wts = await asyncio.gather(*(ex.create(f"t{n}") for n in range(4)))
     for n, wt in enumerate(wts):
         write(wt, {f"f{n}.txt": f"{n}\n"})
@@ -105,6 +108,7 @@ async def test_a_crash_while_removing_is_finished_by_the_retry(
     """Merged and published, then cut short while the worktree goes (before or after its
     registration, or while it is kept as a spare): the retry finishes the removal and
     returns what the landing was."""
+    monkeypatch.setattr(worktree_spares, "MIN_FILES", 0)
     if step != "park":
         monkeypatch.setattr(worktree_spares, "MAX_SPARES", 0)  # removed, not kept
     wt = await ex.create("t1")

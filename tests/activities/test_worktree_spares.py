@@ -37,6 +37,12 @@ from tests.activities.worktree_support import (
 )
 
 
+@pytest.fixture(autouse=True)
+def spares_of_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scratch repository has three files: kept all the same (`MIN_FILES`)."""
+    monkeypatch.setattr(worktree_spares, "MIN_FILES", 0)
+
+
 async def land(ex: Execution, wt: TaskWorktree, task_id: str) -> LandResult:
     request = LandRequest(
         worktree=wt.path,
@@ -255,3 +261,18 @@ async def test_a_worktree_with_submodules_is_not_kept(ex: Execution) -> None:
     write(wt, {".gitmodules": '[submodule "lib"]\n\tpath = lib\n\turl = ../lib\n'})
     await land(ex, wt, "t1")
     assert spare_worktrees(ex) == [] and not Path(wt.path).exists()
+
+
+async def test_a_worktree_of_few_files_is_not_kept(
+    ex: Execution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below MIN_FILES tracked files a new worktree costs no more than a reset."""
+    monkeypatch.setattr(worktree_spares, "MIN_FILES", 5)
+    wt = await ex.create("t1")
+    write(wt, {"a.txt": "a\n"})
+    await land(ex, wt, "t1")  # four files: not kept
+    assert spare_worktrees(ex) == [] and not Path(wt.path).exists()
+    wt = await ex.create("t2")
+    write(wt, {"b.txt": "b\n"})
+    await land(ex, wt, "t2")  # five
+    assert len(spare_worktrees(ex)) == 1
