@@ -144,7 +144,7 @@ def _check_out(
 def _plain_repository(repo: pygit2.Repository) -> bool:
     if any(name in os.environ for name in GIT_CONFIG_VARIABLES):
         return False  # git would read another configuration than libgit2 does
-    if _umask() != 0o022:
+    if process_umask() != 0o022:
         return False  # libgit2 writes 0644/0755 whatever the umask; git follows it
     config = repo.config
     for key, harmless in _CONFIG.items():
@@ -155,7 +155,7 @@ def _plain_repository(repo: pygit2.Repository) -> bool:
     return not any(f.exists() for f in files if "$" not in str(f))
 
 
-def _umask() -> int | None:
+def process_umask() -> int | None:
     """The process's umask, as the kernel reports it (setting it to read it would race with
     other threads); None when it cannot tell."""
     try:

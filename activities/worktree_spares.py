@@ -6,11 +6,15 @@ repository of 5,000 files, 0.3 to 2.7 s of kernel time per task on a small machi
 some 30 ms for the rest of a no-op task. A spare is brought to the next task's base instead
 (activities/worktrees.py, `_check_out`): `git reset --hard` writes only the files that differ
 (the index kept with the spare tells git which are unchanged) and `git clean -ffdx` removes
-everything else, untracked and ignored files included. The task starts from the tracked files
-of its base, as in a new worktree. Not carried over: the earlier task's git folder (its HEAD,
-conflict and replay records); a new registration is written and only the index moves into it.
-Carried over: what git does not track about the files and folders it keeps: permissions other
-than the executable bit, extended attributes, times.
+everything else, untracked and ignored files included. git leaves some things, though: a
+`.git` inside a folder with tracked files, named pipes and sockets, a second link to a
+tracked file, a mode it does not track, a folder it cannot enter or a path too long for it.
+So the result is checked (`exactly_tracked`): the index's files and folders, each with the
+mode git gives a new one, and nothing else. A spare that fails the check, or whose reset
+fails, is thrown away and the task gets a new worktree. Not carried over either: the earlier
+task's git folder (its HEAD, conflict and replay records); a new registration is written and
+only the index moves into it. What carries over is what no checkout sets: the files' times
+and extended attributes.
 
 A spare lives in `<root>/<execution>/spare-worktrees/<registration id>`, outside every jail
 (a jail mounts its own worktree only). It stays registered with git, its HEAD detached and
@@ -30,13 +34,19 @@ again from nothing if a crash stops it half way (activities/worktrees.py, `_crea
 
 from __future__ import annotations
 
+import os
+import stat
 import uuid
 from contextlib import suppress
 from pathlib import Path
 
-from activities.git import common_dir
+import pygit2
+from pygit2.enums import FileMode
+
+from activities.git import GitError, common_dir, open_repository
+from activities.git_checkout import process_umask
 from activities.worktree_add import register_worktree
-from activities.worktree_git import delete_worktree_folders, registration
+from activities.worktree_git import delete_worktree_folders, registration, unregister_worktree
 
 # The lock reason of a spare worktree (`git worktree list` shows it).
 SPARE = "coord: spare worktree, for the next task"
@@ -53,14 +63,20 @@ def spares_dir(worktree: Path) -> Path:
     return worktree.parent.parent / "spare-worktrees"
 
 
+def discarded_dir(worktree: Path) -> Path:
+    """`<root>/<execution>/discarded-worktrees`: spares found unfit after their reset."""
+    return worktree.parent.parent / "discarded-worktrees"
+
+
 def park(clone: Path, worktree: Path, commit: str) -> bool:
     """The landed worktree (its branch deleted already) kept as a spare, its HEAD detached at
-    `commit`. False: not kept, still registered where it was (the caller removes it)."""
+    `commit`, the clone's head. False: not kept, still registered where it was (the caller
+    removes it)."""
     admin = registration(clone, worktree)
     if admin is None or worktree.is_symlink() or not worktree.is_dir():
         return False
-    if (worktree / ".gitmodules").exists():
-        return False  # submodules: a reset leaves what a task did in them
+    if not no_submodules(clone, commit):
+        return False  # a reset leaves what a task did inside one
     if _tracked_files(admin / "index") < MIN_FILES:
         return False
     spares = spares_dir(worktree)
@@ -93,6 +109,8 @@ async def take(clone: Path, worktree: Path, branch: str, commit: str) -> bool:
     "initializing" with its files as the earlier task left them. False: no spare."""
     spares = spares_dir(worktree)
     registry = common_dir(clone) / "worktrees"
+    if not no_submodules(clone, commit):
+        return False
     for spare in sorted(spares.iterdir()) if spares.is_dir() else []:
         admin = registry / spare.name
         if not _is_spare(admin, spare):
@@ -113,6 +131,121 @@ async def take(clone: Path, worktree: Path, branch: str, commit: str) -> bool:
         await delete_worktree_folders(old_admin, None)
         return True
     return False
+
+
+# --- after the reset: exactly the tracked files, or a new worktree ---------------------------
+
+
+def exactly_tracked(worktree: Path) -> bool:
+    """Whether, after `git reset --hard` and `git clean -ffdx`, the worktree holds its index's
+    files and nothing else, as a new worktree would: each a regular file of one link with
+    git's mode (or a symbolic link), each folder holding tracked files, with the default
+    mode; no submodule. git itself leaves a `.git` or a named pipe inside a tracked folder,
+    a second link to a file, a folder it cannot enter, and modes it does not track."""
+    umask = process_umask()
+    try:
+        expected = {entry.path: entry.mode for entry in pygit2.Repository(str(worktree)).index}
+    except (pygit2.GitError, KeyError, OSError, ValueError):
+        return False
+    if umask is None or any(mode == FILE_MODES["commit"] for mode in expected.values()):
+        return False
+    folders = {path[:end] for path in expected for end in _slashes(path)}
+    try:
+        found = _matching(str(worktree), "", expected, folders, umask)
+    except (OSError, RecursionError):
+        return False
+    return found == len(expected)
+
+
+FILE_MODES = {"file": 0o100644, "executable": 0o100755, "link": 0o120000, "commit": 0o160000}
+
+
+def _slashes(path: str) -> list[int]:
+    return [n for n, char in enumerate(path) if char == "/"]
+
+
+def _matching(
+    folder: str, prefix: str, expected: dict[str, int], folders: set[str], umask: int
+) -> int:
+    """How many tracked entries are below `folder`, as expected; -1 (at once) when
+    anything else is there."""
+    count = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = prefix + entry.name
+            if name == ".git":
+                continue  # the worktree's own, written with its new registration
+            info = entry.stat(follow_symlinks=False)
+            mode = stat.S_IMODE(info.st_mode)
+            if stat.S_ISDIR(info.st_mode):
+                if name not in folders or mode != 0o777 & ~umask:
+                    return -1
+                below = _matching(entry.path, name + "/", expected, folders, umask)
+                if below < 0:
+                    return -1
+                count += below
+            elif stat.S_ISLNK(info.st_mode):
+                if expected.get(name) != FILE_MODES["link"]:
+                    return -1
+                count += 1
+            elif stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                tracked = expected.get(name)
+                if (tracked == FILE_MODES["file"] and mode == 0o666 & ~umask) or (
+                    tracked == FILE_MODES["executable"] and mode == 0o777 & ~umask
+                ):
+                    count += 1
+                else:
+                    return -1
+            else:
+                return -1  # a named pipe, a socket, a device, a second link to a file
+    return count
+
+
+async def throw_away(clone: Path, worktree: Path) -> None:
+    """A spare found unfit (`exactly_tracked`), off git's list and out of the task's place
+    at once (renamed, even when a folder in it cannot be deleted), then deleted as far as it
+    can be; the sweep tries again. With the clone's lock held."""
+    trash = unregister_worktree(clone, worktree)
+    away = discarded_dir(worktree) / uuid.uuid4().hex
+    away.parent.mkdir(exist_ok=True)
+    with suppress(FileNotFoundError):
+        worktree.rename(away)
+    await delete_worktree_folders(away, trash)
+
+
+# --- a spare's parts ------------------------------------------------------------------------
+
+
+def no_submodules(clone: Path, commit: str) -> bool:
+    """Whether the commit's tree has no submodule (gitlink) at any depth; False when it
+    cannot tell."""
+    try:
+        repo = open_repository(clone)
+        return _no_gitlinks(repo, repo.revparse_single(commit).peel(pygit2.Tree))
+    except (GitError, pygit2.GitError, KeyError, ValueError, RecursionError):
+        return False
+
+
+def _no_gitlinks(repo: pygit2.Repository, tree: pygit2.Tree) -> bool:
+    known = _without_gitlinks.get(tree.id)
+    if known is not None:
+        return known
+    found = True
+    for entry in tree:
+        if entry.filemode == FileMode.COMMIT:
+            found = False
+        elif entry.filemode == FileMode.TREE:
+            found = _no_gitlinks(repo, repo[entry.id].peel(pygit2.Tree))
+        if not found:
+            break
+    if len(_without_gitlinks) >= 200_000:
+        _without_gitlinks.clear()
+    _without_gitlinks[tree.id] = found
+    return found
+
+
+# Trees known to have no gitlink (or some), by id: a tree's id is its content.
+_without_gitlinks: dict[pygit2.Oid, bool] = {}
 
 
 def _tracked_files(index: Path) -> int:

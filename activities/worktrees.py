@@ -30,6 +30,7 @@ import os
 import shutil
 from contextlib import suppress
 from pathlib import Path
+from typing import Literal
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -74,8 +75,9 @@ from activities.worktree_git import (
 from activities.worktree_land import land
 from activities.worktree_merge import TASK_BRANCH_MISSING as TASK_BRANCH_MISSING
 from activities.worktree_merge import merge
-from activities.worktree_spares import spares_dir
+from activities.worktree_spares import discarded_dir, exactly_tracked, spares_dir
 from activities.worktree_spares import take as take_spare
+from activities.worktree_spares import throw_away as throw_away_spare
 from coordinator.branches import (
     MAX_DIFF_FILES,
     CommitRequest,
@@ -100,6 +102,8 @@ from coordinator.conflicts import describe
 
 # Tool caches that gates create in a worktree as a side effect; never part of a task's commit
 # even when the repository's .gitignore forgets them.
+# How a worktree whose files are still to be checked out was made (`_create`).
+Made = Literal["new", "spare"]
 TOOL_CACHES = ("__pycache__/", "*.py[cod]", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/")
 REPLAY_SNAPSHOT = "coord: snapshot of the task before replaying it"
 REPLAY_RECORD = "coord-replay.json"
@@ -135,8 +139,14 @@ class WorktreeActivities:
                     )
                 async with repo_lock(clone):
                     made, check_out = await _create(clone, path, branch, request)
-                if check_out:  # its files, after the lock: the checkout is the slow part
-                    await _check_out(path)
+                # Its files, after the lock: the checkout is the slow part.
+                if check_out is not None and not await _check_out(path, check_out):
+                    # A spare that is not exactly its tracked files: a new worktree instead.
+                    async with repo_lock(clone):
+                        await throw_away_spare(clone, path)
+                        made, check_out = await _create(clone, path, branch, request, spare=False)
+                    if check_out is not None:
+                        await _check_out(path, check_out)
                 return made
 
     @activity.defn(name="commit_task")
@@ -246,8 +256,8 @@ class WorktreeActivities:
         for entry in await worktree_entries(clone):
             if entry.path.parent == spares.resolve():  # activities/worktree_spares.py
                 await discard_worktree(clone, entry.path)
-        # Folders of worktrees whose creation was cut short, and spares.
-        for folder in (worktrees_dir, spares):
+        # Folders of worktrees whose creation was cut short, spares, spares thrown away.
+        for folder in (worktrees_dir, spares, discarded_dir(worktrees_dir / "x")):
             if folder.exists():
                 await asyncio.to_thread(shutil.rmtree, folder, True)
         # What registrations, removals and landings cut short by a crash left in the git
@@ -288,9 +298,10 @@ class WorktreeActivities:
 
 
 async def _create(
-    clone: Path, path: Path, branch: str, request: CreateWorktreeRequest
-) -> tuple[TaskWorktree, bool]:
-    """The worktree, and whether its files are still to be checked out (`_check_out`)."""
+    clone: Path, path: Path, branch: str, request: CreateWorktreeRequest, *, spare: bool = True
+) -> tuple[TaskWorktree, Made | None]:
+    """The worktree, and how it was made when its files are still to be checked out
+    (`_check_out`): from nothing, or from a spare (unless `spare` is False)."""
     exec_head = await rev(clone, f"refs/heads/{request.execution_branch}")
     bref = base_ref(branch)
     await _exclude_tool_caches(clone)
@@ -316,10 +327,12 @@ async def _create(
             # Registered and on its branch, locked (activities/worktree_add.py) until
             # `_check_out`, after the clone's lock: empty, or a spare worktree's folder with
             # an earlier task's files (activities/worktree_spares.py).
-            if not await take_spare(clone, path, branch, exec_head):
+            made: Made = "spare"
+            if not spare or not await take_spare(clone, path, branch, exec_head):
                 await register_worktree(clone, path, branch, exec_head)
+                made = "new"
             await update_ref(clone, bref, exec_head)
-            return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head), True
+            return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head), made
     elif request.fresh:
         # -B also brings back a worktree whose HEAD a specialist moved to another branch.
         await git_waiting(
@@ -328,7 +341,7 @@ async def _create(
         await git_waiting("clean", "-ffdq", cwd=path, timeout=LONG)
         forget_conflicts(admin_dir(path))
         await update_ref(clone, bref, exec_head)
-        return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head), False
+        return TaskWorktree(path=str(path), branch=branch, base_commit=exec_head), None
     if await current_branch(path) != branch:
         raise ApplicationError(
             f"the worktree {path} is no longer on its task branch {branch} (did the specialist "
@@ -339,32 +352,32 @@ async def _create(
     base = await task_base(clone, branch, request.execution_branch)
     head = await rev(path, "HEAD")
     if request.attempt > 1 and head != base and base != exec_head:
-        return await uninterrupted(_replay(path, branch, base, exec_head, request)), False
+        return await uninterrupted(_replay(path, branch, base, exec_head, request)), None
     replayed = await _replay_record(path, request.attempt, base)
     if replayed is not None:  # a retry of the attempt that replayed: the same answer
-        return replayed, False
-    return TaskWorktree(path=str(path), branch=branch, base_commit=base), False
+        return replayed, None
+    return TaskWorktree(path=str(path), branch=branch, base_commit=base), None
 
 
-async def _check_out(path: Path) -> None:
+async def _check_out(path: Path, made: Made) -> bool:
     """The files of a worktree made without them or from a spare (`_create`), then it is
     unlocked: ready. Only in its own folder and index, so no lock on the clone is needed.
     In-process where that is what git would write (activities/git_checkout.py, for an empty
-    folder only), else `git reset --hard` and `git clean -ffdx`: the tracked files of the
-    branch and nothing else, not even an ignored file an earlier task left in a spare."""
-    if not await asyncio.to_thread(fill_new_worktree, path):
+    folder only), else `git reset --hard` and `git clean -ffdx`. False: a spare that did not
+    become exactly the branch's tracked files (activities/worktree_spares.py,
+    `exactly_tracked`), or whose reset failed; the caller makes a new worktree instead."""
+    if made == "spare" or not await asyncio.to_thread(fill_new_worktree, path):
         try:
             await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=LONG)
+            await git_waiting("clean", "-ffdxq", cwd=path, timeout=LONG)
         except GitError:
-            index = admin_dir(path) / "index"
-            if not index.exists():
+            if made == "new":
                 raise
-            # A spare's index git cannot use (a split index's other half stayed behind):
-            # without it, git writes every file again.
-            index.unlink()
-            await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=LONG)
-        await git_waiting("clean", "-ffdxq", cwd=path, timeout=LONG)
+            return False
+        if made == "spare" and not await asyncio.to_thread(exactly_tracked, path):
+            return False
     (admin_dir(path) / "locked").unlink(missing_ok=True)
+    return True
 
 
 async def _replay(

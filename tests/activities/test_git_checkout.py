@@ -195,5 +195,5 @@ def test_a_link_left_in_the_clone_is_never_written_through(
 
 
 def test_another_umask_is_left_to_git(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(git_checkout, "_umask", lambda: 0o002)
+    monkeypatch.setattr(git_checkout, "process_umask", lambda: 0o002)
     assert not fill_new_worktree(new_worktree(repo, "w"))

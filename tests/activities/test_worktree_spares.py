@@ -5,6 +5,7 @@ worktree; tampered or half-made spares are never used; the sweep removes them.""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -27,9 +28,11 @@ from coordinator.branches import (
 from tests.activities.worktree_support import (
     BRANCH,
     EXECUTION,
+    FILES,
     Execution,
     git,
     run,
+    scratch_execution,
     spare_worktrees,
     task_worktrees,
     title,
@@ -187,7 +190,7 @@ async def test_a_take_cut_short_before_the_files_are_reset_is_made_again(
     await landed_spare(ex, "t1", {"a.txt": "a\n", "debug.log": "ignored\n"})
     real = worktrees_module._check_out
 
-    async def crash(path: Path) -> None:
+    async def crash(path: Path, made: str) -> bool:
         raise RuntimeError("worker died")
 
     monkeypatch.setattr(worktrees_module, "_check_out", crash)
@@ -245,22 +248,120 @@ async def sweep(ex: Execution) -> None:
     assert SPARE not in git(ex.clone, "worktree", "list", "--porcelain")
 
 
-async def test_a_spare_whose_index_git_cannot_read_is_written_whole(ex: Execution) -> None:
+async def test_a_spare_whose_index_git_cannot_read_is_not_used(ex: Execution) -> None:
     spare = await landed_spare(ex, "t1", {"a.txt": "a\n", "debug.log": "ignored\n"})
     (admin_dir(spare) / "index").write_bytes(b"DIRC\0\0\0\2broken")
     inode = spare.stat().st_ino
 
     wt = await ex.create("t2")
 
-    assert Path(wt.path).stat().st_ino == inode
+    assert Path(wt.path).stat().st_ino != inode
     assert_as_new(ex, wt, "t2")
+    await sweep(ex)
 
 
-async def test_a_worktree_with_submodules_is_not_kept(ex: Execution) -> None:
-    wt = await ex.create("t1")
-    write(wt, {".gitmodules": '[submodule "lib"]\n\tpath = lib\n\turl = ../lib\n'})
-    await land(ex, wt, "t1")
-    assert spare_worktrees(ex) == [] and not Path(wt.path).exists()
+def deep_folder(base: Path, levels: int = 30) -> None:
+    """A folder path longer than PATH_MAX (4,096 bytes), made a level at a time."""
+    fd = os.open(base, os.O_RDONLY)
+    try:
+        for _ in range(levels):
+            os.mkdir("x" * 200, dir_fd=fd)
+            deeper = os.open("x" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+    finally:
+        os.close(fd)
+
+
+def nested_repository(folder: Path, marker: Path) -> None:
+    """A repository at `folder/.git` whose configuration runs a command (`core.fsmonitor`)
+    for any git started below it."""
+    git(folder.parent, "init", "-q", str(folder))
+    config = folder / ".git" / "config"
+    config.write_text(config.read_text() + f"\tfsmonitor = touch {marker}; false\n")
+
+
+LEFTOVERS = [
+    "nested .git",
+    "gitfile",
+    "fifo",
+    "socket",
+    "hardlink",
+    "file mode",
+    "folder mode",
+    "deep folder",
+]
+
+
+@pytest.mark.parametrize("leftover", LEFTOVERS)
+async def test_what_git_would_leave_in_a_spare_makes_a_new_worktree(
+    tmp_path: Path, leftover: str
+) -> None:
+    """What `git reset --hard` and `git clean -ffdx` leave (found in review): the spare is
+    thrown away and the task gets a new worktree, as it would have without spares."""
+    files = {**FILES, "pkg/mod.py": "x = 1\n", "pkg/copy.py": "x = 1\n"}
+    ex = await scratch_execution(tmp_path / "x", files)
+    wt1 = await ex.create("t1")
+    if leftover == "hardlink":  # two tracked files, one inode, committed: unchanged to git
+        (Path(wt1.path) / "pkg" / "copy.py").unlink()
+        os.link(Path(wt1.path) / "pkg" / "mod.py", Path(wt1.path) / "pkg" / "copy.py")
+    write(wt1, {"a.txt": "a\n"})
+    await land(ex, wt1, "t1")
+    (spare,) = spare_worktrees(ex)
+    marker = tmp_path / "ran"
+    if leftover == "nested .git":  # inside a folder with tracked files: git never looks
+        (spare / "pkg" / "inner").mkdir()
+        nested_repository(spare / "pkg" / "inner", marker)
+        (spare / "pkg" / "inner" / ".git").rename(spare / "pkg" / ".git")
+    elif leftover == "gitfile":
+        (spare / "pkg" / ".git").write_text(f"gitdir: {ex.clone / '.git'}\n")
+    elif leftover == "fifo":
+        os.mkfifo(spare / "pkg" / ".coverage")
+    elif leftover == "socket":
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(spare / "sock.log"))
+    elif leftover == "hardlink":
+        assert (spare / "pkg" / "copy.py").stat().st_nlink == 2
+    elif leftover == "file mode":
+        (spare / "app.py").chmod(0o600)
+    elif leftover == "folder mode":
+        (spare / "pkg").chmod(0o700)
+    else:
+        (spare / "deep.log").mkdir()
+        deep_folder(spare / "deep.log")
+    inode = spare.stat().st_ino
+
+    wt = await ex.create("t2")
+
+    assert Path(wt.path).stat().st_ino != inode  # a new worktree
+    assert_as_new(ex, wt, "t2")
+    assert not (Path(wt.path) / "pkg" / ".git").exists()
+    subprocess.run(["git", "status"], cwd=Path(wt.path) / "pkg", capture_output=True)
+    assert not marker.exists()
+    await sweep(ex)
+    assert not (ex.root / EXECUTION / "discarded-worktrees").exists()
+
+
+async def test_a_submodule_in_the_base_means_no_spares(ex: Execution) -> None:
+    """Once the execution branch has a submodule (here as git records a repository left in a
+    worktree: a gitlink, without .gitmodules), no worktree is kept and no spare is taken: a
+    reset leaves what a task did inside a submodule."""
+    wt0 = await ex.create("t0")
+    spare = await landed_spare(ex, "t1", {"lib.log/x": "ignored\n"})
+    lib = Path(wt0.path) / "lib"
+    nested_repository(lib, ex.root / "unused")
+    (lib / "c").write_text("c\n")
+    git(lib, "add", "-A")
+    git(lib, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    await land(ex, wt0, "t0")
+    assert "160000 commit" in git(ex.clone, "ls-tree", "HEAD", "lib")
+    assert spare_worktrees(ex) == [spare]  # t0's own was not kept
+
+    wt = await ex.create("t2")
+
+    assert spare_worktrees(ex) == [spare]  # not taken
+    assert list((Path(wt.path) / "lib").iterdir()) == []  # as a new worktree has it
+    await sweep(ex)
 
 
 async def test_a_worktree_of_few_files_is_not_kept(
