@@ -264,6 +264,8 @@ class ImplementationPhaseWorkflow(TaskWork):
 
     async def _skip_blocked(self, request: PhaseInput, graph: TaskGraph) -> None:
         """Dependants of a skipped or failed task cannot run: skip them, or let each ask."""
+        if not any(s.status in ("skipped", "failed") for s in self._states.values()):
+            return  # nothing to look for (this runs at each step: tasks x dependencies)
         for tid, state in self._states.items():
             if state.status != "pending":
                 continue
