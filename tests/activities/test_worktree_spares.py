@@ -8,12 +8,14 @@ import os
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import activities.worktree_spares as worktree_spares
 import activities.worktrees as worktrees_module
 from activities.conflicts import CONFLICT_RECORD
+from activities.worktree_add import register_worktree
 from activities.worktree_git import admin_dir
 from activities.worktree_spares import SPARE, spares_dir
 from coordinator.branches import (
@@ -44,6 +46,36 @@ from tests.activities.worktree_support import (
 def spares_of_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """The scratch repository has three files: kept all the same (`MIN_FILES`)."""
     monkeypatch.setattr(worktree_spares, "MIN_FILES", 0)
+
+
+@pytest.fixture
+def thrown_away(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The places of the spares found unfit after their reset, as they are thrown away (a
+    folder made anew may get the inode number of one just deleted: no test by inodes)."""
+    thrown: list[Path] = []
+    real = worktree_spares.throw_away
+
+    async def spy(clone: Path, worktree: Path) -> None:
+        thrown.append(worktree)
+        await real(clone, worktree)
+
+    monkeypatch.setattr(worktrees_module, "throw_away_spare", spy)
+    return thrown
+
+
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The spares' folders moved into a task's place, as they are registered there."""
+    moved: list[Path] = []
+    real = register_worktree
+
+    async def spy(*args: Any, folder: Path | None = None, **kwargs: Any) -> None:
+        if folder is not None:
+            moved.append(folder)
+        await real(*args, folder=folder, **kwargs)
+
+    monkeypatch.setattr(worktree_spares, "register_worktree", spy)
+    return moved
 
 
 async def land(ex: Execution, wt: TaskWorktree, task_id: str) -> LandResult:
@@ -99,7 +131,9 @@ def assert_as_new(ex: Execution, wt: TaskWorktree, task_id: str) -> None:
     assert path in [p.resolve() for p in task_worktrees(ex)]
 
 
-async def test_the_next_task_gets_a_landed_worktree_reset_to_its_base(ex: Execution) -> None:
+async def test_the_next_task_gets_a_landed_worktree_reset_to_its_base(
+    ex: Execution, taken: list[Path]
+) -> None:
     spare = await landed_spare(ex, "t1", {"a.txt": "a\n", "debug.log": "ignored\n"})
     inode = spare.stat().st_ino
     # What the last task (or anything after its commit) may leave behind.
@@ -114,7 +148,7 @@ async def test_the_next_task_gets_a_landed_worktree_reset_to_its_base(ex: Execut
 
     wt = await ex.create("t2")
 
-    assert Path(wt.path).stat().st_ino == inode  # the same folder, not a new one
+    assert taken == [spare] and Path(wt.path).stat().st_ino == inode  # the same folder
     assert not spare.exists() and spare_worktrees(ex) == []
     assert_as_new(ex, wt, "t2")
     assert (Path(wt.path) / "a.txt").read_text() == "a\n"  # t1's landed work is the base
@@ -153,7 +187,7 @@ async def test_a_fix_worktree_is_not_kept(ex: Execution) -> None:
 
 @pytest.mark.parametrize("tamper", ["elsewhere", "link", "folder", "unlocked", "unregistered"])
 async def test_a_spare_that_is_not_exactly_one_is_deleted_not_used(
-    ex: Execution, tmp_path: Path, tamper: str
+    ex: Execution, tmp_path: Path, tamper: str, taken: list[Path]
 ) -> None:
     """A spare's folder and registration must name each other, its `.git` a plain file and
     its lock a spare's: anything else (tampering, or a crash while it was kept) is deleted
@@ -174,11 +208,10 @@ async def test_a_spare_that_is_not_exactly_one_is_deleted_not_used(
         (admin / "locked").unlink()
     else:
         (spare / ".git").write_text(f"gitdir: {admin.parent / 'nothing'}\n")
-    inode = spare.stat().st_ino
 
     wt = await ex.create("t2")
 
-    assert Path(wt.path).stat().st_ino != inode and not spare.exists()
+    assert taken == [] and not spare.exists()
     assert_as_new(ex, wt, "t2")
     assert outside.read_text() == "keep me\n"
     await sweep(ex)
@@ -248,14 +281,15 @@ async def sweep(ex: Execution) -> None:
     assert SPARE not in git(ex.clone, "worktree", "list", "--porcelain")
 
 
-async def test_a_spare_whose_index_git_cannot_read_is_not_used(ex: Execution) -> None:
+async def test_a_spare_whose_index_git_cannot_read_is_not_used(
+    ex: Execution, taken: list[Path], thrown_away: list[Path]
+) -> None:
     spare = await landed_spare(ex, "t1", {"a.txt": "a\n", "debug.log": "ignored\n"})
     (admin_dir(spare) / "index").write_bytes(b"DIRC\0\0\0\2broken")
-    inode = spare.stat().st_ino
 
     wt = await ex.create("t2")
 
-    assert Path(wt.path).stat().st_ino != inode
+    assert taken == [spare] and thrown_away == [Path(wt.path)]
     assert_as_new(ex, wt, "t2")
     await sweep(ex)
 
@@ -295,7 +329,7 @@ LEFTOVERS = [
 
 @pytest.mark.parametrize("leftover", LEFTOVERS)
 async def test_what_git_would_leave_in_a_spare_makes_a_new_worktree(
-    tmp_path: Path, leftover: str
+    tmp_path: Path, leftover: str, taken: list[Path], thrown_away: list[Path]
 ) -> None:
     """What `git reset --hard` and `git clean -ffdx` leave (found in review): the spare is
     thrown away and the task gets a new worktree, as it would have without spares."""
@@ -329,11 +363,10 @@ async def test_what_git_would_leave_in_a_spare_makes_a_new_worktree(
     else:
         (spare / "deep.log").mkdir()
         deep_folder(spare / "deep.log")
-    inode = spare.stat().st_ino
 
     wt = await ex.create("t2")
 
-    assert Path(wt.path).stat().st_ino != inode  # a new worktree
+    assert taken == [spare] and thrown_away == [Path(wt.path)]  # then a new worktree
     assert_as_new(ex, wt, "t2")
     assert not (Path(wt.path) / "pkg" / ".git").exists()
     subprocess.run(["git", "status"], cwd=Path(wt.path) / "pkg", capture_output=True)

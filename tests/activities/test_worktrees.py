@@ -379,7 +379,7 @@ async def test_a_crash_before_the_files_were_checked_out_is_made_again(
     """The worktree is registered under the clone's lock, its files checked out after it:
     one registered without its files is never taken for a worktree to work in."""
 
-    async def crash(path: Path) -> None:
+    async def crash(path: Path, made: str) -> bool:
         raise RuntimeError("worker died")
 
     with monkeypatch.context() as patch:
