@@ -4,17 +4,19 @@ execution, instead of one folder of files deleted and another written.
 Making a worktree writes every file of the branch, and removing it deletes them again: for a
 repository of 5,000 files, 0.3 to 2.7 s of kernel time per task on a small machine, against
 some 30 ms for the rest of a no-op task. A spare is brought to the next task's base instead
-(activities/worktrees.py, `_check_out`): `git reset --hard` writes only the files that differ
-(the index kept with the spare tells git which are unchanged) and `git clean -ffdx` removes
-everything else, untracked and ignored files included. git leaves some things, though: a
-`.git` inside a folder with tracked files, named pipes and sockets, a second link to a
-tracked file, a mode it does not track, a folder it cannot enter or a path too long for it.
-So the result is checked (`exactly_tracked`): the index's files and folders, each with the
-mode git gives a new one, and nothing else. A spare that fails the check, or whose reset
-fails, is thrown away and the task gets a new worktree. Not carried over either: the earlier
-task's git folder (its HEAD, conflict and replay records); a new registration is written and
-only the index moves into it. What carries over is what no checkout sets: the files' times
-and extended attributes.
+(activities/worktrees.py, `_check_out`): `git clean -ffdx` removes untracked and ignored
+files, then `git reset --hard` writes only the files that differ (the index kept with the
+spare tells git which are unchanged). git leaves some things, though: named pipes, sockets
+and devices (`nothing_special` refuses a spare with one before git runs: git would wait on a
+pipe), a `.git` inside a folder with tracked files, a second link to a tracked file, modes
+it does not track, folders it cannot enter, paths too long for it, and files whose stat data
+its index matches whatever their bytes. So the result is checked (`exactly_tracked`): the
+index's files and folders, each with the mode git gives a new one and exactly its blob's
+bytes, and nothing else. A spare that fails, or whose clean or reset fails or hangs, is
+thrown away and the task gets a new worktree. Not carried over either: the earlier task's
+git folder (its HEAD, conflict and replay records); a new registration is written and only
+the index moves into it. What carries over is what no checkout sets: the files' times and
+extended attributes.
 
 A spare lives in `<root>/<execution>/spare-worktrees/<registration id>`, outside every jail
 (a jail mounts its own worktree only). It stays registered with git, its HEAD detached and
@@ -137,68 +139,107 @@ async def take(clone: Path, worktree: Path, branch: str, commit: str) -> bool:
 
 
 def exactly_tracked(worktree: Path) -> bool:
-    """Whether, after `git reset --hard` and `git clean -ffdx`, the worktree holds its index's
-    files and nothing else, as a new worktree would: each a regular file of one link with
-    git's mode (or a symbolic link), each folder holding tracked files, with the default
-    mode; no submodule. git itself leaves a `.git` or a named pipe inside a tracked folder,
-    a second link to a file, a folder it cannot enter, and modes it does not track."""
+    """Whether, after `git clean -ffdx` and `git reset --hard`, the worktree holds its
+    index's files and nothing else, as a new worktree would: each a regular file of one
+    link with git's mode and exactly the bytes of its blob (or a symbolic link to what its
+    blob says), each folder (the worktree's own too) holding tracked files, with the
+    default mode; no submodule. git itself leaves a `.git` or a named pipe inside a tracked
+    folder, a second link to a file, a folder it cannot enter, modes it does not track, and
+    any file whose stat data its index matches, whatever its bytes (an index written through
+    a filter of an earlier task's own `.gitattributes` matches content that was never
+    committed)."""
     umask = process_umask()
     try:
-        expected = {entry.path: entry.mode for entry in pygit2.Repository(str(worktree)).index}
-    except (pygit2.GitError, KeyError, OSError, ValueError):
+        index = pygit2.Repository(str(worktree)).index
+        expected = _Expected({entry.path: (entry.mode, entry.id) for entry in index}, umask)
+        root = os.lstat(worktree)
+    except (pygit2.GitError, KeyError, OSError, ValueError, TypeError):
         return False
-    if umask is None or any(mode == FILE_MODES["commit"] for mode in expected.values()):
+    if not expected.plain() or not expected.folder_mode(root):
         return False
-    folders = {path[:end] for path in expected for end in _slashes(path)}
     try:
-        found = _matching(str(worktree), "", expected, folders, umask)
+        return expected.count(str(worktree), "") == len(expected.entries)
+    except (OSError, RecursionError, pygit2.GitError):
+        return False
+
+
+def nothing_special(worktree: Path) -> bool:
+    """Whether the worktree holds only files, folders and symbolic links: git neither
+    cleans away a named pipe, a socket or a device nor checks what it reads from one (a
+    pipe named `.gitattributes` holds `git reset` for ever). A spare with one is not reset
+    at all."""
+    try:
+        return _plain_entries(str(worktree))
     except (OSError, RecursionError):
         return False
-    return found == len(expected)
 
 
-FILE_MODES = {"file": 0o100644, "executable": 0o100755, "link": 0o120000, "commit": 0o160000}
-
-
-def _slashes(path: str) -> list[int]:
-    return [n for n, char in enumerate(path) if char == "/"]
-
-
-def _matching(
-    folder: str, prefix: str, expected: dict[str, int], folders: set[str], umask: int
-) -> int:
-    """How many tracked entries are below `folder`, as expected; -1 (at once) when
-    anything else is there."""
-    count = 0
+def _plain_entries(folder: str) -> bool:
     with os.scandir(folder) as entries:
         for entry in entries:
-            name = prefix + entry.name
-            if name == ".git":
-                continue  # the worktree's own, written with its new registration
-            info = entry.stat(follow_symlinks=False)
-            mode = stat.S_IMODE(info.st_mode)
-            if stat.S_ISDIR(info.st_mode):
-                if name not in folders or mode != 0o777 & ~umask:
-                    return -1
-                below = _matching(entry.path, name + "/", expected, folders, umask)
-                if below < 0:
-                    return -1
-                count += below
-            elif stat.S_ISLNK(info.st_mode):
-                if expected.get(name) != FILE_MODES["link"]:
-                    return -1
-                count += 1
-            elif stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
-                tracked = expected.get(name)
-                if (tracked == FILE_MODES["file"] and mode == 0o666 & ~umask) or (
-                    tracked == FILE_MODES["executable"] and mode == 0o777 & ~umask
-                ):
-                    count += 1
+            if entry.is_symlink() or entry.is_file(follow_symlinks=False):
+                continue
+            if not entry.is_dir(follow_symlinks=False) or not _plain_entries(entry.path):
+                return False
+    return True
+
+
+FILE = 0o100644
+EXECUTABLE = 0o100755
+LINK = 0o120000
+GITLINK = 0o160000
+
+
+class _Expected:
+    """The index's entries (path: mode and blob id), checked against the folder."""
+
+    def __init__(self, entries: dict[str, tuple[int, pygit2.Oid]], umask: int | None) -> None:
+        self.entries = entries
+        self.umask = umask
+        self.folders = {path[:n] for path in entries for n, c in enumerate(path) if c == "/"}
+
+    def plain(self) -> bool:
+        """Modes can be told (the umask is known) and there is no submodule."""
+        return self.umask is not None and all(m != GITLINK for m, _ in self.entries.values())
+
+    def folder_mode(self, info: os.stat_result) -> bool:
+        assert self.umask is not None
+        return stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o777 & ~self.umask
+
+    def count(self, folder: str, prefix: str) -> int:
+        """How many tracked entries are below `folder`, as expected; -1 (at once) when
+        anything else is there."""
+        found = 0
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = prefix + entry.name
+                if name == ".git":
+                    continue  # the worktree's own, written with its new registration
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    if name not in self.folders or not self.folder_mode(info):
+                        return -1
+                    below = self.count(entry.path, name + "/")
+                    if below < 0:
+                        return -1
+                    found += below
+                elif self._file(entry.path, name, info):
+                    found += 1
                 else:
-                    return -1
-            else:
-                return -1  # a named pipe, a socket, a device, a second link to a file
-    return count
+                    return -1  # untracked, a pipe, a socket, a second link, other bytes
+        return found
+
+    def _file(self, path: str, name: str, info: os.stat_result) -> bool:
+        assert self.umask is not None
+        mode, blob = self.entries.get(name, (0, None))
+        if stat.S_ISLNK(info.st_mode):
+            return mode == LINK and pygit2.hash(os.readlink(os.fsencode(path))) == blob
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            return False
+        wanted = {FILE: 0o666, EXECUTABLE: 0o777}.get(mode)
+        if wanted is None or stat.S_IMODE(info.st_mode) != wanted & ~self.umask:
+            return False
+        return pygit2.hashfile(path) == blob
 
 
 async def throw_away(clone: Path, worktree: Path) -> None:

@@ -75,7 +75,12 @@ from activities.worktree_git import (
 from activities.worktree_land import land
 from activities.worktree_merge import TASK_BRANCH_MISSING as TASK_BRANCH_MISSING
 from activities.worktree_merge import merge
-from activities.worktree_spares import discarded_dir, exactly_tracked, spares_dir
+from activities.worktree_spares import (
+    discarded_dir,
+    exactly_tracked,
+    nothing_special,
+    spares_dir,
+)
 from activities.worktree_spares import take as take_spare
 from activities.worktree_spares import throw_away as throw_away_spare
 from coordinator.branches import (
@@ -104,6 +109,9 @@ from coordinator.conflicts import describe
 # even when the repository's .gitignore forgets them.
 # How a worktree whose files are still to be checked out was made (`_create`).
 Made = Literal["new", "spare"]
+# A spare's clean and reset take some 30 ms for 5,000 files; one that takes this long is
+# stuck (on a named pipe, say) and replaced by a new worktree (seconds).
+SPARE_RESET = 120.0
 TOOL_CACHES = ("__pycache__/", "*.py[cod]", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/")
 REPLAY_SNAPSHOT = "coord: snapshot of the task before replaying it"
 REPLAY_RECORD = "coord-replay.json"
@@ -363,18 +371,24 @@ async def _check_out(path: Path, made: Made) -> bool:
     """The files of a worktree made without them or from a spare (`_create`), then it is
     unlocked: ready. Only in its own folder and index, so no lock on the clone is needed.
     In-process where that is what git would write (activities/git_checkout.py, for an empty
-    folder only), else `git reset --hard` and `git clean -ffdx`. False: a spare that did not
-    become exactly the branch's tracked files (activities/worktree_spares.py,
-    `exactly_tracked`), or whose reset failed; the caller makes a new worktree instead."""
-    if made == "spare" or not await asyncio.to_thread(fill_new_worktree, path):
-        try:
+    folder only), else `git reset --hard`. A spare with a named pipe, socket or device is not
+    used (git would neither remove it nor check what it reads from it); it is cleaned first
+    (`git clean -ffdx`: no untracked `.gitattributes` of an earlier task applies to what
+    the reset writes) and checked after. False: a spare found unfit, or whose clean or reset
+    failed or took too long, or that did not become exactly the branch's tracked files
+    (activities/worktree_spares.py, `exactly_tracked`); the caller makes a new worktree."""
+    if made == "new":
+        if not await asyncio.to_thread(fill_new_worktree, path):
             await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=LONG)
-            await git_waiting("clean", "-ffdxq", cwd=path, timeout=LONG)
-        except GitError:
-            if made == "new":
-                raise
+    else:
+        if not await asyncio.to_thread(nothing_special, path):
             return False
-        if made == "spare" and not await asyncio.to_thread(exactly_tracked, path):
+        try:
+            await git_waiting("clean", "-ffdxq", cwd=path, timeout=SPARE_RESET)
+            await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=SPARE_RESET)
+        except (GitError, TimeoutError):
+            return False
+        if not await asyncio.to_thread(exactly_tracked, path):
             return False
     (admin_dir(path) / "locked").unlink(missing_ok=True)
     return True

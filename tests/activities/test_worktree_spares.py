@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import activities.worktree_spares as worktree_spares
 import activities.worktrees as worktrees_module
 from activities.conflicts import CONFLICT_RECORD
 from activities.worktree_add import register_worktree
-from activities.worktree_git import admin_dir
+from activities.worktree_git import admin_dir, git_waiting
 from activities.worktree_spares import SPARE, spares_dir
 from coordinator.branches import (
     FIX_PREFIX,
@@ -410,3 +411,87 @@ async def test_a_worktree_of_few_files_is_not_kept(
     write(wt, {"b.txt": "b\n"})
     await land(ex, wt, "t2")  # five
     assert len(spare_worktrees(ex)) == 1
+
+
+async def test_bytes_a_filter_hid_from_the_index_make_a_new_worktree(
+    ex: Execution, taken: list[Path], thrown_away: list[Path]
+) -> None:
+    """An earlier task's own (ignored) `.gitattributes` makes `git add -A` index content that
+    is not on disk (`ident`): git's stat check then calls the file unchanged. The bytes are
+    compared with the blobs: a new worktree (found in review)."""
+    wt1 = await ex.create("t1")
+    pkg = Path(wt1.path) / "pkg"
+    write(
+        wt1,
+        {"pkg/.gitignore": ".gitignore\n.gitattributes\n", "pkg/.gitattributes": "*.py ident\n"},
+    )
+    payload = pkg / "mod.py"
+    payload.write_text('"$Id: "; print("payload"); "$"\n')
+    os.utime(payload, (1_000_000_000, 1_000_000_000))  # not "racily clean" for git
+    await land(ex, wt1, "t1")
+    assert git(ex.clone, "show", "HEAD:pkg/mod.py") == '"$Id$"'  # the payload is not there
+    (spare,) = spare_worktrees(ex)
+
+    wt = await ex.create("t2")
+
+    assert taken == [spare] and thrown_away == [Path(wt.path)]
+    assert_as_new(ex, wt, "t2")
+
+
+@pytest.mark.parametrize("planted", ["fifo", "eol"])
+async def test_an_earlier_tasks_attributes_never_apply_to_the_reset(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    taken: list[Path],
+    thrown_away: list[Path],
+    planted: str,
+) -> None:
+    """A `.gitattributes` left in a spare never applies to the files the reset writes (those
+    another task changed meanwhile): an ignored file is cleaned away before, and a spare
+    with a named pipe, which git would wait on for ever, is not reset at all (found in
+    review)."""
+    monkeypatch.setattr(worktrees_module, "SPARE_RESET", 10.0)
+    real_git = git_waiting
+    resets: list[Path] = []
+
+    async def git_spy(*args: str, cwd: Path, **kwargs: Any) -> str:
+        if args[:1] == ("reset",):
+            resets.append(cwd)
+        return await real_git(*args, cwd=cwd, **kwargs)
+
+    ex = await scratch_execution(tmp_path / "x", {**FILES, "pkg/mod.py": "x = 1\n"})
+    other = await ex.create("t0")
+    wt1 = await ex.create("a1")  # its spare is the first taken
+    write(wt1, {"a.txt": "a\n"})
+    await land(ex, wt1, "a1")
+    (spare,) = spare_worktrees(ex)
+    # What the task left beside its commit (`git add -A` skips a pipe, and an ignored file).
+    attributes = spare / "pkg" / ".gitattributes"
+    if planted == "fifo":
+        os.mkfifo(attributes)
+    else:
+        attributes.write_text("* text eol=crlf\n")
+    write(other, {"pkg/mod.py": "x = 2\n"})
+    await land(ex, other, "t0")
+
+    monkeypatch.setattr(worktrees_module, "git_waiting", git_spy)
+    wt = await ex.create("t2")
+
+    # A pipe: not reset at all (git would wait on it); a file: cleaned away first.
+    assert taken == [spare] and thrown_away == ([Path(wt.path)] if planted == "fifo" else [])
+    assert resets == ([] if planted == "fifo" else [Path(wt.path)])
+    assert (Path(wt.path) / "pkg" / "mod.py").read_bytes() == b"x = 2\n"
+    assert_as_new(ex, wt, "t2")
+
+
+async def test_a_spare_whose_own_folder_mode_changed_makes_a_new_worktree(
+    ex: Execution, taken: list[Path], thrown_away: list[Path]
+) -> None:
+    spare = await landed_spare(ex, "t1", {"a.txt": "a\n"})
+    spare.chmod(0o777)
+
+    wt = await ex.create("t2")
+
+    assert taken == [spare] and thrown_away == [Path(wt.path)]
+    assert_as_new(ex, wt, "t2")
+    assert stat.S_IMODE(Path(wt.path).stat().st_mode) == 0o755
