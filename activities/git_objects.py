@@ -116,6 +116,12 @@ def index_tree(cwd: Path) -> str | None:
         return None
 
 
+def shown(path: str) -> str:
+    """A path as text that can travel (JSON, history): bytes that are not UTF-8 in a name
+    (libgit2 hands them over as surrogates) written as `\\xe9`."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def changed_paths(cwd: Path, old: str, new: str) -> list[str] | None:
     """The paths whose content or mode differs between two commits' trees, in git's order
     (`git diff-tree -r --name-only --no-renames old new`); None when libgit2 cannot tell."""
@@ -124,7 +130,7 @@ def changed_paths(cwd: Path, old: str, new: str) -> list[str] | None:
         old_tree = repo.revparse_single(old).peel(pygit2.Tree)
         new_tree = repo.revparse_single(new).peel(pygit2.Tree)
         diff = old_tree.diff_to_tree(new_tree)
-        paths = [delta.new_file.path or delta.old_file.path for delta in diff.deltas]
+        paths = [shown(delta.new_file.path or delta.old_file.path) for delta in diff.deltas]
         return list(dict.fromkeys(paths))  # a file turned symlink is a delete and an add
     except (GitError, pygit2.GitError, KeyError, ValueError):
         return None

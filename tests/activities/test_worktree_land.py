@@ -4,6 +4,7 @@ side by side with other tasks, and retried after a crash at any point."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from pathlib import Path
 
@@ -214,3 +215,19 @@ async def test_a_push_that_failed_after_the_merge_is_done_by_the_retry(
     assert retried.merged is not None and retried.published == retried.merged.head == ex.head()
     assert git(home, "rev-parse", BRANCH) == ex.head() and retried.removed
     assert ex.subjects() == ["t1: do t1"] and not Path(wt.path).exists()
+
+
+async def test_a_file_name_that_is_not_utf8_lands_and_is_shown_escaped(ex: Execution) -> None:
+    """A name git takes (any bytes but / and NUL) lands like any other; the result, which
+    travels as JSON, shows its other bytes escaped."""
+    wt = await ex.create("t1")
+    with open(os.path.join(os.fsencode(wt.path), b"caf\xe9.txt"), "wb") as f:
+        f.write(b"coffee\n")
+    result = await land(ex, landing(ex, wt, "t1"))
+    assert result.merged is not None and result.merged.merged
+    assert result.committed.files_changed == ["caf\\xe9.txt"]
+    listed = subprocess.run(
+        ["git", "ls-tree", "-z", "--name-only", "HEAD"], cwd=ex.clone, capture_output=True
+    ).stdout
+    assert b"caf\xe9.txt" in listed.split(b"\0")
+    result.model_dump_json()  # as it travels
