@@ -63,7 +63,7 @@ def fill_new_worktree(path: Path) -> bool:
     try:
         repo = open_repository(path)
         tree = repo.head.peel(pygit2.Tree)
-        if not _plain_repository(repo) or not _plain_tree(repo, tree):
+        if not plain_repository(repo) or not plain_tree(repo, tree):
             return False
         if any(True for _ in Path(repo.workdir).iterdir() if _.name != ".git"):
             return False  # not empty (a retry after a crash): git knows what to keep
@@ -87,9 +87,7 @@ def follow_branch(
         head = repo.head
         if head.name != f"refs/heads/{branch}" or str(head.target) != old:
             return False
-        if not _plain_repository(repo) or not (
-            _plain_tree(repo, before) and _plain_tree(repo, after)
-        ):
+        if not plain_repository(repo) or not (plain_tree(repo, before) and plain_tree(repo, after)):
             return False
         paths = [d.new_file.path or d.old_file.path for d in before.diff_to_tree(after).deltas]
         if at_most is not None and len(paths) > at_most:
@@ -141,7 +139,7 @@ def _check_out(
     checkout(tree, strategy=strategy, paths=paths)
 
 
-def _plain_repository(repo: pygit2.Repository) -> bool:
+def plain_repository(repo: pygit2.Repository) -> bool:
     if any(name in os.environ for name in GIT_CONFIG_VARIABLES):
         return False  # git would read another configuration than libgit2 does
     if process_umask() != 0o022:
@@ -167,7 +165,7 @@ def process_umask() -> int | None:
     return None
 
 
-def _plain_tree(repo: pygit2.Repository, tree: pygit2.Tree) -> bool:
+def plain_tree(repo: pygit2.Repository, tree: pygit2.Tree) -> bool:
     """No .gitattributes and no submodule in `tree`, at any depth."""
     known = _plain_trees.get(tree.id)
     if known is not None:
@@ -177,7 +175,7 @@ def _plain_tree(repo: pygit2.Repository, tree: pygit2.Tree) -> bool:
         if entry.name == ".gitattributes" or entry.filemode == FileMode.COMMIT:
             plain = False
         elif entry.filemode == FileMode.TREE:
-            plain = _plain_tree(repo, repo[entry.id].peel(pygit2.Tree))
+            plain = plain_tree(repo, repo[entry.id].peel(pygit2.Tree))
         if not plain:
             break
     if len(_plain_trees) >= _REMEMBER_AT_MOST:

@@ -6,17 +6,12 @@ repository of 5,000 files, 0.3 to 2.7 s of kernel time per task on a small machi
 some 30 ms for the rest of a no-op task. A spare is brought to the next task's base instead
 (activities/worktrees.py, `_check_out`): `git clean -ffdx` removes untracked and ignored
 files, then `git reset --hard` writes only the files that differ (the index kept with the
-spare tells git which are unchanged). git leaves some things, though: named pipes, sockets
-and devices (`nothing_special` refuses a spare with one before git runs: git would wait on a
-pipe), a `.git` inside a folder with tracked files, a second link to a tracked file, modes
-it does not track, folders it cannot enter, paths too long for it, and files whose stat data
-its index matches whatever their bytes. So the result is checked (`exactly_tracked`): the
-index's files and folders, each with the mode git gives a new one and exactly its blob's
-bytes, and nothing else. A spare that fails, or whose clean or reset fails or hangs, is
-thrown away and the task gets a new worktree. Not carried over either: the earlier task's
-git folder (its HEAD, conflict and replay records); a new registration is written and only
-the index moves into it. What carries over is what no checkout sets: the files' times and
-extended attributes.
+spare tells git which are unchanged). Before and after, activities/spare_check.py makes sure
+the result is what a new worktree would be: git alone leaves some things an earlier task may
+have planted (named pipes, a `.git` below, ACLs, bytes its index only seems to match). A
+spare that fails, or whose clean or reset fails or hangs, is thrown away and the task gets a
+new worktree. Not carried over either: the earlier task's git folder (its HEAD, conflict and
+replay records); a new registration is written and only the index moves into it.
 
 A spare lives in `<root>/<execution>/spare-worktrees/<registration id>`, outside every jail
 (a jail mounts its own worktree only). It stays registered with git, its HEAD detached and
@@ -36,17 +31,14 @@ again from nothing if a crash stops it half way (activities/worktrees.py, `_crea
 
 from __future__ import annotations
 
-import os
-import stat
 import uuid
 from contextlib import suppress
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import FileMode
 
 from activities.git import GitError, common_dir, open_repository
-from activities.git_checkout import process_umask
+from activities.git_checkout import plain_repository, plain_tree
 from activities.worktree_add import register_worktree
 from activities.worktree_git import delete_worktree_folders, registration, unregister_worktree
 
@@ -77,8 +69,8 @@ def park(clone: Path, worktree: Path, commit: str) -> bool:
     admin = registration(clone, worktree)
     if admin is None or worktree.is_symlink() or not worktree.is_dir():
         return False
-    if not no_submodules(clone, commit):
-        return False  # a reset leaves what a task did inside one
+    if not plain_base(clone, commit):
+        return False
     if _tracked_files(admin / "index") < MIN_FILES:
         return False
     spares = spares_dir(worktree)
@@ -111,7 +103,7 @@ async def take(clone: Path, worktree: Path, branch: str, commit: str) -> bool:
     "initializing" with its files as the earlier task left them. False: no spare."""
     spares = spares_dir(worktree)
     registry = common_dir(clone) / "worktrees"
-    if not no_submodules(clone, commit):
+    if not plain_base(clone, commit):
         return False
     for spare in sorted(spares.iterdir()) if spares.is_dir() else []:
         admin = registry / spare.name
@@ -135,158 +127,37 @@ async def take(clone: Path, worktree: Path, branch: str, commit: str) -> bool:
     return False
 
 
-# --- after the reset: exactly the tracked files, or a new worktree ---------------------------
+# --- a spare found unfit after its reset ---------------------------------------------------
 
 
-def exactly_tracked(worktree: Path) -> bool:
-    """Whether, after `git clean -ffdx` and `git reset --hard`, the worktree holds its
-    index's files and nothing else, as a new worktree would: each a regular file of one
-    link with git's mode and exactly the bytes of its blob (or a symbolic link to what its
-    blob says), each folder (the worktree's own too) holding tracked files, with the
-    default mode; no submodule. git itself leaves a `.git` or a named pipe inside a tracked
-    folder, a second link to a file, a folder it cannot enter, modes it does not track, and
-    any file whose stat data its index matches, whatever its bytes (an index written through
-    a filter of an earlier task's own `.gitattributes` matches content that was never
-    committed)."""
-    umask = process_umask()
-    try:
-        index = pygit2.Repository(str(worktree)).index
-        expected = _Expected({entry.path: (entry.mode, entry.id) for entry in index}, umask)
-        root = os.lstat(worktree)
-    except (pygit2.GitError, KeyError, OSError, ValueError, TypeError):
-        return False
-    if not expected.plain() or not expected.folder_mode(root):
-        return False
-    try:
-        return expected.count(str(worktree), "") == len(expected.entries)
-    except (OSError, RecursionError, pygit2.GitError):
-        return False
-
-
-def nothing_special(worktree: Path) -> bool:
-    """Whether the worktree holds only files, folders and symbolic links: git neither
-    cleans away a named pipe, a socket or a device nor checks what it reads from one (a
-    pipe named `.gitattributes` holds `git reset` for ever). A spare with one is not reset
-    at all."""
-    try:
-        return _plain_entries(str(worktree))
-    except (OSError, RecursionError):
-        return False
-
-
-def _plain_entries(folder: str) -> bool:
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_symlink() or entry.is_file(follow_symlinks=False):
-                continue
-            if not entry.is_dir(follow_symlinks=False) or not _plain_entries(entry.path):
-                return False
-    return True
-
-
-FILE = 0o100644
-EXECUTABLE = 0o100755
-LINK = 0o120000
-GITLINK = 0o160000
-
-
-class _Expected:
-    """The index's entries (path: mode and blob id), checked against the folder."""
-
-    def __init__(self, entries: dict[str, tuple[int, pygit2.Oid]], umask: int | None) -> None:
-        self.entries = entries
-        self.umask = umask
-        self.folders = {path[:n] for path in entries for n, c in enumerate(path) if c == "/"}
-
-    def plain(self) -> bool:
-        """Modes can be told (the umask is known) and there is no submodule."""
-        return self.umask is not None and all(m != GITLINK for m, _ in self.entries.values())
-
-    def folder_mode(self, info: os.stat_result) -> bool:
-        assert self.umask is not None
-        return stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o777 & ~self.umask
-
-    def count(self, folder: str, prefix: str) -> int:
-        """How many tracked entries are below `folder`, as expected; -1 (at once) when
-        anything else is there."""
-        found = 0
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = prefix + entry.name
-                if name == ".git":
-                    continue  # the worktree's own, written with its new registration
-                info = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(info.st_mode):
-                    if name not in self.folders or not self.folder_mode(info):
-                        return -1
-                    below = self.count(entry.path, name + "/")
-                    if below < 0:
-                        return -1
-                    found += below
-                elif self._file(entry.path, name, info):
-                    found += 1
-                else:
-                    return -1  # untracked, a pipe, a socket, a second link, other bytes
-        return found
-
-    def _file(self, path: str, name: str, info: os.stat_result) -> bool:
-        assert self.umask is not None
-        mode, blob = self.entries.get(name, (0, None))
-        if stat.S_ISLNK(info.st_mode):
-            return mode == LINK and pygit2.hash(os.readlink(os.fsencode(path))) == blob
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            return False
-        wanted = {FILE: 0o666, EXECUTABLE: 0o777}.get(mode)
-        if wanted is None or stat.S_IMODE(info.st_mode) != wanted & ~self.umask:
-            return False
-        return pygit2.hashfile(path) == blob
-
-
-async def throw_away(clone: Path, worktree: Path) -> None:
-    """A spare found unfit (`exactly_tracked`), off git's list and out of the task's place
-    at once (renamed, even when a folder in it cannot be deleted), then deleted as far as it
-    can be; the sweep tries again. With the clone's lock held."""
+def set_aside(clone: Path, worktree: Path) -> tuple[Path, Path | None]:
+    """A spare found unfit (activities/spare_check.py), off git's list and out of the task's
+    place at once (renamed, even when a folder in it cannot be deleted), with the clone's
+    lock held. Returns (its folder, its former registration) for `delete_worktree_folders`
+    after the lock: deleting takes a while, and the sweep tries again what is left."""
     trash = unregister_worktree(clone, worktree)
     away = discarded_dir(worktree) / uuid.uuid4().hex
     away.parent.mkdir(exist_ok=True)
     with suppress(FileNotFoundError):
         worktree.rename(away)
-    await delete_worktree_folders(away, trash)
+    return away, trash
 
 
 # --- a spare's parts ------------------------------------------------------------------------
 
 
-def no_submodules(clone: Path, commit: str) -> bool:
-    """Whether the commit's tree has no submodule (gitlink) at any depth; False when it
-    cannot tell."""
+def plain_base(clone: Path, commit: str) -> bool:
+    """Whether a spare may be kept or taken for tasks based on `commit`: its tree has no
+    submodule (a reset leaves what a task did inside one), and nothing changes bytes on
+    checkout (no `.gitattributes`, no `core.autocrlf` and the like: a new worktree's files
+    would differ from their blobs, and `exactly_tracked` compares with the blobs). The rule
+    of the in-process checkout (activities/git_checkout.py). False when it cannot tell."""
     try:
         repo = open_repository(clone)
-        return _no_gitlinks(repo, repo.revparse_single(commit).peel(pygit2.Tree))
+        tree = repo.revparse_single(commit).peel(pygit2.Tree)
+        return plain_repository(repo) and plain_tree(repo, tree)
     except (GitError, pygit2.GitError, KeyError, ValueError, RecursionError):
         return False
-
-
-def _no_gitlinks(repo: pygit2.Repository, tree: pygit2.Tree) -> bool:
-    known = _without_gitlinks.get(tree.id)
-    if known is not None:
-        return known
-    found = True
-    for entry in tree:
-        if entry.filemode == FileMode.COMMIT:
-            found = False
-        elif entry.filemode == FileMode.TREE:
-            found = _no_gitlinks(repo, repo[entry.id].peel(pygit2.Tree))
-        if not found:
-            break
-    if len(_without_gitlinks) >= 200_000:
-        _without_gitlinks.clear()
-    _without_gitlinks[tree.id] = found
-    return found
-
-
-# Trees known to have no gitlink (or some), by id: a tree's id is its content.
-_without_gitlinks: dict[pygit2.Oid, bool] = {}
 
 
 def _tracked_files(index: Path) -> int:
@@ -304,7 +175,7 @@ def _tracked_files(index: Path) -> int:
 def _is_spare(admin: Path, spare: Path) -> bool:
     """The spare's folder and its registration name each other, and it is locked as one."""
     dot_git = spare / ".git"
-    if spare.is_symlink() or dot_git.is_symlink() or not dot_git.is_file():
+    if spare.is_symlink() or admin.is_symlink() or dot_git.is_symlink() or not dot_git.is_file():
         return False
     try:
         pointer = Path((admin / "gitdir").read_text().strip())

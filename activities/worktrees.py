@@ -49,6 +49,7 @@ from activities.git import (
 from activities.git_checkout import fill_new_worktree
 from activities.git_objects import valid_ref_name, write_commit
 from activities.heartbeat import heartbeating
+from activities.spare_check import exactly_tracked, nothing_special
 from activities.worktree_add import register_worktree
 from activities.worktree_commit import commit_worktree
 from activities.worktree_git import (
@@ -57,6 +58,7 @@ from activities.worktree_git import (
     clip_stat,
     current_branch,
     delete_ref_names,
+    delete_worktree_folders,
     discard_worktree,
     find_task_commit,
     git_errors,
@@ -75,14 +77,9 @@ from activities.worktree_git import (
 from activities.worktree_land import land
 from activities.worktree_merge import TASK_BRANCH_MISSING as TASK_BRANCH_MISSING
 from activities.worktree_merge import merge
-from activities.worktree_spares import (
-    discarded_dir,
-    exactly_tracked,
-    nothing_special,
-    spares_dir,
-)
+from activities.worktree_spares import discarded_dir, spares_dir
+from activities.worktree_spares import set_aside as set_aside_spare
 from activities.worktree_spares import take as take_spare
-from activities.worktree_spares import throw_away as throw_away_spare
 from coordinator.branches import (
     MAX_DIFF_FILES,
     CommitRequest,
@@ -151,8 +148,9 @@ class WorktreeActivities:
                 if check_out is not None and not await _check_out(path, check_out):
                     # A spare that is not exactly its tracked files: a new worktree instead.
                     async with repo_lock(clone):
-                        await throw_away_spare(clone, path)
+                        unfit = set_aside_spare(clone, path)
                         made, check_out = await _create(clone, path, branch, request, spare=False)
+                    await delete_worktree_folders(*unfit)
                     if check_out is not None:
                         await _check_out(path, check_out)
                 return made
@@ -376,7 +374,7 @@ async def _check_out(path: Path, made: Made) -> bool:
     (`git clean -ffdx`: no untracked `.gitattributes` of an earlier task applies to what
     the reset writes) and checked after. False: a spare found unfit, or whose clean or reset
     failed or took too long, or that did not become exactly the branch's tracked files
-    (activities/worktree_spares.py, `exactly_tracked`); the caller makes a new worktree."""
+    (activities/spare_check.py); the caller makes a new worktree."""
     if made == "new":
         if not await asyncio.to_thread(fill_new_worktree, path):
             await git_waiting("reset", "--hard", "--quiet", cwd=path, timeout=LONG)

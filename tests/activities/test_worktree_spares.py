@@ -4,9 +4,11 @@ worktree; tampered or half-made spares are never used; the sweep removes them.""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import stat
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -51,16 +53,15 @@ def spares_of_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def thrown_away(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """The places of the spares found unfit after their reset, as they are thrown away (a
+    """The places of the spares found unfit after their reset, as they are set aside (a
     folder made anew may get the inode number of one just deleted: no test by inodes)."""
     thrown: list[Path] = []
-    real = worktree_spares.throw_away
 
-    async def spy(clone: Path, worktree: Path) -> None:
+    def spy(clone: Path, worktree: Path) -> tuple[Path, Path | None]:
         thrown.append(worktree)
-        await real(clone, worktree)
+        return worktree_spares.set_aside(clone, worktree)
 
-    monkeypatch.setattr(worktrees_module, "throw_away_spare", spy)
+    monkeypatch.setattr(worktrees_module, "set_aside_spare", spy)
     return thrown
 
 
@@ -186,7 +187,9 @@ async def test_a_fix_worktree_is_not_kept(ex: Execution) -> None:
     assert not Path(wt.path).exists()
 
 
-@pytest.mark.parametrize("tamper", ["elsewhere", "link", "folder", "unlocked", "unregistered"])
+@pytest.mark.parametrize(
+    "tamper", ["elsewhere", "link", "folder", "unlocked", "unregistered", "registration link"]
+)
 async def test_a_spare_that_is_not_exactly_one_is_deleted_not_used(
     ex: Execution, tmp_path: Path, tamper: str, taken: list[Path]
 ) -> None:
@@ -207,6 +210,10 @@ async def test_a_spare_that_is_not_exactly_one_is_deleted_not_used(
         (admin / "gitdir").write_text(f"{ex.root / EXECUTION / 'worktrees' / 't1' / '.git'}\n")
     elif tamper == "unlocked":
         (admin / "locked").unlink()
+    elif tamper == "registration link":  # its index is never moved out of somewhere else
+        moved = tmp_path / "registration"
+        admin.rename(moved)
+        admin.symlink_to(moved)
     else:
         (spare / ".git").write_text(f"gitdir: {admin.parent / 'nothing'}\n")
 
@@ -495,3 +502,54 @@ async def test_a_spare_whose_own_folder_mode_changed_makes_a_new_worktree(
     assert taken == [spare] and thrown_away == [Path(wt.path)]
     assert_as_new(ex, wt, "t2")
     assert stat.S_IMODE(Path(wt.path).stat().st_mode) == 0o755
+
+
+def set_default_acl(folder: Path) -> None:
+    """A default ACL giving every file made in `folder` rw for all (it overrides the umask)."""
+    undefined = 0xFFFFFFFF
+    entries = [(1, 6, undefined), (4, 6, undefined), (0x10, 6, undefined), (0x20, 6, undefined)]
+    value = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    os.setxattr(folder, "system.posix_acl_default", value)
+
+
+@pytest.mark.parametrize("planted", ["default ACL", "access ACL", "sync flag"])
+async def test_acls_and_inode_flags_make_a_new_worktree(
+    ex: Execution, taken: list[Path], thrown_away: list[Path], planted: str
+) -> None:
+    """Not in the mode bits, not seen by git, but they change what a later task's files
+    are (found in review): a new worktree."""
+    spare = await landed_spare(ex, "t1", {"pkg/mod.py": "x = 1\n"})
+    try:
+        if planted == "default ACL":
+            set_default_acl(spare / "pkg")
+        elif planted == "access ACL":
+            value = struct.pack("<I", 2) + b"".join(
+                struct.pack("<HHI", tag, 6, 0xFFFFFFFF) for tag in (1, 4, 0x20)
+            )
+            os.setxattr(spare / "app.py", "system.posix_acl_access", value)
+        else:
+            fd = os.open(spare / "pkg", os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.ioctl(fd, 0x40086602, struct.pack("i", 0x8 | 0x80000))  # +S
+            finally:
+                os.close(fd)
+    except OSError as err:
+        pytest.skip(f"this file system has no {planted}: {err}")
+
+    wt = await ex.create("t2")
+
+    assert taken == [spare] and thrown_away == [Path(wt.path)]
+    assert_as_new(ex, wt, "t2")
+    assert os.listxattr(Path(wt.path) / "pkg") == []
+
+
+async def test_attributes_that_change_bytes_on_checkout_mean_no_spares(ex: Execution) -> None:
+    """With a `.gitattributes` in the branch (eol, ident, filters), a new worktree's files
+    differ from their blobs: spares would always be found unfit, or pass with the blob's
+    bytes where a new worktree has others (found in review). None are kept."""
+    wt = await ex.create("t1")
+    write(wt, {".gitattributes": "*.bat text eol=crlf\n", "run.bat": "echo hi\n"})
+    await land(ex, wt, "t1")
+    assert spare_worktrees(ex) == []
+    wt = await ex.create("t2")
+    assert (Path(wt.path) / "run.bat").read_bytes() == b"echo hi\r\n"
