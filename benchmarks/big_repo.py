@@ -5,12 +5,11 @@ the task's base. This shows what a real repository's size adds to a task."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from benchmarks.bench import MAX_PARALLEL, Bench, failed
 from benchmarks.cpu import cpu_text
-from benchmarks.infra import ExecutionRun, shell_plan
+from benchmarks.infra import ExecutionRun, commit_all, shell_plan
 from benchmarks.stats import median, seconds, spread
 
 FILES = 5_000  # 500 with --quick
@@ -23,13 +22,7 @@ def big_repo(path: Path, files: int) -> Path:
         folder = path / f"pkg{k % FOLDERS}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"mod{k}.py").write_text(f"VALUE = {k}\n" * 150)
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["add", "-A"],
-        ["-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-q", "-m", "x"],
-    ):
-        subprocess.run(["git", *args], cwd=path, check=True, capture_output=True)
-    return path
+    return commit_all(path)
 
 
 async def big_repo_section(bench: Bench) -> None:

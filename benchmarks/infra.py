@@ -209,6 +209,11 @@ class Workers:
 def make_repo(path: Path) -> Path:
     path.mkdir(parents=True)
     (path / "README.md").write_text("# benchmark\n")
+    return commit_all(path)
+
+
+def commit_all(path: Path) -> Path:
+    """The folder made a repository whose one commit holds all its files."""
     for args in (
         ["init", "-q", "-b", "main"],
         ["add", "-A"],

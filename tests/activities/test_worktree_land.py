@@ -14,35 +14,18 @@ from temporalio.exceptions import ApplicationError
 import activities.worktree_land as worktree_land
 import activities.worktree_spares as worktree_spares
 from activities.git import GitError
-from coordinator.branches import LandRequest, LandResult, MergeRequest, TaskWorktree, task_branch
+from coordinator.branches import LandRequest, LandResult
 from tests.activities.worktree_support import (
     BRANCH,
-    EXECUTION,
     Execution,
     assert_clean,
     git,
+    landing,
     run,
     spare_worktrees,
     task_worktrees,
-    title,
     write,
 )
-
-
-def landing(ex: Execution, wt: TaskWorktree, task_id: str, home: str | None = None) -> LandRequest:
-    return LandRequest(
-        worktree=wt.path,
-        base_commit=wt.base_commit,
-        merge=MergeRequest(
-            workspace=str(ex.clone),
-            execution_branch=BRANCH,
-            task_branch=task_branch(EXECUTION, task_id),
-            task_id=task_id,
-            title=title(task_id),
-        ),
-        home=home,
-        execution_id=EXECUTION,
-    )
 
 
 async def land(ex: Execution, request: LandRequest) -> LandResult:

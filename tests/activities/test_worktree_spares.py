@@ -23,9 +23,7 @@ from activities.worktree_git import admin_dir, git_waiting
 from activities.worktree_spares import SPARE, spares_dir
 from coordinator.branches import (
     FIX_PREFIX,
-    LandRequest,
     LandResult,
-    MergeRequest,
     PendingWorkRequest,
     TaskWorktree,
     task_branch,
@@ -36,11 +34,11 @@ from tests.activities.worktree_support import (
     FILES,
     Execution,
     git,
+    landing,
     run,
     scratch_execution,
     spare_worktrees,
     task_worktrees,
-    title,
     write,
 )
 
@@ -81,19 +79,7 @@ def taken(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 async def land(ex: Execution, wt: TaskWorktree, task_id: str) -> LandResult:
-    request = LandRequest(
-        worktree=wt.path,
-        base_commit=wt.base_commit,
-        merge=MergeRequest(
-            workspace=str(ex.clone),
-            execution_branch=BRANCH,
-            task_branch=task_branch(EXECUTION, task_id),
-            task_id=task_id,
-            title=title(task_id),
-        ),
-        execution_id=EXECUTION,
-    )
-    result: LandResult = await run(ex.acts.land_task, request)
+    result: LandResult = await run(ex.acts.land_task, landing(ex, wt, task_id))
     assert result.merged is not None and result.merged.merged and result.removed, result
     return result
 

@@ -18,6 +18,7 @@ from coordinator.branches import (
     CommitRequest,
     CommitResult,
     CreateWorktreeRequest,
+    LandRequest,
     MergeRequest,
     MergeResult,
     RemoveWorktreeRequest,
@@ -111,6 +112,23 @@ class Execution:
         result = await self.merge(task_id)
         assert result.merged, result.conflict
         return result
+
+
+def landing(ex: Execution, wt: TaskWorktree, task_id: str, home: str | None = None) -> LandRequest:
+    """The request that lands the task's worktree (`land_task`)."""
+    return LandRequest(
+        worktree=wt.path,
+        base_commit=wt.base_commit,
+        merge=MergeRequest(
+            workspace=str(ex.clone),
+            execution_branch=BRANCH,
+            task_branch=task_branch(EXECUTION, task_id),
+            task_id=task_id,
+            title=title(task_id),
+        ),
+        home=home,
+        execution_id=EXECUTION,
+    )
 
 
 def title(task_id: str) -> str:
