@@ -295,8 +295,12 @@ def unregister_worktree(clone: Path, path: Path) -> Path | None:
     add` does) finds it whole or not at all. Returns that trash folder (None: it was not
     registered), for `delete_worktree_folders`."""
     admin = registration(clone, path)
-    if admin is None:
-        return None
+    return None if admin is None else trash_registration(clone, admin)
+
+
+def trash_registration(clone: Path, admin: Path) -> Path | None:
+    """The registration folder `admin` renamed into the clone's trash, in one step; that
+    trash folder, or None when it is gone already."""
     trash = common_dir(clone) / "coord-trash" / f"{admin.name}-{uuid.uuid4().hex}"
     trash.parent.mkdir(exist_ok=True)
     try:

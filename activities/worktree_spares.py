@@ -40,7 +40,12 @@ import pygit2
 from activities.git import GitError, common_dir, open_repository
 from activities.git_checkout import plain_repository, plain_tree
 from activities.worktree_add import register_worktree
-from activities.worktree_git import delete_worktree_folders, registration, unregister_worktree
+from activities.worktree_git import (
+    delete_worktree_folders,
+    registration,
+    trash_registration,
+    unregister_worktree,
+)
 
 # The lock reason of a spare worktree (`git worktree list` shows it).
 SPARE = "coord: spare worktree, for the next task"
@@ -110,7 +115,7 @@ async def take(clone: Path, worktree: Path, branch: str, commit: str) -> bool:
         if not _is_spare(admin, spare):
             await delete_worktree_folders(spare, None)  # left by a crash
             continue
-        old_admin = _trash(clone, admin)
+        old_admin = trash_registration(clone, admin)
         if old_admin is None:
             continue
         try:
@@ -184,15 +189,3 @@ def _is_spare(admin: Path, spare: Path) -> bool:
     except OSError:
         return False
     return locked == SPARE and pointer == spare.absolute() / ".git" and named == admin
-
-
-def _trash(clone: Path, admin: Path) -> Path | None:
-    """The spare's registration off git's list (renamed into the trash, in one step, as
-    `unregister_worktree` does); None when it is gone already."""
-    trash = common_dir(clone) / "coord-trash" / f"{admin.name}-{uuid.uuid4().hex}"
-    trash.parent.mkdir(exist_ok=True)
-    try:
-        admin.rename(trash)
-    except FileNotFoundError:
-        return None
-    return trash
