@@ -113,7 +113,7 @@ async def take(clone: Path, worktree: Path, branch: str, commit: str) -> bool:
     for spare in sorted(spares.iterdir()) if spares.is_dir() else []:
         admin = registry / spare.name
         if not _is_spare(admin, spare):
-            await delete_worktree_folders(spare, None)  # left by a crash
+            _out_of_the_way(spare, worktree)  # left by a crash: the sweep deletes it
             continue
         old_admin = trash_registration(clone, admin)
         if old_admin is None:
@@ -135,17 +135,23 @@ async def take(clone: Path, worktree: Path, branch: str, commit: str) -> bool:
 # --- a spare found unfit after its reset ---------------------------------------------------
 
 
+def _out_of_the_way(folder: Path, worktree: Path) -> Path:
+    """`folder` renamed into the discarded folder (instant, with the clone's lock held; the
+    sweep at the end of the phase deletes it)."""
+    away = discarded_dir(worktree) / uuid.uuid4().hex
+    away.parent.mkdir(exist_ok=True)
+    with suppress(FileNotFoundError):
+        folder.rename(away)
+    return away
+
+
 def set_aside(clone: Path, worktree: Path) -> tuple[Path, Path | None]:
     """A spare found unfit (activities/spare_check.py), off git's list and out of the task's
     place at once (renamed, even when a folder in it cannot be deleted), with the clone's
     lock held. Returns (its folder, its former registration) for `delete_worktree_folders`
     after the lock: deleting takes a while, and the sweep tries again what is left."""
     trash = unregister_worktree(clone, worktree)
-    away = discarded_dir(worktree) / uuid.uuid4().hex
-    away.parent.mkdir(exist_ok=True)
-    with suppress(FileNotFoundError):
-        worktree.rename(away)
-    return away, trash
+    return _out_of_the_way(worktree, worktree), trash
 
 
 # --- a spare's parts ------------------------------------------------------------------------

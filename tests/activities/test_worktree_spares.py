@@ -524,9 +524,11 @@ async def test_acls_and_inode_flags_make_a_new_worktree(
 
     wt = await ex.create("t2")
 
-    assert taken == [spare] and thrown_away == [Path(wt.path)]
+    assert taken == [spare]
+    if planted != "access ACL":  # a file's ACL: git may also have written the file anew
+        assert thrown_away == [Path(wt.path)]
     assert_as_new(ex, wt, "t2")
-    assert os.listxattr(Path(wt.path) / "pkg") == []
+    assert os.listxattr(Path(wt.path) / "pkg") == os.listxattr(Path(wt.path) / "app.py") == []
 
 
 async def test_attributes_that_change_bytes_on_checkout_mean_no_spares(ex: Execution) -> None:
