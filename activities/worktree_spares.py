@@ -52,8 +52,8 @@ SPARE = "coord: spare worktree, for the next task"
 # Spares kept per execution: more than the tasks that usually run at once.
 MAX_SPARES = 16
 # Worktrees of fewer tracked files are not kept: making one anew (in-process, some 3 ms for a
-# few files) costs no more than the reset of a spare (two git processes); about 100 files is
-# where they break even.
+# few files) costs no more than a spare's reset (two git processes) and check. Measured per
+# turn, 300 files: 78-83 ms from a spare against 81-329 ms anew (benchmarks/RESULTS.md).
 MIN_FILES = 200
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.testing import ActivityEnvironment
 
 import activities.worktree_spares as worktree_spares
 import activities.worktrees as worktrees_module
+from activities.command_specialist import CommandSpecialistActivities
 from activities.conflicts import CONFLICT_RECORD
 from activities.worktree_add import register_worktree
 from activities.worktree_git import admin_dir, git_waiting
@@ -27,7 +29,11 @@ from coordinator.branches import (
     PendingWorkRequest,
     TaskWorktree,
     task_branch,
+    worktree_beside,
 )
+from coordinator.plan import Gate
+from coordinator.work import FollowThrough, SpecialistRequest
+from tests.activities.test_worktree_prepare import request as first_attempt
 from tests.activities.worktree_support import (
     BRANCH,
     EXECUTION,
@@ -142,7 +148,9 @@ async def test_the_next_task_gets_a_landed_worktree_reset_to_its_base(
     assert (Path(wt.path) / "a.txt").read_text() == "a\n"  # t1's landed work is the base
 
 
-async def test_spares_go_round_a_chain_of_tasks(ex: Execution) -> None:
+async def test_spares_go_round_a_chain_of_tasks(
+    ex: Execution, taken: list[Path], thrown_away: list[Path]
+) -> None:
     for n in range(4):
         wt = await ex.create(f"t{n}")
         assert_as_new(ex, wt, f"t{n}")
@@ -151,6 +159,7 @@ async def test_spares_go_round_a_chain_of_tasks(ex: Execution) -> None:
         assert len(spare_worktrees(ex)) == 1 and task_worktrees(ex) == []
     assert ex.subjects() == [f"t{n}: do t{n}" for n in range(4)]
     assert git(ex.clone, "show", "HEAD:shared.txt") == "3"
+    assert len(taken) == 3 and thrown_away == []  # t1, t2, t3 each in the one before's
 
 
 async def test_at_most_max_spares_are_kept(ex: Execution, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -541,3 +550,44 @@ async def test_attributes_that_change_bytes_on_checkout_mean_no_spares(ex: Execu
     assert spare_worktrees(ex) == []
     wt = await ex.create("t2")
     assert (Path(wt.path) / "run.bat").read_bytes() == b"echo hi\r\n"
+
+
+def turn_of(ex: Execution, task_id: str, command: str, gates: list[str]) -> SpecialistRequest:
+    """A task's whole turn as the workflow sends it: its worktree made by the activity, the
+    command, its gates, the landing (activities/task_turn.py)."""
+    request = first_attempt(ex, command, fresh=True)
+    return request.model_copy(
+        update={
+            "task_id": task_id,
+            "task_title": task_id,
+            "cwd": worktree_beside(ex.workspace.path, task_id),
+            "worktree": request.worktree.model_copy(update={"task_id": task_id})
+            if request.worktree
+            else None,
+            "then": FollowThrough(
+                gates=[Gate(name=f"g{n}", run=run) for n, run in enumerate(gates)],
+                merge=landing(ex, TaskWorktree(path="", branch="", base_commit=""), task_id).merge,
+            ),
+        }
+    )
+
+
+async def test_a_task_turn_takes_the_spare_its_predecessor_left(
+    ex: Execution, tmp_path: Path, taken: list[Path]
+) -> None:
+    """The path the workflow takes (one activity: worktree, specialist, gate, landing): the
+    second task works in the first one's folder, without what the first left behind."""
+    acts = CommandSpecialistActivities(tmp_path / "artifacts", ex.acts)
+    leaves = "echo 1 > one.txt; mkdir cache; echo x > debug.log"
+    first = await ActivityEnvironment().run(acts.run, turn_of(ex, "t1", leaves, []))
+    assert first.ok and first.landed and first.landed.removed, first.output_tail
+    (spare,) = spare_worktrees(ex)
+
+    clean = "test -f one.txt && test ! -e debug.log && test ! -e cache"
+    second = await ActivityEnvironment().run(acts.run, turn_of(ex, "t2", "true", [clean]))
+
+    assert taken == [spare]
+    assert second.ok and second.gates is not None and all(g.passed for g in second.gates)
+    assert second.landed is not None and second.landed.removed
+    assert ex.subjects() == ["t1: do t1"]  # t2 changed nothing
+    await sweep(ex)
