@@ -245,7 +245,11 @@ class WorktreeActivities:
         worktrees_dir = self._worktree_path(request.execution_id, "x").parent
         prefix = task_branch(request.execution_id, "")
         result = PendingWorkResult(head=head)
+        spares = spares_dir(worktrees_dir / "x")
         for entry in await worktree_entries(clone):
+            if entry.path.parent == spares.resolve():  # activities/worktree_spares.py
+                await discard_worktree(clone, entry.path)
+                continue
             branch = (entry.branch or "").removeprefix("refs/heads/")
             if not branch.startswith(prefix):
                 if entry.path.parent != worktrees_dir.resolve():
@@ -258,10 +262,6 @@ class WorktreeActivities:
             result.removed_worktrees.append(task_id)
             if task_id not in result.unfinished_branches:
                 await delete_ref_names(clone, f"refs/heads/{branch}", base_ref(branch))
-        spares = spares_dir(worktrees_dir / "x")
-        for entry in await worktree_entries(clone):
-            if entry.path.parent == spares.resolve():  # activities/worktree_spares.py
-                await discard_worktree(clone, entry.path)
         # Folders of worktrees whose creation was cut short, spares, spares thrown away.
         for folder in (worktrees_dir, spares, discarded_dir(worktrees_dir / "x")):
             if folder.exists():
