@@ -14,23 +14,23 @@ from temporalio.testing import ActivityEnvironment
 
 import activities.task_turn as task_turn
 from activities.command_specialist import CommandSpecialistActivities
-from coordinator.branches import MergeRequest, task_branch
 from coordinator.plan import Gate
 from coordinator.work import FollowThrough, SpecialistRequest, SpecialistResult
 from tests.activities.test_worktree_prepare import request as first_attempt
-from tests.activities.worktree_support import BRANCH, EXECUTION, Execution, git, title
+from tests.activities.worktree_support import (
+    BRANCH,
+    EXECUTION,
+    Execution,
+    git,
+    merge_request,
+    title,
+)
 
 
 def turn(ex: Execution, command: str, gates: list[str], *, land: bool = True) -> SpecialistRequest:
     """Task t1's first attempt: its worktree made by the activity, then `gates`, then (with
     `land`) its landing."""
-    merge = MergeRequest(
-        workspace=str(ex.clone),
-        execution_branch=BRANCH,
-        task_branch=task_branch(EXECUTION, "t1"),
-        task_id="t1",
-        title=title("t1"),
-    )
+    merge = merge_request(ex, "t1")
     then = FollowThrough(
         gates=[Gate(name=f"g{n}", run=run) for n, run in enumerate(gates)],
         merge=merge if land else None,

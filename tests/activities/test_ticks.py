@@ -10,19 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.branches import MergeRequest, MergeResult, task_branch
+from coordinator.branches import MergeResult
 from coordinator.progress import PlanSource, PlanTickRequest, TaskTick
 from coordinator.readers import read_markdown
 from coordinator.report import ExecutionReport, TaskState
 from coordinator.ticks import tick_plan_text
 from tests.activities.worktree_support import (
     BRANCH,
-    EXECUTION,
     Execution,
     git,
+    merge_request,
     run,
     scratch_execution,
-    title,
     write,
 )
 
@@ -140,17 +139,7 @@ async def ex(tmp_path: Path) -> Execution:
 
 
 async def merge(ex: Execution, task_id: str, tick: PlanTickRequest | None) -> MergeResult:
-    return await run(
-        ex.acts.merge_task,
-        MergeRequest(
-            workspace=str(ex.clone),
-            execution_branch=BRANCH,
-            task_branch=task_branch(EXECUTION, task_id),
-            task_id=task_id,
-            title=title(task_id),
-            tick=tick,
-        ),
-    )
+    return await run(ex.acts.merge_task, merge_request(ex, task_id, tick))
 
 
 def plan_on_branch(ex: Execution) -> str:

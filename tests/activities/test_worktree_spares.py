@@ -41,6 +41,7 @@ from tests.activities.worktree_support import (
     Execution,
     git,
     landing,
+    merge_request,
     run,
     scratch_execution,
     spare_worktrees,
@@ -566,7 +567,7 @@ def turn_of(ex: Execution, task_id: str, command: str, gates: list[str]) -> Spec
             else None,
             "then": FollowThrough(
                 gates=[Gate(name=f"g{n}", run=run) for n, run in enumerate(gates)],
-                merge=landing(ex, TaskWorktree(path="", branch="", base_commit=""), task_id).merge,
+                merge=merge_request(ex, task_id),
             ),
         }
     )

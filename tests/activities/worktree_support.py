@@ -26,6 +26,7 @@ from coordinator.branches import (
     task_branch,
 )
 from coordinator.execution import PrepareWorkspaceInput
+from coordinator.progress import PlanTickRequest
 from coordinator.report import Workspace
 
 R = TypeVar("R")
@@ -82,16 +83,7 @@ class Execution:
         )
 
     async def merge(self, task_id: str) -> MergeResult:
-        return await run(
-            self.acts.merge_task,
-            MergeRequest(
-                workspace=str(self.clone),
-                execution_branch=BRANCH,
-                task_branch=task_branch(EXECUTION, task_id),
-                task_id=task_id,
-                title=title(task_id),
-            ),
-        )
+        return await run(self.acts.merge_task, merge_request(self, task_id))
 
     async def remove(self, task_id: str, delete_branch: bool = True) -> None:
         await run(
@@ -119,15 +111,21 @@ def landing(ex: Execution, wt: TaskWorktree, task_id: str, home: str | None = No
     return LandRequest(
         worktree=wt.path,
         base_commit=wt.base_commit,
-        merge=MergeRequest(
-            workspace=str(ex.clone),
-            execution_branch=BRANCH,
-            task_branch=task_branch(EXECUTION, task_id),
-            task_id=task_id,
-            title=title(task_id),
-        ),
+        merge=merge_request(ex, task_id),
         home=home,
         execution_id=EXECUTION,
+    )
+
+
+def merge_request(ex: Execution, task_id: str, tick: PlanTickRequest | None = None) -> MergeRequest:
+    """The merge of the task's branch onto the execution branch (`merge_task`)."""
+    return MergeRequest(
+        workspace=str(ex.clone),
+        execution_branch=BRANCH,
+        task_branch=task_branch(EXECUTION, task_id),
+        task_id=task_id,
+        title=title(task_id),
+        tick=tick,
     )
 
 
