@@ -1,0 +1,125 @@
+"""The check of a reset spare worktree (activities/spare_check.py), against real git: a file
+that passed is not read again while its inode and change time say it is unchanged, and any
+change to it (bytes, mode, its place) makes it read again and caught."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import activities.spare_check as spare_check
+from activities.spare_check import VerifiedFiles, exactly_tracked
+from tests.activities.worktree_support import git
+
+FILES = {f"src/m{k}.py": f"x = {k}\n" * 50 for k in range(20)} | {"README.md": "hello\n"}
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    for name, text in FILES.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    git(repo.parent, "init", "-q", str(repo))
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    return repo
+
+
+class Checker:
+    """`exactly_tracked` with a memory of its own, counting the files each check hashed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.hashed: list[int] = []
+        blob_id = spare_check._blob_id
+
+        def counting(fd: int, size: int) -> bytes:
+            self.hashed[-1] += 1
+            return blob_id(fd, size)
+
+        monkeypatch.setattr(spare_check, "_blob_id", counting)
+        monkeypatch.setattr(spare_check, "VERIFIED", VerifiedFiles())
+
+    def __call__(self, worktree: Path) -> bool:
+        self.hashed.append(0)
+        return exactly_tracked(worktree)
+
+
+@pytest.fixture
+def check(monkeypatch: pytest.MonkeyPatch) -> Checker:
+    return Checker(monkeypatch)
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files written a moment ago count as settled (no waiting out the racy window)."""
+    monkeypatch.setattr(spare_check, "RACY_NS", 0)
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_file_unchanged_since_it_passed_is_not_read_again(checkout: Path, check: Checker) -> None:
+    assert check(checkout) and check(checkout)
+    assert check.hashed == [len(FILES), 0]
+
+
+@pytest.mark.usefixtures("settled")
+def test_other_bytes_under_the_same_size_and_time_are_caught(
+    checkout: Path, check: Checker
+) -> None:
+    assert check(checkout)
+    target = checkout / "src/m3.py"
+    before = target.stat()
+    target.write_text(FILES["src/m3.py"].replace("3", "4"))  # the same size
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same mtime
+    assert target.stat().st_size == before.st_size
+    assert not check(checkout)
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_mode_changed_and_back_reads_the_file_again(checkout: Path, check: Checker) -> None:
+    assert check(checkout)
+    target = checkout / "README.md"
+    mode = target.stat().st_mode
+    target.chmod(0o600)
+    target.chmod(mode)
+    assert check(checkout)
+    assert check.hashed == [len(FILES), 1]
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_file_that_passed_is_checked_again_in_another_place(
+    checkout: Path, check: Checker
+) -> None:
+    """Moved over another tracked file of the same size: the place says which blob."""
+    assert check(checkout)
+    os.replace(checkout / "src/m3.py", checkout / "src/m4.py")
+    (checkout / "src/m3.py").write_text(FILES["src/m3.py"])
+    assert not check(checkout)
+
+
+def test_a_file_changed_within_the_racy_window_is_read_every_time(
+    checkout: Path, check: Checker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files changed less than RACY_NS before a check are not remembered by it: a file
+    system's clock could give a later change the same ctime. (A window of a day here, so
+    that a slow machine cannot age the files out of it.)"""
+    monkeypatch.setattr(spare_check, "RACY_NS", 86_400 * 10**9)
+    assert check(checkout) and check(checkout)
+    assert check.hashed == [len(FILES), len(FILES)]
+
+
+def test_the_memory_is_forgotten_whole_past_its_limit() -> None:
+    verified = VerifiedFiles(limit=2)
+    infos = [os.stat(path) for path in ("/", "/usr", "/etc")]
+    for info in infos:
+        verified.add(info, b"blob")
+    assert verified.holds(infos[2], b"blob")
+    assert not verified.holds(infos[0], b"blob") and not verified.holds(infos[1], b"blob")
+    assert not verified.holds(infos[2], b"another blob")
+
+
+def test_the_real_check_uses_the_memory(checkout: Path) -> None:
+    """Unpatched: the module's own check passes a clean checkout twice."""
+    assert exactly_tracked(checkout) and exactly_tracked(checkout)
