@@ -5,6 +5,7 @@ change to it (bytes, mode, its place) makes it read again and caught."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,22 @@ def test_the_memory_is_forgotten_whole_past_its_limit() -> None:
 def test_the_real_check_uses_the_memory(checkout: Path) -> None:
     """Unpatched: the module's own check passes a clean checkout twice."""
     assert exactly_tracked(checkout) and exactly_tracked(checkout)
+
+
+def test_a_name_that_is_not_utf8_is_matched_as_the_file_system_names_it(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    git(tmp_path, "init", "-q", str(repo))
+    (repo / os.fsdecode(b"caf\xe9.txt")).write_text("latin-1 name\n")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base")
+    assert exactly_tracked(repo)
+
+
+def test_an_unmerged_index_is_not_a_spare(checkout: Path) -> None:
+    blob = git(checkout, "rev-parse", "HEAD:README.md")
+    entries = f"0 {'0' * 40}\tREADME.md\n100644 {blob} 1\tREADME.md\n"
+    subprocess.run(
+        ["git", "update-index", "--index-info"], cwd=checkout, input=entries, text=True, check=True
+    )
+    assert "1\tREADME.md" in git(checkout, "ls-files", "--stage")
+    assert not exactly_tracked(checkout)
