@@ -53,6 +53,7 @@ from activities.process_groups import (
     signal_group,
     stop_previous,
 )
+from activities.running_commands import counted
 from coordinator.environment import is_secret_name as is_secret_name  # the rules live there
 from coordinator.work import OUTPUT_TAIL_BYTES
 
@@ -252,7 +253,7 @@ async def _launch(
     slot: Path | None,
 ) -> ProcessOutcome:
     """One launch of `command`: in the jail (with its own network when the sandbox has one)
-    or as it is."""
+    or as it is; counted as running meanwhile (activities/running_commands.py)."""
     network = None
     try:
         if sandbox is not None:
@@ -265,18 +266,19 @@ async def _launch(
             argv = sandbox.argv([shell, "-c", command], cwd=cwd, net=net)
         else:
             argv = [shell, "-c", command]
-        return await _run(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=stdin,
-            timeout=timeout,
-            log_path=log_path,
-            heartbeat_details=heartbeat_details,
-            slot=slot,
-            network=network,
-            contained=sandbox is not None and sandbox.contains_processes,
-        )
+        with counted():
+            return await _run(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdin=stdin,
+                timeout=timeout,
+                log_path=log_path,
+                heartbeat_details=heartbeat_details,
+                slot=slot,
+                network=network,
+                contained=sandbox is not None and sandbox.contains_processes,
+            )
     finally:
         if network is not None:
             await network.stop()  # closes its pipes should the jail never have started

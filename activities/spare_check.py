@@ -35,6 +35,7 @@ from pathlib import Path
 
 from activities.git import SAFE_CONFIG, git_env
 from activities.git_checkout import process_umask
+from activities.running_commands import oldest_start
 
 FILE = 0o100644
 EXECUTABLE = 0o100755
@@ -116,7 +117,9 @@ class _Expected:
     """The index's entries (path: mode and blob id), checked against the folder."""
 
     def __init__(self, since: int, entries: dict[str, tuple[int, bytes]]) -> None:
-        self.since = since  # when the check started (ns since the epoch, as ctimes are)
+        # Files changed before this (ns since the epoch, as ctimes are) are remembered once
+        # they pass: before the check started, and before every command running now did.
+        self.settled = min(since, oldest_start() or since) - RACY_NS
         self.entries = entries
         self.umask = process_umask()
         self.folders: set[str] = set()
@@ -184,7 +187,7 @@ class _Expected:
                 return False
         finally:
             os.close(fd)
-        if info.st_ctime_ns < self.since - RACY_NS:
+        if info.st_ctime_ns < self.settled:
             VERIFIED.add(info, blob)
         return True
 

@@ -26,6 +26,7 @@ from activities.claude_code.launch import Launch
 from activities.claude_code.prompt import RESUME_MESSAGE
 from activities.claude_code.redact import Redactor
 from activities.heartbeat import heartbeating_live
+from activities.running_commands import counted
 from coordinator.claude import AttemptSpend, ClaudeSettings, Usage
 
 HEARTBEAT_EVERY_S = 5.0
@@ -230,6 +231,7 @@ class SessionRun:
             # Beat while Claude Code works, also when it sends nothing for a while (a long tool).
             async with (
                 heartbeating_live(lambda: [self.heartbeat_details()], every=HEARTBEAT_EVERY_S),
+                counted(),  # Claude Code and its tools (activities/running_commands.py)
                 asyncio.timeout(timeout_s),
                 aclosing(self._messages(query, prompt, resume)) as messages,
             ):

@@ -4,13 +4,16 @@ change to it (bytes, mode, its place) makes it read again and caught."""
 
 from __future__ import annotations
 
+import mmap
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 import activities.spare_check as spare_check
+from activities.running_commands import counted
 from activities.spare_check import VerifiedFiles, exactly_tracked
 from tests.activities.worktree_support import git
 
@@ -143,3 +146,36 @@ def test_an_unmerged_index_is_not_a_spare(checkout: Path) -> None:
     )
     assert "1\tREADME.md" in git(checkout, "ls-files", "--stage")
     assert not exactly_tracked(checkout)
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_remembered_file_is_hashed_again_where_the_index_wants_other_bytes(
+    checkout: Path, check: Checker
+) -> None:
+    """The same file, unchanged, under an index entry for another blob: the blob is part of
+    what is remembered."""
+    assert check(checkout)
+    other = git(checkout, "rev-parse", "HEAD:src/m4.py")
+    git(checkout, "update-index", "--cacheinfo", f"100644,{other},src/m3.py")
+    assert not check(checkout)
+    assert check.hashed[-1] >= 1
+
+
+def test_a_file_a_running_command_maps_for_writing_is_never_remembered(
+    checkout: Path, check: Checker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that holds a file mapped for writing changes its bytes without a new ctime
+    once its first write set one: a file changed since a command still running started is
+    hashed at every check, so bytes written later through the mapping are caught."""
+    monkeypatch.setattr(spare_check, "RACY_NS", 50_000_000)  # more than a clock tick
+    target = checkout / "src/m3.py"
+    with counted(), target.open("r+b") as file:  # another task's command, running
+        mapped = mmap.mmap(file.fileno(), 0)
+        mapped[0:1] = mapped[0:1]  # the first write: a new ctime, the same bytes
+        time.sleep(0.2)  # older than RACY_NS by the check: only the running command counts
+        assert check(checkout)  # a spare taken meanwhile: the file passes, not remembered
+        ctime = target.stat().st_ctime_ns
+        mapped[0:9] = b"tampered "  # no new ctime for this one
+        mapped.close()
+    assert target.stat().st_ctime_ns == ctime  # what makes it dangerous
+    assert not check(checkout)
