@@ -3,7 +3,8 @@
 A commit already on the branch (an earlier attempt, or the specialist's own commits) is
 replaced, so a task is always exactly one commit; a retry after the commit landed finds it and
 returns it unchanged. While a file of a conflict replayed into the worktree still holds
-conflict markers, nothing is committed: the result says where. The index is the
+conflict markers, or a folder in it is a git repository of its own
+(activities/nested_repositories.py), nothing is committed: the result says where. The index is the
 specialist's, so `add -A` stays with git; the tree of the index, the list of files changed,
 the commit object and the ref move are in-process (activities/git_objects.py), with git for
 an index libgit2 cannot read."""
@@ -15,7 +16,9 @@ from pathlib import Path
 from temporalio.exceptions import ApplicationError
 
 from activities.conflicts import markers_added, markers_left
-from activities.git_objects import changed_paths, index_tree, write_commit
+from activities.git import GitError
+from activities.git_objects import changed_paths, index_tree, shown, write_commit
+from activities.nested_repositories import added_gitlinks, unstage, untracked_repositories
 from activities.worktree_git import (
     LONG,
     admin_dir,
@@ -50,11 +53,19 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
     left, others = await markers_left(wt, admin)
     if left:  # nothing with conflict markers is committed, let alone merged
         return CommitResult(commit=None, unresolved=left, conflicting_with=others)
-    await git_waiting("add", "-A", cwd=wt, timeout=LONG)
+    try:
+        await git_waiting("add", "-A", cwd=wt, timeout=LONG)
+    except GitError:
+        if nested := await untracked_repositories(wt):  # one without a commit, at least
+            return CommitResult(commit=None, nested=nested)
+        raise
     if moved := await markers_added(wt, admin, base):  # markers under another name
         _, others = await markers_left(wt, admin, everything=True)
         return CommitResult(commit=None, unresolved=moved, conflicting_with=others)
     tree = index_tree(wt) or await git_waiting("write-tree", cwd=wt)
+    if nested := added_gitlinks(wt, base, tree):
+        await unstage(wt, nested)
+        return CommitResult(commit=None, nested=[shown(path) for path in nested])
     if tree == await rev(wt, f"{base}^{{tree}}"):
         if head != base:  # the task undid its earlier commit: zero commits, not an empty one
             await update_ref(wt, f"refs/heads/{branch}", base, head)

@@ -71,7 +71,7 @@ async def land(clone: Path, request: LandRequest, removing: Path) -> LandResult:
             worktree=request.worktree, task_id=m.task_id, title=m.title, attempt=request.attempt
         ),
     )
-    if committed.unresolved:
+    if committed.unresolved or committed.nested:
         return LandResult(committed=committed)
     async with repo_lock(clone):
         merged = await merge(clone, m)

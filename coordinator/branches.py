@@ -102,6 +102,9 @@ class CommitResult(BaseModel):
     # conflict markers (path -> the marker lines), from a conflict with these others.
     unresolved: dict[str, list[int]] = Field(default_factory=dict)
     conflicting_with: list[str] = Field(default_factory=list)
+    # Refused, nothing committed: these folders of the worktree are git repositories of
+    # their own (activities/nested_repositories.py).
+    nested: list[str] = Field(default_factory=list)
 
 
 class MergeRequest(BaseModel):

@@ -26,6 +26,10 @@ Scenarios:
 - `conflicts`: two parallel tasks rewrite the same line; the second one's merge conflicts and
   a fixer that leaves the markers has its commit refused twice; the escalation is answered
   `skip`; Partial.
+- `nested-repositories`: a task leaves a cloned library (a repository of its own) in its
+  worktree: its commit is refused, the fix attempt removes the library's .git and its files
+  land; a layer gate's first fix round leaves an empty repository (refused, the round fails),
+  the second fixes the gate; Complete.
 
 When to record (tests/workflows/test_replay.py says why):
 
@@ -289,12 +293,47 @@ async def conflicts(client: Client, task_queue: str, eid: str, root: Path) -> Ha
     return handle
 
 
+async def nested_repositories(client: Client, task_queue: str, eid: str, root: Path) -> Handle:
+    make_repo(root / "repo")
+    # Task t leaves a cloned library in its worktree: its commit is refused; the fixer's
+    # attempt removes the library's .git and the files land. The layer gate's first fix round
+    # leaves an empty repository beside its fix (refused: the round fails), the second not.
+    command_agent(
+        root / "agents",
+        "tidy",
+        'case "$COORD_TASK_ID" in *-fix*) echo ok > layer-ok.txt; '
+        'if [ "$COORD_ATTEMPT" = 1 ]; then mkdir tools && git -C tools init -q; fi;; '
+        "*) rm -rf vendor/lib/.git;; esac",
+    )
+    clone = (
+        "mkdir -p vendor/lib && cd vendor/lib && git init -q && echo 'x = 1' > lib.py && "
+        "git add -A && git -c user.name=a -c user.email=a@a commit -qm lib"
+    )
+    plan = write_plan(
+        root,
+        {
+            "name": "nested-repositories",
+            "specialists_dir": "./agents",
+            "fixer": "tidy",
+            "layer_gates": [{"name": "layer-ok", "run": "test -f layer-ok.txt"}],
+            "tasks": [shell_task("t", clone, layer="L0")],
+        },
+    )
+    handle = await start(client, task_queue, eid, plan)
+    report = await expect(handle, "Complete")
+    [task] = report.tasks
+    assert (task.status, task.attempts) == ("passed", 2), task
+    assert any(g.name == "layer-ok" and g.passed for g in report.gates), report.gates
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "hello-service": hello_service,
     "escalations": escalations,
     "approvals": approvals,
     "environment": environment,
     "conflicts": conflicts,
+    "nested-repositories": nested_repositories,
 }
 
 

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from coordinator.claude import AttemptSpend
     from coordinator.execution import PhaseInput, SpecialistRef, WorktreeSetupRequest
+    from coordinator.nested_repositories import nested_left
     from coordinator.work import SpecialistRequest, SpecialistResult
     from workflows import steps
     from workflows.spend import failed_spend, spend_of
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from workflows.phase import PhaseWorkflow
 
 FEEDBACK_CHARS = 8000
+# A commit refused because the worktree holds a git repository of its own is a failed attempt
+# (code from before this merged the commit that was not made: nothing).
+NESTED_PATCH = "nested-repository-refuses-commit"
 # A fixer's worktree whose setup failed gives its budget share back (code from before this
 # kept it promised for the rest of the phase).
 SETUP_FAILURE_RELEASES = "fix-setup-failure-releases-budget"
@@ -264,6 +268,8 @@ async def _land(
         request.workspace,
         CommitRequest(worktree=fix.worktree.path, task_id=fix.item_id, title=title, attempt=1),
     )
+    if committed.nested and workflow.patched(NESTED_PATCH):
+        return f"fixer {fixer.name}: {nested_left(committed.nested)}"
     if committed.no_changes:
         return f"fixer {fixer.name} changed nothing"
     merged = await phase.merge_into_branch(request, fix.worktree.branch, fix.item_id, title)

@@ -23,11 +23,12 @@ with workflow.unsafe.imports_passed_through():
     from coordinator.conflicts import markers_left
     from coordinator.escalation import Action, Escalation, Resolution
     from coordinator.execution import ParkedTask, PhaseInput, SpecialistRef
+    from coordinator.nested_repositories import nested_left
     from coordinator.plan import Task
     from coordinator.report import GateSummary, TaskState
     from coordinator.work import FollowThrough, SpecialistRequest, SpecialistResult
     from workflows import steps
-    from workflows.attempts import FEEDBACK_CHARS, WorktreeAttempt
+    from workflows.attempts import FEEDBACK_CHARS, NESTED_PATCH, WorktreeAttempt
     from workflows.phase import failing_output, first_line, root_message
     from workflows.task_budget import TaskBudgets
     from workflows.task_round import TaskRound, replayed
@@ -452,6 +453,8 @@ class TaskWork(TaskBudgets):
             self._failed(state, run.failures, error)
             run.error, run.tail = error, ""
             return Miss.STRIKE
+        if committed.nested and workflow.patched(NESTED_PATCH):
+            return self._strike(run, nested_left(committed.nested), "")
         if merged is None:
             merged = await self.merge_into_branch(
                 request, worktree.branch, task.id, task.title, tick=tick

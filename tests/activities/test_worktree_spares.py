@@ -380,16 +380,19 @@ async def test_what_git_would_leave_in_a_spare_makes_a_new_worktree(
 
 
 async def test_a_submodule_in_the_base_means_no_spares(ex: Execution) -> None:
-    """Once the execution branch has a submodule (here as git records a repository left in a
-    worktree: a gitlink, without .gitmodules), no worktree is kept and no spare is taken: a
-    reset leaves what a task did inside a submodule."""
+    """Once the execution branch has a submodule (`git submodule add`, where commands run
+    unjailed), no worktree is kept and no spare is taken: a reset leaves what a task did
+    inside a submodule."""
     wt0 = await ex.create("t0")
     spare = await landed_spare(ex, "t1", {"lib.log/x": "ignored\n"})
-    lib = Path(wt0.path) / "lib"
-    nested_repository(lib, ex.root / "unused")
-    (lib / "c").write_text("c\n")
-    git(lib, "add", "-A")
-    git(lib, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    upstream = ex.root / "upstream"
+    nested_repository(upstream, ex.root / "unused")
+    (upstream / "c").write_text("c\n")
+    git(upstream, "add", "-A")
+    git(upstream, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    git(
+        wt0.path, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(upstream), "lib"
+    )
     await land(ex, wt0, "t0")
     assert "160000 commit" in git(ex.clone, "ls-tree", "HEAD", "lib")
     assert spare_worktrees(ex) == [spare]  # t0's own was not kept

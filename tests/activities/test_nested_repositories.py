@@ -1,0 +1,130 @@
+"""A git repository a specialist leaves inside its worktree (a library cloned to read it, a
+project scaffolded with its own `git init`): the task's commit is refused, naming it, and
+nothing is lost; once its .git is gone, its files are committed (real git throughout)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from activities.worktree_git import git_waiting
+from coordinator.branches import TaskWorktree
+from coordinator.nested_repositories import nested_left
+from tests.activities.worktree_support import (
+    Execution,
+    git,
+    landing,
+    run,
+    write,
+)
+
+
+def nested(wt: TaskWorktree, folder: str, *, commit: bool = True) -> Path:
+    """A repository of its own at `folder` in the worktree, with a commit or without."""
+    root = Path(wt.path) / folder
+    root.mkdir(parents=True)
+    git(root, "init", "-q")
+    (root / "lib.py").write_text("def f():\n    return 1\n")
+    if commit:
+        git(root, "add", "-A")
+        git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lib")
+    return root
+
+
+def tree_of(ex: Execution) -> str:
+    return git(ex.clone, "ls-tree", "-r", "--format=%(objectmode) %(path)", "HEAD")
+
+
+async def test_a_repository_with_a_commit_is_refused_not_linked(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    write(wt, {"app.py": "import vendor.lib\n"})
+    nested(wt, "vendor/lib")
+    before = git(wt.path, "rev-parse", "HEAD")
+
+    refused = await ex.commit(wt, "t1")
+
+    assert refused.commit is None and not refused.no_changes
+    assert refused.nested == ["vendor/lib"]
+    assert git(wt.path, "rev-parse", "HEAD") == before  # nothing committed
+    assert (Path(wt.path) / "app.py").exists()  # nothing lost
+
+
+async def test_a_repository_without_a_commit_is_refused_not_an_error(ex: Execution) -> None:
+    """`git add -A` fails outright on one ("does not have a commit checked out")."""
+    wt = await ex.create("t1")
+    write(wt, {"app.py": "x = 1\n"})
+    nested(wt, "web", commit=False)
+
+    refused = await ex.commit(wt, "t1")
+
+    assert refused.commit is None and refused.nested == ["web"]
+
+
+async def test_without_its_git_folder_its_files_are_committed(ex: Execution) -> None:
+    """The way out the message gives: the next attempt deletes the folder's .git."""
+    wt = await ex.create("t1")
+    root = nested(wt, "vendor/lib")
+    assert (await ex.commit(wt, "t1")).nested == ["vendor/lib"]  # staged as a link by now
+
+    shutil.rmtree(root / ".git")
+    committed = await ex.commit(wt, "t1", attempt=2)
+
+    assert committed.commit is not None and committed.files_changed == ["vendor/lib/lib.py"]
+    assert (await ex.merge("t1")).merged
+    assert "100644 vendor/lib/lib.py" in tree_of(ex)
+    assert "160000" not in tree_of(ex)
+
+
+async def test_an_ignored_repository_is_left_alone(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    write(wt, {".gitignore": "scratch/\n", "app.py": "x = 1\n"})
+    nested(wt, "scratch/clone")
+    nested(wt, "scratch/empty", commit=False)
+
+    committed = await ex.commit(wt, "t1")
+
+    assert committed.commit is not None and not committed.nested
+    assert sorted(committed.files_changed) == [".gitignore", "app.py"]
+
+
+async def test_a_declared_submodule_is_committed(ex: Execution, tmp_path: Path) -> None:
+    """`git submodule add` (possible where commands run unjailed) is a submodule."""
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    git(upstream, "init", "-q")
+    (upstream / "lib.py").write_text("x = 1\n")
+    git(upstream, "add", "-A")
+    git(upstream, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "lib")
+    wt = await ex.create("t1")
+    add = ("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(upstream), "deps/up")
+    git(wt.path, *add)
+
+    committed = await ex.commit(wt, "t1")
+
+    assert committed.commit is not None and not committed.nested
+    assert sorted(committed.files_changed) == [".gitmodules", "deps/up"]
+
+
+async def test_the_landing_stops_at_the_refusal(ex: Execution) -> None:
+    """The task's turn lands in one activity: refused there, nothing merged or removed."""
+    wt = await ex.create("t1")
+    write(wt, {"app.py": "x = 1\n"})
+    nested(wt, "one")
+    nested(wt, "two", commit=False)
+    head = ex.head()
+
+    landed = await run(ex.acts.land_task, landing(ex, wt, "t1"))
+
+    assert landed.merged is None and not landed.removed
+    assert landed.committed.commit is None
+    assert sorted(landed.committed.nested) == ["one", "two"]
+    assert ex.head() == head and Path(wt.path).is_dir()
+    assert await git_waiting("status", "--porcelain", cwd=Path(wt.path))  # work kept
+
+
+def test_the_message_names_the_folders_and_the_ways_out() -> None:
+    one = nested_left(["vendor/lib"])
+    assert "vendor/lib/ is a git repository of its own" in one
+    assert "rm -rf vendor/lib/.git" in one and ".gitignore" in one
+    many = nested_left([f"r{k}" for k in range(12)])
+    assert "are git repositories" in many and "and 2 more" in many
