@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities.conflicts import markers_added, markers_left
 from activities.git import GitError
 from activities.git_objects import changed_paths, index_tree, shown, write_commit
-from activities.nested_repositories import added_gitlinks, unstage, untracked_repositories
+from activities.nested_repositories import added_gitlinks, unborn_repositories, unstage
 from activities.worktree_git import (
     LONG,
     admin_dir,
@@ -56,15 +56,15 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
     try:
         await git_waiting("add", "-A", cwd=wt, timeout=LONG)
     except GitError:
-        if nested := await untracked_repositories(wt):  # one without a commit, at least
+        if nested := await unborn_repositories(wt):  # git refuses one without a commit
             return CommitResult(commit=None, nested=nested)
         raise
     if moved := await markers_added(wt, admin, base):  # markers under another name
         _, others = await markers_left(wt, admin, everything=True)
         return CommitResult(commit=None, unresolved=moved, conflicting_with=others)
     tree = index_tree(wt) or await git_waiting("write-tree", cwd=wt)
-    if nested := added_gitlinks(wt, base, tree):
-        await unstage(wt, nested)
+    if nested := await added_gitlinks(wt, base, tree):
+        await unstage(wt, base, nested)
         return CommitResult(commit=None, nested=[shown(path) for path in nested])
     if tree == await rev(wt, f"{base}^{{tree}}"):
         if head != base:  # the task undid its earlier commit: zero commits, not an empty one

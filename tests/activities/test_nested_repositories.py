@@ -5,7 +5,10 @@ nothing is lost; once its .git is gone, its files are committed (real git throug
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from activities.worktree_git import git_waiting
 from coordinator.branches import TaskWorktree
@@ -125,6 +128,71 @@ async def test_the_landing_stops_at_the_refusal(ex: Execution) -> None:
 def test_the_message_names_the_folders_and_the_ways_out() -> None:
     one = nested_left(["vendor/lib"])
     assert "vendor/lib/ is a git repository of its own" in one
-    assert "rm -rf vendor/lib/.git" in one and ".gitignore" in one
+    assert "rm -rf -- ./vendor/lib/.git" in one and ".gitignore" in one
     many = nested_left([f"r{k}" for k in range(12)])
-    assert "are git repositories" in many and "and 2 more" in many
+    assert "are git repositories of their own" in many and "and 2 more" in many
+
+
+def test_the_command_in_the_message_removes_only_that_git_folder(tmp_path: Path) -> None:
+    """Run as written, even for a name with a space, a leading dash or a glob."""
+    for name in ("my lib", "-x", "a*"):
+        (tmp_path / name / ".git").mkdir(parents=True)
+    (tmp_path / "my" / ".git").mkdir(parents=True)
+    (tmp_path / "ab" / ".git").mkdir(parents=True)
+    for name in ("my lib", "-x", "a*"):
+        command = nested_left([name]).split("(rm", 1)[1].split(")", 1)[0]
+        subprocess.run("rm" + command, shell=True, cwd=tmp_path, check=True)
+        assert not (tmp_path / name / ".git").exists()
+    assert (tmp_path / "my" / ".git").is_dir() and (tmp_path / "ab" / ".git").is_dir()
+
+
+async def test_a_repository_the_specialist_committed_itself_is_refused_and_recovers(
+    ex: Execution,
+) -> None:
+    """The branch's head holds the link already: the refusal puts the index back as the
+    base has it, so deleting the .git then commits the files."""
+    wt = await ex.create("t1")
+    root = nested(wt, "vendor/lib")
+    git(wt.path, "add", "-A")
+    git(wt.path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "mine")
+    assert (await ex.commit(wt, "t1")).nested == ["vendor/lib"]
+
+    shutil.rmtree(root / ".git")
+    committed = await ex.commit(wt, "t1", attempt=2)
+
+    assert committed.commit is not None and committed.files_changed == ["vendor/lib/lib.py"]
+
+
+@pytest.mark.parametrize(
+    ("gitmodules", "declared"),
+    [
+        ('[submodule "lib"]\n\tpath = vendor/lib\n\turl = https://example.com/lib.git\n', True),
+        ('[submodule "lib"]\n\tPath = vendor/lib ; a comment\n\turl = ../lib.git\n', True),
+        ("[core]\n\tpath = vendor/lib\n", False),  # core.path: no submodule
+        ('[submodule "lib"]\n\tpath = vendor/lib\n', False),  # nowhere to fetch it from
+    ],
+)
+async def test_a_submodule_counts_as_declared_as_git_reads_gitmodules(
+    ex: Execution, gitmodules: str, declared: bool
+) -> None:
+    wt = await ex.create("t1")
+    nested(wt, "vendor/lib")
+    write(wt, {".gitmodules": gitmodules})
+
+    committed = await ex.commit(wt, "t1")
+
+    assert (committed.commit is not None, committed.nested) == (
+        (True, []) if declared else (False, ["vendor/lib"])
+    )
+
+
+async def test_git_add_failing_for_another_reason_says_so(ex: Execution) -> None:
+    """A repository with a commit did not make `git add -A` fail: git's own words stand."""
+    git(ex.clone, "config", "filter.broken.clean", "false")
+    git(ex.clone, "config", "filter.broken.required", "true")
+    wt = await ex.create("t1")
+    write(wt, {".gitattributes": "*.bin filter=broken\n", "data.bin": "x"})
+    nested(wt, "web")
+
+    with pytest.raises(Exception, match="clean filter 'broken' failed"):
+        await ex.commit(wt, "t1")

@@ -59,4 +59,4 @@ async def test_a_nested_repository_is_refused_and_its_files_land_once_it_is_remo
     assert "vendor/lib/lib.py" in tree and "160000" not in tree
     told = git(Path(ws.path), "show", f"{ws.branch}:feedback.txt")
     assert "vendor/lib/ is a git repository of its own" in told
-    assert "rm -rf vendor/lib/.git" in told
+    assert "rm -rf -- ./vendor/lib/.git" in told
