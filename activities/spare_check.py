@@ -15,9 +15,16 @@ attributes carry over.
 A file is read and hashed only when it could have changed since it last passed: a file that
 passed is remembered (`VerifiedFiles`) by its inode and its change time (ctime), which the
 kernel sets on every change to the file's bytes, mode, links, ACLs or flags, and which no
-process can set back (only a change of the system clock could). For 5,000 files the check
-takes some 100-150 ms when it hashes every file, against 0.3-2.7 s to write a new
-worktree's files, and some 30-40 ms when a task changed a few.
+process can set back (only a change of the system clock could). One writer sets no new
+ctime: a process that holds the file mapped for writing, after its first write to a page
+(until the page is written back; on tmpfs, never). Its first write came after it started,
+so a file is remembered only when its ctime is older than the start of every command still
+running on this worker (activities/running_commands.py), and older than the check by more
+than a clock tick (`RACY_NS`). This assumes a file system whose ctime means "changed"
+(ext4, xfs, btrfs, tmpfs; not vfat's creation time, nor every FUSE or network file system).
+
+For 5,000 files the check takes some 100-150 ms when it hashes every file, against 0.3-2.7 s
+to write a new worktree's files, and some 40 ms when a task changed a few.
 """
 
 from __future__ import annotations
