@@ -63,13 +63,13 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
         _, others = await markers_left(wt, admin, everything=True)
         return CommitResult(commit=None, unresolved=moved, conflicting_with=others)
     tree = index_tree(wt) or await git_waiting("write-tree", cwd=wt)
-    if nested := await added_gitlinks(wt, base, tree):
-        await unstage(wt, base, nested)
-        return CommitResult(commit=None, nested=[shown(path) for path in nested])
     if tree == await rev(wt, f"{base}^{{tree}}"):
         if head != base:  # the task undid its earlier commit: zero commits, not an empty one
             await update_ref(wt, f"refs/heads/{branch}", base, head)
         return CommitResult(commit=None, no_changes=True)
+    if nested := await added_gitlinks(wt, base, tree):
+        await unstage(wt, base, nested)
+        return CommitResult(commit=None, nested=[shown(path) for path in nested])
     message = task_commit_message(request.task_id, request.title)
     if head != base and await is_task_commit(wt, head, parent=base, tree=tree, message=message):
         commit = head  # a retry after the commit landed
