@@ -55,6 +55,13 @@ def write_plan(tmp_path: Path, plan: dict[str, Any]) -> Path:
     return path
 
 
+# A task's command that leaves a git repository of its own in its worktree (a cloned library).
+CLONE_A_LIBRARY = (
+    "mkdir -p vendor/lib && cd vendor/lib && git init -q && echo 'x = 1' > lib.py && "
+    "git add -A && git -c user.name=a -c user.email=a@a commit -qm lib"
+)
+
+
 def shell_task(task_id: str, prompt: str, **extra: Any) -> dict[str, Any]:
     return {
         "id": task_id,

@@ -67,6 +67,7 @@ from coordinator.execution import build_execution_input
 from coordinator.report import ExecutionReport, Progress
 from coordinator.validation import validate_plan_file
 from tests.engine_support import (
+    CLONE_A_LIBRARY,
     command_agent,
     make_repo,
     shell_task,
@@ -305,10 +306,6 @@ async def nested_repositories(client: Client, task_queue: str, eid: str, root: P
         'if [ "$COORD_ATTEMPT" = 1 ]; then mkdir tools && git -C tools init -q; fi;; '
         "*) rm -rf vendor/lib/.git;; esac",
     )
-    clone = (
-        "mkdir -p vendor/lib && cd vendor/lib && git init -q && echo 'x = 1' > lib.py && "
-        "git add -A && git -c user.name=a -c user.email=a@a commit -qm lib"
-    )
     plan = write_plan(
         root,
         {
@@ -316,7 +313,7 @@ async def nested_repositories(client: Client, task_queue: str, eid: str, root: P
             "specialists_dir": "./agents",
             "fixer": "tidy",
             "layer_gates": [{"name": "layer-ok", "run": "test -f layer-ok.txt"}],
-            "tasks": [shell_task("t", clone, layer="L0")],
+            "tasks": [shell_task("t", CLONE_A_LIBRARY, layer="L0")],
         },
     )
     handle = await start(client, task_queue, eid, plan)

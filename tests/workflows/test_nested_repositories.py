@@ -10,6 +10,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from tests.engine_support import (
+    CLONE_A_LIBRARY,
     branch_log,
     command_agent,
     git,
@@ -18,11 +19,6 @@ from tests.engine_support import (
     shell_task,
     start,
     write_plan,
-)
-
-CLONE_A_LIBRARY = (
-    "mkdir -p vendor/lib && cd vendor/lib && git init -q && echo 'x = 1' > lib.py && "
-    "git add -A && git -c user.name=a -c user.email=a@a commit -qm lib"
 )
 
 
