@@ -13,14 +13,14 @@ attempt sees why. A submodule the branch already has, or one declared in the com
   base had none (from the diff of the two trees, in-process: only what changed is read,
   whatever index extension made the tree a job for git), which `unstage` takes off the
   index again;
-- `unborn_repositories`: after a failed one, the folders git lists as untracked
-  repositories (`git ls-files --others --exclude-standard` names each as `path/`), when one
-  has no commit checked out, which is what made it fail (any other failure stands as
-  git's); one process more, on that path only.
+- `unborn_repositories`: after a failed one, the folders git's message names as
+  repositories without a commit checked out, which is what made it fail (any other
+  failure stands as git's).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pygit2
@@ -29,6 +29,11 @@ from pygit2.enums import FileMode
 from activities.git import GitError, open_repository, run_git
 from activities.git_objects import shown
 from activities.worktree_git import git_waiting
+
+# git's messages as git writes them in English (parsed below).
+IN_ENGLISH = {"LC_ALL": "C"}
+# `git add` on a repository in the worktree that has no commit checked out.
+_UNBORN = re.compile(r"^error: '(.+)/' does not have a commit checked out$", re.MULTILINE)
 
 
 async def added_gitlinks(cwd: Path, base: str, tree: str) -> list[str]:
@@ -52,9 +57,10 @@ async def added_gitlinks(cwd: Path, base: str, tree: str) -> list[str]:
 
 async def _declared(cwd: Path, tree: str) -> set[str]:
     """The paths of the submodules the tree's .gitmodules declares with a URL, as git reads
-    the file (sections, quotes, case, comments); none when git cannot read it."""
+    the file (sections, quotes, case, comments; no includes, which git's submodules never
+    follow either); none when git cannot read it."""
     listed = await run_git(
-        *("config", "-z", "--blob", f"{tree}:.gitmodules"),
+        *("config", "-z", "--no-includes", "--blob", f"{tree}:.gitmodules"),
         *("--get-regexp", r"^submodule\..*\.(path|url)$"),
         cwd=cwd,
     )
@@ -80,27 +86,9 @@ async def unstage(cwd: Path, base: str, paths: list[str]) -> None:
     )
 
 
-async def unborn_repositories(cwd: Path) -> list[str]:
-    """The untracked, unignored folders of the worktree that are git repositories, when one
-    of them has no commit checked out (what makes `git add -A` fail outright); none when
-    none has."""
-    try:
-        listed = await git_waiting(
-            *("-c", "core.quotePath=false", "ls-files", "--others", "--exclude-standard", "-z"),
-            cwd=cwd,
-        )
-    except GitError:
-        return []
-    folders = [entry.removesuffix("/") for entry in listed.split("\0") if entry.endswith("/")]
-    if not any(_unborn(cwd / folder) for folder in folders):
-        return []
-    return [shown(folder) for folder in folders]
-
-
-def _unborn(folder: Path) -> bool:
-    """Whether the repository at `folder` has no commit checked out (libgit2 runs nothing a
-    repository's configuration names)."""
-    try:
-        return bool(pygit2.Repository(str(folder)).head_is_unborn)
-    except (pygit2.GitError, KeyError, ValueError, OSError):
-        return False
+def unborn_repositories(failure: GitError) -> list[str]:
+    """The folders a failed `git add -A` (run with `IN_ENGLISH`) names as repositories
+    without a commit checked out, which is what made it fail; none when it failed for
+    another reason. From git's own words: opening a repository the agent made, to ask,
+    could hang on a named pipe in its configuration."""
+    return [shown(folder) for folder in _UNBORN.findall(failure.output)]

@@ -18,7 +18,12 @@ from temporalio.exceptions import ApplicationError
 from activities.conflicts import markers_added, markers_left
 from activities.git import GitError
 from activities.git_objects import changed_paths, index_tree, shown, write_commit
-from activities.nested_repositories import added_gitlinks, unborn_repositories, unstage
+from activities.nested_repositories import (
+    IN_ENGLISH,
+    added_gitlinks,
+    unborn_repositories,
+    unstage,
+)
 from activities.worktree_git import (
     LONG,
     admin_dir,
@@ -54,9 +59,9 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
     if left:  # nothing with conflict markers is committed, let alone merged
         return CommitResult(commit=None, unresolved=left, conflicting_with=others)
     try:
-        await git_waiting("add", "-A", cwd=wt, timeout=LONG)
-    except GitError:
-        if nested := await unborn_repositories(wt):  # git refuses one without a commit
+        await git_waiting("add", "-A", cwd=wt, timeout=LONG, env=IN_ENGLISH)
+    except GitError as err:
+        if nested := unborn_repositories(err):  # git refuses one without a commit
             return CommitResult(commit=None, nested=nested)
         raise
     if moved := await markers_added(wt, admin, base):  # markers under another name

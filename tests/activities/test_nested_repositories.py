@@ -4,6 +4,7 @@ nothing is lost; once its .git is gone, its files are committed (real git throug
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -120,7 +121,7 @@ async def test_the_landing_stops_at_the_refusal(ex: Execution) -> None:
 
     assert landed.merged is None and not landed.removed
     assert landed.committed.commit is None
-    assert sorted(landed.committed.nested) == ["one", "two"]
+    assert landed.committed.nested == ["two"]  # what made `git add -A` fail
     assert ex.head() == head and Path(wt.path).is_dir()
     assert await git_waiting("status", "--porcelain", cwd=Path(wt.path))  # work kept
 
@@ -196,3 +197,31 @@ async def test_git_add_failing_for_another_reason_says_so(ex: Execution) -> None
 
     with pytest.raises(Exception, match="clean filter 'broken' failed"):
         await ex.commit(wt, "t1")
+
+
+async def test_a_repository_it_cannot_read_does_not_hold_the_commit(ex: Execution) -> None:
+    """Refused from git's own words: no repository the agent made is opened to ask (a named
+    pipe as its configuration would hold the worker), whatever else is there."""
+    wt = await ex.create("t1")
+    nested(wt, "empty", commit=False)
+    config = nested(wt, "piped") / ".git" / "config"
+    config.unlink()
+    os.mkfifo(config)
+
+    refused = await ex.commit(wt, "t1")
+
+    assert refused.commit is None and refused.nested == ["empty"]
+
+
+async def test_a_declaration_git_submodules_would_not_see_is_no_declaration(
+    ex: Execution, tmp_path: Path
+) -> None:
+    """An `[include]` in .gitmodules: git's submodules never follow it, nor does the check
+    (which would read any file the agent names)."""
+    outside = tmp_path / "outside.cfg"
+    outside.write_text('[submodule "lib"]\n\tpath = vendor/lib\n\turl = ../lib.git\n')
+    wt = await ex.create("t1")
+    nested(wt, "vendor/lib")
+    write(wt, {".gitmodules": f"[include]\n\tpath = {outside}\n"})
+
+    assert (await ex.commit(wt, "t1")).nested == ["vendor/lib"]
