@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from asyncio import CancelledError
 
 _running: dict[int, int] = {}  # a token per command -> its start, in ns since the epoch
 _tokens = itertools.count()
@@ -22,22 +23,30 @@ _lock = threading.Lock()  # read from the checks' threads
 
 class counted:  # used as a context manager, named like one
     """Count a command as running for the block, `with` or `async with` (enter it before
-    the process starts)."""
+    the process starts). `sure_on_cancel=False`: a cancellation may leave the process
+    running (the Claude Agent SDK skips killing its CLI when cancelled while closing), so
+    the block ending that way leaves the command counted, as running for good: the checks
+    then remember fewer files, never one that process could still write."""
+
+    def __init__(self, *, sure_on_cancel: bool = True) -> None:
+        self.sure_on_cancel = sure_on_cancel
 
     def __enter__(self) -> None:
         self.token = next(_tokens)
         with _lock:
             _running[self.token] = time.time_ns()
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None and not self.sure_on_cancel and issubclass(kind, CancelledError):
+            return
         with _lock:
             del _running[self.token]
 
     async def __aenter__(self) -> None:
         self.__enter__()
 
-    async def __aexit__(self, *_: object) -> None:
-        self.__exit__()
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self.__exit__(kind)
 
 
 def oldest_start() -> int | None:

@@ -231,7 +231,8 @@ class SessionRun:
             # Beat while Claude Code works, also when it sends nothing for a while (a long tool).
             async with (
                 heartbeating_live(lambda: [self.heartbeat_details()], every=HEARTBEAT_EVERY_S),
-                counted(),  # Claude Code and its tools (activities/running_commands.py)
+                # Claude Code and its tools (activities/running_commands.py).
+                counted(sure_on_cancel=False),
                 asyncio.timeout(timeout_s),
                 aclosing(self._messages(query, prompt, resume)) as messages,
             ):
