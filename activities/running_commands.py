@@ -15,21 +15,24 @@ import itertools
 import threading
 import time
 from asyncio import CancelledError
+from collections.abc import Callable
+from pathlib import Path
 
 _running: dict[int, int] = {}  # a token per command -> its start, in ns since the epoch
 _tokens = itertools.count()
+# Commands whose block was cancelled while they may still run: how to tell they ended.
+_lingering: dict[int, Callable[[], bool]] = {}
 _lock = threading.Lock()  # read from the checks' threads
 
 
 class counted:  # used as a context manager, named like one
     """Count a command as running for the block, `with` or `async with` (enter it before
-    the process starts). `sure_on_cancel=False`: a cancellation may leave the process
-    running (the Claude Agent SDK skips killing its CLI when cancelled while closing), so
-    the block ending that way leaves the command counted, as running for good: the checks
-    then remember fewer files, never one that process could still write."""
+    the process starts). `alive_after_cancel`: a cancellation may leave the process running
+    (the Claude Agent SDK skips killing its CLI when cancelled while closing), so the block
+    ending that way leaves the command counted for as long as this says it lives."""
 
-    def __init__(self, *, sure_on_cancel: bool = True) -> None:
-        self.sure_on_cancel = sure_on_cancel
+    def __init__(self, *, alive_after_cancel: Callable[[], bool] | None = None) -> None:
+        self.alive_after_cancel = alive_after_cancel
 
     def __enter__(self) -> None:
         self.token = next(_tokens)
@@ -37,9 +40,11 @@ class counted:  # used as a context manager, named like one
             _running[self.token] = time.time_ns()
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is not None and not self.sure_on_cancel and issubclass(kind, CancelledError):
-            return
+        cancelled = kind is not None and issubclass(kind, CancelledError)
         with _lock:
+            if cancelled and self.alive_after_cancel is not None:
+                _lingering[self.token] = self.alive_after_cancel
+                return
             del _running[self.token]
 
     async def __aenter__(self) -> None:
@@ -49,8 +54,22 @@ class counted:  # used as a context manager, named like one
         self.__exit__(kind)
 
 
+def process_alive(pid_file: Path) -> bool:
+    """Whether the process whose pid `pid_file` holds still runs (not gone, not a zombie);
+    False without the file."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
 def oldest_start() -> int | None:
     """When the longest-running command now running started (ns since the epoch); None when
     none runs."""
     with _lock:
+        for token, alive in list(_lingering.items()):
+            if not alive():
+                del _lingering[token], _running[token]
         return min(_running.values(), default=None)

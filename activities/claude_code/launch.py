@@ -58,6 +58,7 @@ QUIET = {
     "DISABLE_ERROR_REPORTING": "1",
 }
 LAUNCHER_NAME = "claude-launcher.sh"
+PID_NAME = "claude-code.pid"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class Launch:
     config_dir: Path
     env: dict[str, str]
     jailed: bool
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the launcher writes its pid (then Claude Code's, or its jail's: it execs)."""
+        return self.launcher.with_name(PID_NAME)
 
 
 def run_dir(artifacts_root: Path, request: SpecialistRequest) -> Path:
@@ -122,6 +128,7 @@ def write_launcher(path: Path, sandbox: Sandbox, cli: Path, cwd: Path, keep: set
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
         "#!/bin/sh\n# Written by coord for one Claude Code run (activities/claude_code/launch.py)"
+        f"\necho $$ > {shlex.quote(str(path.with_name(PID_NAME)))}"
         f'\nexec {command} "$@"\n',
         encoding="utf-8",
     )

@@ -26,7 +26,7 @@ from activities.claude_code.launch import Launch
 from activities.claude_code.prompt import RESUME_MESSAGE
 from activities.claude_code.redact import Redactor
 from activities.heartbeat import heartbeating_live
-from activities.running_commands import counted
+from activities.running_commands import counted, process_alive
 from coordinator.claude import AttemptSpend, ClaudeSettings, Usage
 
 HEARTBEAT_EVERY_S = 5.0
@@ -232,7 +232,7 @@ class SessionRun:
             async with (
                 heartbeating_live(lambda: [self.heartbeat_details()], every=HEARTBEAT_EVERY_S),
                 # Claude Code and its tools (activities/running_commands.py).
-                counted(sure_on_cancel=False),
+                counted(alive_after_cancel=lambda: process_alive(self.launch.pid_file)),
                 asyncio.timeout(timeout_s),
                 aclosing(self._messages(query, prompt, resume)) as messages,
             ):

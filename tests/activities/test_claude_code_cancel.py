@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from activities.running_commands import oldest_start
 from tests.activities.claude_code_support import cc_task
 from tests.activities.test_claude_code_engine import repo_with_agents
 from tests.anthropic_server import MessagesAPI, reply, tool_use
@@ -69,3 +70,5 @@ async def test_a_cancelled_run_leaves_no_tool_running(
         # The worker lives on; within the activity's cancellation (a heartbeat, then the
         # SDK's close) the tool and everything of the run are gone.
         await until(lambda: not running_with(marker), 60, "the tool stopped")
+        # Nor is it counted as running any more (the spare check's memory waits for that).
+        await until(lambda: oldest_start() is None, 60, "the run no longer counted")

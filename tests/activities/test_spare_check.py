@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import activities.running_commands as running_commands
 import activities.spare_check as spare_check
 from activities.running_commands import counted
 from activities.spare_check import VerifiedFiles, exactly_tracked
@@ -45,6 +46,9 @@ class Checker:
 
         monkeypatch.setattr(spare_check, "_blob_id", counting)
         monkeypatch.setattr(spare_check, "VERIFIED", VerifiedFiles())
+        # Nothing else counted as running (another test's may linger).
+        monkeypatch.setattr(running_commands, "_running", {})
+        monkeypatch.setattr(running_commands, "_lingering", {})
 
     def __call__(self, worktree: Path) -> bool:
         self.hashed.append(0)
