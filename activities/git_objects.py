@@ -122,15 +122,26 @@ def shown(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def changed_paths(cwd: Path, old: str, new: str) -> list[str] | None:
-    """The paths whose content or mode differs between two commits' trees, in git's order
-    (`git diff-tree -r --name-only --no-renames old new`); None when libgit2 cannot tell."""
+# One path of a diff: (path as libgit2 names it, mode before, mode after; 0: none).
+Delta = tuple[str, int, int]
+
+
+def tree_deltas(cwd: Path, old: str, new: str) -> list[Delta] | None:
+    """What differs between two commits' (or trees') trees, in git's order (`git diff-tree
+    -r --no-renames old new`); None when libgit2 cannot tell."""
     try:
         repo = open_repository(cwd)
         old_tree = repo.revparse_single(old).peel(pygit2.Tree)
         new_tree = repo.revparse_single(new).peel(pygit2.Tree)
         diff = old_tree.diff_to_tree(new_tree)
-        paths = [shown(delta.new_file.path or delta.old_file.path) for delta in diff.deltas]
-        return list(dict.fromkeys(paths))  # a file turned symlink is a delete and an add
     except (GitError, pygit2.GitError, KeyError, ValueError):
         return None
+    return [
+        (d.new_file.path or d.old_file.path, d.old_file.mode, d.new_file.mode) for d in diff.deltas
+    ]
+
+
+def changed_paths(deltas: list[Delta]) -> list[str]:
+    """The paths of `deltas`, as `shown`, each once (a file turned symlink is a delete and
+    an add)."""
+    return list(dict.fromkeys(shown(path) for path, _, _ in deltas))

@@ -10,9 +10,8 @@ attempt sees why. A submodule the branch already has, or one declared in the com
 `.gitmodules` (`git submodule add`), is a submodule, not a leftover: it is committed.
 
 - `added_gitlinks`: after a successful `git add -A`, the gitlinks the new tree has where the
-  base had none (from the diff of the two trees, in-process: only what changed is read,
-  whatever index extension made the tree a job for git), which `unstage` takes off the
-  index again;
+  base had none (from the diff the commit lists its files from), which `unstage` takes off
+  the index again;
 - `unborn_repositories`: after a failed one, the folders git's message names as
   repositories without a commit checked out, which is what made it fail (any other
   failure stands as git's).
@@ -23,48 +22,36 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pygit2
-from pygit2.enums import FileMode
-
-from activities.git import GitError, open_repository, run_git
-from activities.git_objects import shown
+from activities.git import GitError, run_git
+from activities.git_objects import Delta, shown
 from activities.worktree_git import git_waiting
 
+GITLINK = 0o160000  # a submodule's entry: a commit id
 # git's messages as git writes them in English (parsed below).
 IN_ENGLISH = {"LC_ALL": "C"}
 # `git add` on a repository in the worktree that has no commit checked out.
 _UNBORN = re.compile(r"^error: '(.+)/' does not have a commit checked out$", re.MULTILINE)
 
 
-async def added_gitlinks(cwd: Path, base: str, tree: str) -> list[str]:
-    """The paths that are gitlinks in `tree` and were none in `base`'s tree, except the
-    submodules `tree`'s .gitmodules declares (as libgit2 names them: `shown` for a message)."""
-    try:
-        repo = open_repository(cwd)
-        old = repo.revparse_single(base).peel(pygit2.Tree)
-        new = repo.revparse_single(tree).peel(pygit2.Tree)
-        added = [
-            delta.new_file.path
-            for delta in old.diff_to_tree(new).deltas
-            if delta.new_file.mode == FileMode.COMMIT and delta.old_file.mode != FileMode.COMMIT
-        ]
-        listed = ".gitmodules" in new
-    except (pygit2.GitError, KeyError, ValueError) as err:
-        raise GitError(["diff-tree", base, tree], cwd, 128, str(err)) from err
-    declared = await _declared(cwd, tree) if added and listed else set()
+async def added_gitlinks(cwd: Path, tree: str, deltas: list[Delta]) -> list[str]:
+    """The paths that `deltas` (from the task's base to `tree`) make gitlinks where there
+    were none, except the submodules `tree`'s .gitmodules declares (as libgit2 names them:
+    `shown` for a message)."""
+    added = [path for path, old, new in deltas if new == GITLINK and old != GITLINK]
+    declared = await _declared(cwd, tree) if added else set()
     return [path for path in added if path not in declared]
 
 
 async def _declared(cwd: Path, tree: str) -> set[str]:
     """The paths of the submodules the tree's .gitmodules declares with a URL, as git reads
     the file (sections, quotes, case, comments; no includes, which git's submodules never
-    follow either); none when git cannot read it."""
+    follow either); none when there is none or git cannot read it."""
     listed = await run_git(
         *("config", "-z", "--no-includes", "--blob", f"{tree}:.gitmodules"),
         *("--get-regexp", r"^submodule\..*\.(path|url)$"),
         cwd=cwd,
     )
-    if listed.returncode != 0:  # 1: nothing matches; else not a configuration file
+    if listed.returncode != 0:  # 1: nothing matches; else no such file, or not a config
         return set()
     found: dict[str, dict[str, str]] = {}
     for entry in listed.stdout.split("\0"):

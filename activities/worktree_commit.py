@@ -17,7 +17,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.conflicts import markers_added, markers_left
 from activities.git import GitError
-from activities.git_objects import changed_paths, index_tree, shown, write_commit
+from activities.git_objects import (
+    Delta,
+    changed_paths,
+    index_tree,
+    shown,
+    tree_deltas,
+    write_commit,
+)
 from activities.nested_repositories import (
     IN_ENGLISH,
     added_gitlinks,
@@ -72,7 +79,10 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
         if head != base:  # the task undid its earlier commit: zero commits, not an empty one
             await update_ref(wt, f"refs/heads/{branch}", base, head)
         return CommitResult(commit=None, no_changes=True)
-    if nested := await added_gitlinks(wt, base, tree):
+    deltas = tree_deltas(wt, base, tree)
+    if deltas is None:  # libgit2 cannot tell
+        deltas = await _deltas_by_git(wt, base, tree)
+    if nested := await added_gitlinks(wt, tree, deltas):
         await unstage(wt, base, nested)
         return CommitResult(commit=None, nested=[shown(path) for path in nested])
     message = task_commit_message(request.task_id, request.title)
@@ -82,13 +92,15 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
         # A new commit on the base replaces (amends) any commit of an earlier attempt.
         commit = write_commit(wt, tree, base, message)
         await uninterrupted(update_ref(wt, f"refs/heads/{branch}", commit, head))
-    files = changed_paths(wt, base, commit)
-    if files is None:
-        listed = await git_waiting(
-            *("-c", "core.quotePath=false", "diff-tree", "-r", "--name-only", "--no-commit-id"),
-            base,
-            commit,
-            cwd=wt,
-        )
-        files = listed.splitlines()
-    return CommitResult(commit=commit, files_changed=files)
+    return CommitResult(commit=commit, files_changed=changed_paths(deltas))
+
+
+async def _deltas_by_git(wt: Path, base: str, tree: str) -> list[Delta]:
+    """`tree_deltas` asked of git (`:<old mode> <new mode> <ids> <status>`, then the path)."""
+    listed = await git_waiting("diff-tree", "-r", "-z", "--no-renames", base, tree, cwd=wt)
+    fields = listed.split("\0")
+    return [
+        (path, int(meta[1:].split(" ")[0], 8), int(meta.split(" ")[1], 8))
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False)
+        if meta.startswith(":")
+    ]

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from activities.git_objects import changed_paths, tree_deltas
+from activities.nested_repositories import added_gitlinks
+from activities.worktree_commit import _deltas_by_git
 from activities.worktree_git import git_waiting
 from coordinator.branches import TaskWorktree
 from coordinator.nested_repositories import nested_left
@@ -225,3 +228,20 @@ async def test_a_declaration_git_submodules_would_not_see_is_no_declaration(
     write(wt, {".gitmodules": f"[include]\n\tpath = {outside}\n"})
 
     assert (await ex.commit(wt, "t1")).nested == ["vendor/lib"]
+
+
+async def test_git_tells_the_same_changes_where_libgit2_cannot(ex: Execution) -> None:
+    """The commit's one diff (its files, the new links) asked of git instead: the same
+    files, and the same link found."""
+    wt = await ex.create("t1")
+    write(wt, {"new.txt": "new\n"})
+    nested(wt, "vendor/lib")
+    git(wt.path, "add", "-A")
+    tree = git(wt.path, "write-tree")
+    by_libgit2 = tree_deltas(Path(wt.path), wt.base_commit, tree)
+    by_git = await _deltas_by_git(Path(wt.path), wt.base_commit, tree)
+
+    assert by_libgit2 is not None
+    assert changed_paths(by_git) == changed_paths(by_libgit2) == ["new.txt", "vendor/lib"]
+    for deltas in (by_git, by_libgit2):
+        assert await added_gitlinks(Path(wt.path), tree, deltas) == ["vendor/lib"]
