@@ -57,9 +57,19 @@ def group_alive(pgid: int) -> bool:
         if not entry.isdigit():
             continue
         fields = _stat_fields(int(entry))
-        if fields is not None and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+        if fields is not None and int(fields[2]) == pgid and _running(fields):
             return True
     return False
+
+
+def process_running(pid: int) -> bool:
+    """Whether the process `pid` runs (zombies do not count, as for `group_alive`)."""
+    fields = _stat_fields(pid)
+    return fields is not None and _running(fields)
+
+
+def _running(fields: list[bytes]) -> bool:
+    return fields[0] not in (b"Z", b"X")
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:

@@ -18,6 +18,8 @@ from asyncio import CancelledError
 from collections.abc import Callable
 from pathlib import Path
 
+from activities.process_groups import process_running
+
 _running: dict[int, int] = {}  # a token per command -> its start, in ns since the epoch
 _tokens = itertools.count()
 # Commands whose block was cancelled while they may still run: how to tell they ended.
@@ -59,10 +61,9 @@ def process_alive(pid_file: Path) -> bool:
     False without the file."""
     try:
         pid = int(pid_file.read_text().strip())
-        stat = Path(f"/proc/{pid}/stat").read_text()
     except (OSError, ValueError):
         return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    return process_running(pid)
 
 
 def oldest_start() -> int | None:
