@@ -247,14 +247,21 @@ def _no_acl_nor_flags(fd: int) -> bool:
 
 
 def _blob_of(data: bytes) -> bytes:
-    return hashlib.sha1(b"blob %d\0%s" % (len(data), data), usedforsecurity=False).digest()
+    digest = _blob_hash(len(data))
+    digest.update(data)
+    return digest.digest()
 
 
 def _blob_id(fd: int, size: int) -> bytes:
-    """The id git gives the file's bytes as a blob (SHA-1 of "blob <size>\\0" and them)."""
-    digest = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)
+    """The id git gives the file's bytes as a blob, read from `fd`."""
+    digest = _blob_hash(size)
     read = 0
     while chunk := os.read(fd, 1 << 20):
         digest.update(chunk)
         read += len(chunk)
     return digest.digest() if read == size else b""
+
+
+def _blob_hash(size: int) -> hashlib._Hash:
+    """A blob's id so far: SHA-1 of "blob <size>\\0", then the bytes."""
+    return hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)

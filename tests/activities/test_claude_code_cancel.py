@@ -66,6 +66,7 @@ async def test_a_cancelled_run_leaves_no_tool_running(
         await until(lambda: running_with(marker), 120, "the agent's tool running")
         await asyncio.sleep(2)
         assert running_with(marker)  # it runs on by itself
+        assert oldest_start() is not None  # counted as running (activities/spare_check.py)
         await handle.cancel()
         # The worker lives on; within the activity's cancellation (a heartbeat, then the
         # SDK's close) the tool and everything of the run are gone.

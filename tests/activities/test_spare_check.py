@@ -128,9 +128,16 @@ def test_the_memory_is_forgotten_whole_past_its_limit() -> None:
     assert not verified.holds(infos[2], b"another blob")
 
 
-def test_the_real_check_uses_the_memory(checkout: Path) -> None:
-    """Unpatched: the module's own check passes a clean checkout twice."""
+@pytest.mark.usefixtures("settled")
+def test_the_real_check_uses_the_memory(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module's own check and memory (only what other tests left running is cleared):
+    a clean checkout passes twice, and the files that passed are remembered."""
+    monkeypatch.setattr(running_commands, "_running", {})
+    monkeypatch.setattr(running_commands, "_lingering", {})
+    readme = checkout / "README.md"
+    blob = bytes.fromhex(git(checkout, "rev-parse", "HEAD:README.md"))
     assert exactly_tracked(checkout) and exactly_tracked(checkout)
+    assert spare_check.VERIFIED.holds(os.lstat(readme), blob)
 
 
 def test_a_name_that_is_not_utf8_is_matched_as_the_file_system_names_it(tmp_path: Path) -> None:
