@@ -106,13 +106,18 @@ def git_env(
     extra: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The environment of a git the coordinator runs: the names git needs from the worker's
-    environment (or `base`), the coordinator's identity, then `extra`."""
+    environment (or `base`), the coordinator's identity, then `extra`. git's messages are
+    in English whatever the worker's locale: the coordinator reads them (a lock in the way,
+    a repository without a commit), so `LC_ALL` only sets the character type."""
     source = os.environ if base is None else base
     env = {
         name: value
         for name, value in source.items()
         if (name in GIT_ENV_NAMES or name.startswith(GIT_ENV_PREFIXES)) and not is_secret_name(name)
     }
+    if every := env.pop("LC_ALL", None):
+        env.setdefault("LC_CTYPE", every)
+    env["LC_MESSAGES"] = "C"  # and gettext ignores LANGUAGE then
     return {**env, **GIT_IDENTITY, **(extra or {})}
 
 

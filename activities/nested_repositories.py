@@ -27,8 +27,6 @@ from activities.git_objects import Delta, shown
 from activities.worktree_git import git_waiting
 
 GITLINK = 0o160000  # a submodule's entry: a commit id
-# git's messages as git writes them in English (parsed below).
-IN_ENGLISH = {"LC_ALL": "C"}
 # `git add` on a repository in the worktree that has no commit checked out.
 _UNBORN = re.compile(r"^error: '(.+)/' does not have a commit checked out$", re.MULTILINE)
 
@@ -74,8 +72,8 @@ async def unstage(cwd: Path, base: str, paths: list[str]) -> None:
 
 
 def unborn_repositories(failure: GitError) -> list[str]:
-    """The folders a failed `git add -A` (run with `IN_ENGLISH`) names as repositories
-    without a commit checked out, which is what made it fail; none when it failed for
-    another reason. From git's own words: opening a repository the agent made, to ask,
-    could hang on a named pipe in its configuration."""
+    """The folders a failed `git add -A` names as repositories without a commit checked out
+    (git speaks English to the coordinator: activities/git.py), which is what made it fail;
+    none when it failed for another reason. From git's own words: opening a repository the
+    agent made, to ask, could hang on a named pipe in its configuration."""
     return [shown(folder) for folder in _UNBORN.findall(failure.output)]

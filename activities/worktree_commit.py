@@ -26,7 +26,6 @@ from activities.git_objects import (
     write_commit,
 )
 from activities.nested_repositories import (
-    IN_ENGLISH,
     added_gitlinks,
     unborn_repositories,
     unstage,
@@ -66,7 +65,7 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
     if left:  # nothing with conflict markers is committed, let alone merged
         return CommitResult(commit=None, unresolved=left, conflicting_with=others)
     try:
-        await git_waiting("add", "-A", cwd=wt, timeout=LONG, env=IN_ENGLISH)
+        await git_waiting("add", "-A", cwd=wt, timeout=LONG)
     except GitError as err:
         if nested := unborn_repositories(err):  # git refuses one without a commit
             return CommitResult(commit=None, nested=nested)

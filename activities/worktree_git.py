@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,18 +58,11 @@ def git_errors() -> Iterator[None]:
         ) from err
 
 
-async def git_waiting(
-    *args: str,
-    cwd: Path,
-    timeout: float = 300,
-    stdin: str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> str:
-    """git, waiting out a lock held by a live git and clearing one left by a dead git. `env`
-    adds to git's environment (activities/git.py)."""
+async def git_waiting(*args: str, cwd: Path, timeout: float = 300, stdin: str | None = None) -> str:
+    """git, waiting out a lock held by a live git and clearing one left by a dead git."""
     for _ in range(LOCK_WAITS):
         try:
-            return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin, env=env)
+            return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin)
         except GitError as err:
             lock = lock_in_the_way(err)
             if lock is None:
@@ -78,7 +71,7 @@ async def git_waiting(
                 activity.logger.warning("removed a stale git lock %s", lock)
             else:
                 await asyncio.sleep(LOCK_WAIT)
-    return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin, env=env)
+    return await git(*args, cwd=cwd, timeout=timeout, stdin=stdin)
 
 
 async def update_ref(cwd: Path, ref: str, new: str, old: str | None = None) -> None:

@@ -17,7 +17,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
-from activities.git import run_git
+from activities.git import git_env, run_git
 from activities.git_auth import token_helper
 from activities.github import GithubActivities
 from activities.workspace import WorkspaceActivities
@@ -412,3 +412,12 @@ async def test_a_url_repository_waiting_to_start_has_pushed_nothing(
     assert ws.home == str(tmp_path / "shared" / f"{handle.id}.git")
     assert git(Path(ws.home), "rev-parse", ws.branch) == ws.head_commit
     assert git(bare, "for-each-ref", "--format=%(refname)") == "refs/heads/main"
+
+
+def test_git_speaks_english_to_the_coordinator_whatever_the_workers_locale() -> None:
+    """The coordinator reads git's messages (a lock in the way, a repository without a
+    commit): a translated git would hide them. The character type stays the worker's."""
+    env = git_env(base={"LC_ALL": "de_DE.UTF-8", "LANGUAGE": "de", "LANG": "de_DE.UTF-8"})
+    assert env["LC_MESSAGES"] == "C" and "LC_ALL" not in env
+    assert env["LC_CTYPE"] == "de_DE.UTF-8"
+    assert git_env(base={})["LC_MESSAGES"] == "C"
