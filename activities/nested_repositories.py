@@ -22,11 +22,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pygit2.enums import FileMode
+
 from activities.git import GitError, run_git
 from activities.git_objects import Delta, shown
 from activities.worktree_git import git_waiting
 
-GITLINK = 0o160000  # a submodule's entry: a commit id
 # `git add` on a repository in the worktree that has no commit checked out.
 _UNBORN = re.compile(r"^error: '(.+)/' does not have a commit checked out$", re.MULTILINE)
 
@@ -35,7 +36,7 @@ async def added_gitlinks(cwd: Path, tree: str, deltas: list[Delta]) -> list[str]
     """The paths that `deltas` (from the task's base to `tree`) make gitlinks where there
     were none, except the submodules `tree`'s .gitmodules declares (as libgit2 names them:
     `shown` for a message)."""
-    added = [path for path, old, new in deltas if new == GITLINK and old != GITLINK]
+    added = [path for path, old, new in deltas if new == FileMode.COMMIT and old != FileMode.COMMIT]
     declared = await _declared(cwd, tree) if added else set()
     return [path for path in added if path not in declared]
 
