@@ -21,9 +21,11 @@ import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
+from activities.child_watcher import watch_children_with_pidfds
 from benchmarks import sections
 from benchmarks.bench import CHAIN_50, LAYERS_8X8, LAYERS_20X50, Bench, Options, Row, Shape, shape
 from benchmarks.infra import ROOT, Coord, DevServer, Workers, machine_facts, make_repo, process_env
+from benchmarks.jailed import jail_described
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
@@ -167,6 +169,7 @@ async def run(args: argparse.Namespace, scratch: Path) -> tuple[list[Row], bool]
     server = DevServer(logs)
     workers: Workers | None = None
     ok = True
+    watch_children_with_pidfds(asyncio.get_running_loop())  # as the worker does (jailed DAG)
     try:
         client = await server.start()
         env = process_env(server.address, scratch)
@@ -209,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     command = shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
     facts = machine_facts()
+    facts["jail"] = jail_described()
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     scratch = Path(tempfile.mkdtemp(prefix="coord-bench-"))
     try:

@@ -1,5 +1,7 @@
 """The baselines of the overhead benchmark: the same DAG of no-op steps, run by a bare Temporal
-workflow (one activity per task) and by plain asyncio (one coroutine per task).
+workflow (one activity per task) and by plain asyncio (one coroutine per task). With
+`commands`, the bare workflow's activity runs them instead, each in coord's jail
+(benchmarks/jailed.py): what any coordinator that jails a task's commands pays at least.
 
 A DAG is a list of layers; every task of a layer depends on every task of the previous one,
 which is the plan's layer rule (a chain is layers of one). Both run at most `max_parallel`
@@ -10,18 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import activity, workflow
 
 BARE_WORKFLOW = "BenchBareDag"
+JAILED_ACTIVITY = "bench_jailed"
 
 
 @dataclass
 class DagInput:
     layers: list[list[str]]
     max_parallel: int
+    commands: list[str] = field(default_factory=list)  # run by each task, each in the jail
+    scratch: str = ""  # where the jailed tasks get their folders
+
+
+@dataclass
+class JailedStep:
+    task: str
+    commands: list[str]
+    scratch: str
 
 
 @activity.defn(name="bench_noop")
@@ -41,9 +53,16 @@ class BareDagWorkflow:
                 previous = len(dag.layers[layer - 1])
                 await workflow.wait_condition(lambda: finished[layer - 1] == previous)
             async with slots:
-                await workflow.execute_activity(
-                    noop, task, start_to_close_timeout=timedelta(seconds=30)
-                )
+                if dag.commands:
+                    await workflow.execute_activity(
+                        JAILED_ACTIVITY,
+                        JailedStep(task, dag.commands, dag.scratch),
+                        start_to_close_timeout=timedelta(seconds=60),
+                    )
+                else:
+                    await workflow.execute_activity(
+                        noop, task, start_to_close_timeout=timedelta(seconds=30)
+                    )
             finished[layer] += 1
 
         await asyncio.gather(

@@ -9,7 +9,7 @@ import secrets
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from benchmarks.infra import (
     longest_heartbeat_timeout,
     shell_plan,
 )
+from benchmarks.jailed import jailed
 from benchmarks.landing import landing_section
 from benchmarks.soak import soak_section
 from benchmarks.startup import startup_section
@@ -64,12 +65,17 @@ async def plan_section(bench: Bench) -> None:
 # --------------------------------------------------------------------------- 1. overhead
 
 
-async def bare_dag(client: Client, s: Shape) -> float:
-    """Seconds the bare Temporal workflow takes, start to close, as the server recorded them."""
+async def bare_dag(
+    client: Client, s: Shape, commands: Sequence[str] = (), scratch: Path = Path()
+) -> float:
+    """Seconds the bare Temporal workflow takes, start to close, as the server recorded them;
+    with `commands`, each task runs them in the jail (benchmarks/jailed.py) under `scratch`."""
+    kind = "jailed" if commands else "bare"
+    folder = scratch / f"{kind}-{secrets.token_hex(3)}"
     handle = await client.start_workflow(
         BARE_WORKFLOW,
-        DagInput(s.layers, MAX_PARALLEL),
-        id=f"bench-bare-{s.slug}-{secrets.token_hex(3)}",
+        DagInput(s.layers, MAX_PARALLEL, list(commands), str(folder)),
+        id=f"bench-{kind}-{s.slug}-{secrets.token_hex(3)}",
         task_queue=BARE_TASK_QUEUE,
     )
     await asyncio.wait_for(handle.result(), timeout_for(s.tasks))
@@ -78,17 +84,24 @@ async def bare_dag(client: Client, s: Shape) -> float:
     return (described.close_time - described.start_time).total_seconds()
 
 
-async def overhead_section(bench: Bench) -> None:
-    async with Worker(
+def bare_worker(bench: Bench) -> Worker:
+    """The bare DAG's worker, in this process, for both baselines."""
+    return Worker(
         bench.client,
         task_queue=BARE_TASK_QUEUE,
         workflows=[BareDagWorkflow],
-        activities=[noop],
-    ):
+        activities=[noop, jailed],
+        max_concurrent_activities=MAX_PARALLEL,
+    )
+
+
+async def overhead_section(bench: Bench) -> None:
+    async with bare_worker(bench):
         for s in bench.options.shapes:
             coord: list[ExecutionRun] = []
             bare: list[float] = []
             bare_cpu: list[CpuUse] = []
+            jailed_bare: list[float] = []
             floor: list[float] = []
             for _ in range(bench.options.repeat):
                 run = await bench.run_noop(s)
@@ -96,6 +109,7 @@ async def overhead_section(bench: Bench) -> None:
                 before = cpu_use(os.getpid(), bench.server_pid)  # the bare worker is in here
                 bare.append(await bare_dag(bench.client, s))
                 bare_cpu.append(cpu_use(os.getpid(), bench.server_pid) - before)
+                jailed_bare.append(await bare_dag(bench.client, s, ["true"], bench.scratch))
                 floor.append(await asyncio_dag(DagInput(s.layers, MAX_PARALLEL)))
                 if not run.ok:
                     break  # a plan that does not finish will not finish faster next time
@@ -119,6 +133,14 @@ async def overhead_section(bench: Bench) -> None:
                 f"(the implementation phase alone: "
                 f"{median(r.implementation_span for r in coord) / median(bare):.1f}x)",
                 "coord / bare <= 4x",
+            )
+            jailed_ratio = median(makespans) / median(jailed_bare)
+            bench.add(
+                "overhead",
+                f"{s.label}: per task, the bare DAG with each task's command (`true`) in "
+                "coord's jail, and coord / that",
+                f"jailed bare {seconds(median(jailed_bare) / s.tasks)} "
+                f"({median(jailed_bare) / median(bare):.1f}x bare): coord {jailed_ratio:.1f}x",
             )
             bench.add(
                 "overhead",
@@ -221,6 +243,11 @@ async def parallel_section(bench: Bench) -> None:
     if problem := failed(runs):
         bench.add("parallel", what, problem, "Complete")
         return
+    async with bare_worker(bench):
+        floor = [
+            await bare_dag(bench.client, s, ["sleep 1", "true"], bench.scratch)
+            for _ in range(bench.options.repeat)
+        ]
     makespans = [r.makespan for r in runs]
     impl = [r.implementation_span for r in runs]
     bench.add(
@@ -235,6 +262,12 @@ async def parallel_section(bench: Bench) -> None:
         f"execution {ideal / median(makespans):.2f}, "
         f"implementation phase {ideal / median(impl):.2f}",
         ">= 0.90",
+    )
+    bench.add(
+        "parallel",
+        "the floor: the same DAG in a bare Temporal workflow, each task running `sleep 1` and "
+        "`true` in coord's jail and nothing else (benchmarks/jailed.py): makespan, efficiency",
+        f"{spread(floor)}, {ideal / median(floor):.2f}",
     )
     bench.add(
         "parallel",

@@ -34,15 +34,17 @@ def benchmark_rows(tmp_path: Path, section: str, *args: str, timeout: float = 18
 
 def test_quick_overhead_on_a_tiny_chain(tmp_path: Path) -> None:
     rows = benchmark_rows(tmp_path, "overhead", "--shape", "2x1", timeout=120)
-    assert len(rows) == 4, rows  # makespans, per task and ratio, CPU, where the time goes
+    # makespans, per task and ratio, the jailed baseline, CPU, where the time goes
+    assert len(rows) == 5, rows
     assert "chain of 2 (2 no-op tasks" in rows[0] and "bare Temporal DAG" in rows[0]
     assert "x (the implementation phase alone" in rows[1]
+    assert re.search(r"\| jailed bare [\d.]+ m?s \([\d.]+x bare\): coord [\d.]+x \|", rows[2])
     assert re.search(
         r"CPU per task .*\| coord [\d.]+ ms \(worker [\d.]+, commands [\d.]+, server [\d.]+\), "
         r"bare [\d.]+ ms \(worker [\d.]+, server [\d.]+\): [\d.]+x",
-        rows[2],
-    ), rows[2]
-    assert "activities running" in rows[3] and "workflow tasks" in rows[3]
+        rows[3],
+    ), rows[3]
+    assert "activities running" in rows[4] and "workflow tasks" in rows[4]
 
 
 def test_landing_section_on_a_tiny_shape(tmp_path: Path) -> None:
