@@ -11,6 +11,7 @@ an index libgit2 cannot read."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
@@ -30,6 +31,7 @@ from activities.nested_repositories import (
     unborn_repositories,
     unstage,
 )
+from activities.rule_pipes import remove_rule_pipes
 from activities.worktree_git import (
     LONG,
     admin_dir,
@@ -64,6 +66,7 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
     left, others = await markers_left(wt, admin)
     if left:  # nothing with conflict markers is committed, let alone merged
         return CommitResult(commit=None, unresolved=left, conflicting_with=others)
+    await asyncio.to_thread(remove_rule_pipes, wt)  # git would wait on them for ever
     try:
         await git_waiting("add", "-A", cwd=wt, timeout=LONG)
     except GitError as err:

@@ -49,6 +49,7 @@ from activities.git import (
 from activities.git_checkout import fill_new_worktree
 from activities.git_objects import valid_ref_name, write_commit
 from activities.heartbeat import heartbeating
+from activities.rule_pipes import remove_rule_pipes
 from activities.spare_check import exactly_tracked, nothing_special
 from activities.worktree_add import register_worktree
 from activities.worktree_commit import commit_worktree
@@ -312,6 +313,8 @@ async def _create(
     bref = base_ref(branch)
     await _exclude_tool_caches(clone)
     entry = await worktree_at(clone, path)
+    if entry is not None:  # a specialist's files: git would wait on such pipes for ever
+        await asyncio.to_thread(remove_rule_pipes, path)
     if entry is None or not await usable(entry):
         if entry is not None or path.exists() or path.is_symlink():
             # An `add` cut short by a crash, or a folder left without its registration: start
@@ -469,6 +472,7 @@ async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) 
         return False
     if await find_task_commit(wt, base, exec_head, task_id) is not None:
         return False
+    await asyncio.to_thread(remove_rule_pipes, wt)  # git would wait on them for ever
     await git_waiting("add", "-A", cwd=wt, timeout=LONG)
     tree = await git_waiting("write-tree", cwd=wt)
     if tree == await rev(wt, f"{base}^{{tree}}"):
