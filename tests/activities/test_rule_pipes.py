@@ -14,7 +14,13 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from temporalio.testing import ActivityEnvironment
+
+from activities.environment import EnvironmentActivities
 from activities.rule_pipes import remove_rule_pipes
+from coordinator.environment import CommandEnvironment
+from coordinator.execution import SetupCommandRequest
+from coordinator.plan import SetupCommand
 from tests.activities.worktree_support import Execution, git, write
 
 LIMIT_S = 60.0
@@ -117,3 +123,19 @@ async def test_a_fresh_retry_goes_on_past_them(ex: Execution) -> None:
         fresh = await ex.create("t1", attempt=1, fresh=True)
     assert waited_on == []
     assert fresh.base_commit == ex.head() and not (Path(fresh.path) / "draft.txt").exists()
+
+
+async def test_a_setup_command_in_the_clone_goes_on_past_them(ex: Execution) -> None:
+    """Setup commands run in the execution's clone, whose state git then reads."""
+    request = SetupCommandRequest(
+        execution_id="e1",
+        command=SetupCommand(name="deps", run="mkdir -p cache && mkfifo cache/.gitignore"),
+        cwd=str(ex.clone),
+        round=1,
+        environment=CommandEnvironment(confine="off"),
+    )
+    setup = EnvironmentActivities(ex.root / "artifacts", ex.root)
+    async with watchdog(ex.clone / "cache" / ".gitignore") as waited_on:
+        result = await ActivityEnvironment().run(setup.run_setup_command, request)
+    assert waited_on == []
+    assert result.name == "deps" and not (ex.clone / "cache" / ".gitignore").exists()
