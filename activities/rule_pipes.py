@@ -1,8 +1,9 @@
 """Named pipes where git reads its rules, removed before coord's own git walks a worktree.
 
 git opens every `.gitignore` and `.gitattributes` of the folders it walks (`add -A`,
-`clean`, `checkout`, a diff). One that is a named pipe (FIFO) blocks that `open` until
-something writes to it, and once a task's commands are gone nothing ever will: one
+`clean`, `checkout`, a diff), and `.gitmodules` once the index has a submodule link
+(`status`). One that is a named pipe (FIFO) blocks that `open` until something writes to
+it, and once a task's commands are gone nothing ever will: one
 `mkfifo .gitignore` by a specialist would hold the task's commit for git's whole timeout
 (30 minutes), then again on every retry. A link is not followed by git there, a socket or a
 folder fails at once, and the jail cannot make device files: only a named pipe waits.
@@ -21,11 +22,11 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-RULE_FILES = frozenset({".gitignore", ".gitattributes"})
+RULE_FILES = frozenset({".gitignore", ".gitattributes", ".gitmodules"})
 
 
 def remove_rule_pipes(worktree: Path) -> list[str]:
-    """Remove every named pipe called `.gitignore` or `.gitattributes` in `worktree`, in
+    """Remove every named pipe called like a rule file (RULE_FILES) in `worktree`, in
     any folder, reached as git reaches them (paths relative to the worktree, links not
     followed); their paths, sorted. A folder that cannot be read is passed over: git says so
     in its own words. A folder that denies the removal is made writable for it first (git

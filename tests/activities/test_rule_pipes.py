@@ -53,6 +53,7 @@ def test_only_named_pipes_called_like_git_rule_files_are_removed(tmp_path: Path)
     deep.mkdir(parents=True)
     os.mkfifo(tmp_path / ".gitignore")
     os.mkfifo(deep / ".gitattributes")
+    os.mkfifo(deep / ".gitmodules")  # read once the index has a submodule link
     os.mkfifo(tmp_path / "a" / "pipe")  # git skips a pipe it is not asked to read
     (tmp_path / "a" / ".gitignore").write_text("*.log\n")
     os.mkfifo(tmp_path / "outside")
@@ -61,7 +62,7 @@ def test_only_named_pipes_called_like_git_rule_files_are_removed(tmp_path: Path)
         sock.bind(str(tmp_path / "a" / "b" / ".gitattributes"))
         removed = remove_rule_pipes(tmp_path)
 
-    assert removed == [".gitignore", "a/b/c/.gitattributes"]
+    assert removed == [".gitignore", "a/b/c/.gitattributes", "a/b/c/.gitmodules"]
     assert not (tmp_path / ".gitignore").exists()
     assert not (deep / ".gitattributes").exists()
     assert (tmp_path / "a" / "pipe").exists()
