@@ -18,6 +18,7 @@ the same kinds:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 from temporalio.exceptions import ApplicationError
 
 from activities.jail import JailUnavailableError, Sandbox, sandbox_for
+from activities.named_pipes import remove_named_pipes
 from activities.process import CommandNotStartedError, ProcessOutcome, run_shell
 from activities.process_env import MissingVariableError, command_env
 from coordinator.environment import CommandEnvironment
@@ -108,7 +110,7 @@ async def run_command(spec: CommandSpec, context: CommandContext) -> ProcessOutc
     """Run it to the end or the timeout (the outcome says which, with the exit code and the
     output's tail); heartbeats name `what` and the log."""
     try:
-        return await run_shell(
+        outcome = await run_shell(
             spec.command,
             cwd=spec.cwd,
             env=context.env,
@@ -123,3 +125,6 @@ async def run_command(spec: CommandSpec, context: CommandContext) -> ProcessOutc
         raise ApplicationError(
             f"{spec.what}: {err}", type=spec.not_started, non_retryable=err.permanent
         ) from err
+    # Git, coord's or the next command's, would wait for ever on a pipe left there.
+    await asyncio.to_thread(remove_named_pipes, spec.cwd)
+    return outcome

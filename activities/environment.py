@@ -25,7 +25,6 @@ from activities.command_runner import CommandSpec, command_context, require_fold
 from activities.git import GitError, git, repo_lock
 from activities.heartbeat import heartbeating
 from activities.process import retry_suffix, safe_name
-from activities.rule_pipes import remove_rule_pipes
 from coordinator.branches import artifacts_dir
 from coordinator.environment import CommandEnvironment, context_copy_names, context_problem
 from coordinator.execution import (
@@ -183,7 +182,6 @@ async def _run_setup(
     was_clean = not await _tracked_changes(cwd)
     activity.logger.info("%s (%s): %s", what, scope, command.run)
     outcome = await run_command(spec, context)
-    await asyncio.to_thread(remove_rule_pipes, cwd)  # git below would wait on them for ever
     restored = await _put_back_tracked_files(cwd, log_path) if was_clean else []
     if outcome.timed_out or outcome.exit_code != 0:
         why = (

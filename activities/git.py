@@ -77,7 +77,12 @@ GIT_ENV_NAMES = frozenset(
 GIT_ENV_PREFIXES = ("LC_",)
 # Given before every git command's own arguments. Hooks: /dev/null rather than an empty
 # folder, since nothing can ever be put in it. The file-system monitor is a command too.
-SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+# `git log` reads the worktree's `.mailmap` whole, however large; coord never shows names.
+SAFE_CONFIG = (
+    *("-c", "core.hooksPath=/dev/null"),
+    *("-c", "core.fsmonitor=false"),
+    *("-c", "log.mailmap=false"),
+)
 
 # A git lock file younger than this may belong to a git that is still starting up.
 STALE_LOCK_AGE = 5.0
