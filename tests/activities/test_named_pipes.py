@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import threading
 from collections.abc import AsyncIterator
@@ -213,3 +214,10 @@ async def test_a_nested_repository_with_a_pipe_for_its_head(ex: Execution) -> No
     assert waited_on == []
     # Without its HEAD the folder is no repository to git: its files land, `.git` never does.
     assert result.commit is not None and result.files_changed == ["vendor/lib/lib.py"]
+
+
+async def test_a_worktree_whose_folder_is_gone_is_made_again(ex: Execution) -> None:
+    wt = await ex.create("t1")
+    shutil.rmtree(wt.path)
+    again = await ex.create("t1", attempt=2)
+    assert again.path == wt.path and (Path(again.path) / "app.py").exists()
