@@ -108,9 +108,11 @@ def command_context(spec: CommandSpec) -> CommandContext:
 
 async def run_command(spec: CommandSpec, context: CommandContext) -> ProcessOutcome:
     """Run it to the end or the timeout (the outcome says which, with the exit code and the
-    output's tail); heartbeats name `what` and the log."""
+    output's tail); heartbeats name `what` and the log. Afterwards, even when cancelled, the
+    named pipes it left in its folder go (activities/named_pipes.py): git, coord's or the
+    next command's, would wait on them for ever."""
     try:
-        outcome = await run_shell(
+        return await run_shell(
             spec.command,
             cwd=spec.cwd,
             env=context.env,
@@ -125,6 +127,5 @@ async def run_command(spec: CommandSpec, context: CommandContext) -> ProcessOutc
         raise ApplicationError(
             f"{spec.what}: {err}", type=spec.not_started, non_retryable=err.permanent
         ) from err
-    # Git, coord's or the next command's, would wait for ever on a pipe left there.
-    await asyncio.to_thread(remove_named_pipes, spec.cwd)
-    return outcome
+    finally:
+        await asyncio.shield(asyncio.to_thread(remove_named_pipes, spec.cwd, spec.what))

@@ -28,6 +28,8 @@ from pygit2.enums import CheckoutStrategy, FileMode
 from activities.git import GitError, open_repository, shared_git_dir
 from activities.git_objects import set_ref
 
+RULE_FILES = (".gitignore", ".gitattributes")  # read by libgit2 in every folder it writes in
+
 # Configuration that changes how files are written on checkout (any value but these).
 _CONFIG = {
     "core.autocrlf": ("false",),
@@ -111,7 +113,11 @@ def _only_folders_on_the_way(root: Path, paths: list[str]) -> bool:
     """Whether writing `paths` under `root` goes through real folders only, and replaces no
     symbolic link: the clone's files are not the coordinator's alone (gates on the branch
     run there), and libgit2, unlike git, follows a link it finds on the way (an ignored or
-    untracked one pointing out of the clone: a write outside it)."""
+    untracked one pointing out of the clone: a write outside it). The rule files it reads in
+    those folders must be plain files too: it would follow a link there (git does not), and
+    on the event loop's thread a pipe at its end would hold the worker."""
+    if not _plain_rules(root):
+        return False
     checked: set[str] = set()
     for path in paths:
         parts = path.split("/")
@@ -126,6 +132,19 @@ def _only_folders_on_the_way(root: Path, paths: list[str]) -> bool:
                 break  # made by the checkout itself, and everything below it
             if stat.S_ISLNK(mode) or (depth < len(parts) and not stat.S_ISDIR(mode)):
                 return False
+            if depth < len(parts) and not _plain_rules(root / prefix):
+                return False
+    return True
+
+
+def _plain_rules(folder: Path) -> bool:
+    """Whether the folder's `.gitignore` and `.gitattributes` are regular files or absent."""
+    for name in RULE_FILES:
+        try:
+            if not stat.S_ISREG(os.lstat(folder / name).st_mode):
+                return False
+        except FileNotFoundError:
+            continue
     return True
 
 

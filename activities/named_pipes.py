@@ -10,14 +10,16 @@ minutes) and every retry after it; in the execution's clone (a gate's or a setup
 doing) it froze the worker, whose in-process checkout (libgit2) opens the same files.
 
 git never commits a named pipe, so removing them all loses nothing that could land:
-`remove_named_pipes` does, after every plan command and before coord's git reads a worktree
-a specialist wrote in, and the worker's log names them. So do links git would follow to
-something that is neither a file nor a folder (a pipe or a device elsewhere), where git
-follows links: a `.gitmodules` (which git refuses to commit as a link anyway) and anything
-inside a nested repository's `.git` folder (never committed either).
+`remove_named_pipes` does, after every plan command, after every specialist's turn and
+before coord's git reads a worktree a specialist wrote in, and the worker's log names them.
+So do the links git follows out of the folder, which it never commits either: a `.git`
+below the folder's own, anything inside such a nested `.git` folder, and a `.gitmodules`
+leading to what is not a file. (libgit2 follows a linked `.gitignore` or `.gitattributes`
+too: the in-process checkout leaves such a folder to git, activities/git_checkout.py.)
 
-Only a command still running could put a pipe back, or swap a folder for a link while the
-walk runs (docs/security.md: "Not covered").
+The folder's own `.git` is not walked: the jail cannot write there. Only a command still
+running could put a pipe back, or swap a folder for a link while the walk runs
+(docs/security.md: "Not covered").
 """
 
 from __future__ import annotations
@@ -33,15 +35,15 @@ GIT_PATH_MAX = 4096  # git reaches nothing whose path in the worktree is longer
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
-def remove_named_pipes(folder: Path) -> list[str]:
+def remove_named_pipes(folder: Path, after: str = "") -> list[str]:
     """Remove every named pipe in `folder` and below, and the links described above; their
     paths relative to `folder`, sorted. Folders are reached as git reaches them (relative
-    paths, links not followed); one that denies reading or removal is given its owner's
-    permissions first (git keeps no folder's mode). A folder that is gone, or a path git
-    could not reach either, is passed over."""
+    paths, links not followed); one that denies its owner listing or removal is given its
+    owner's permissions first (git keeps no folder's mode). A folder that is gone, or a path
+    git could not reach either, is passed over. `after` says what ran there, for the log."""
     try:
-        root = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except (FileNotFoundError, NotADirectoryError):
+        root = os.open(folder, os.O_PATH | os.O_DIRECTORY)
+    except OSError:  # gone, or not a folder
         return []
     removed: list[str] = []
     try:
@@ -61,10 +63,11 @@ def remove_named_pipes(folder: Path) -> list[str]:
         os.close(root)
     if removed:
         logger.warning(
-            "%s: removed named pipes (or links to what is not a file) git would have waited "
-            "on for ever: %s",
+            "%s: removed what git would have waited on for ever (named pipes, or links to "
+            "them), left%s: %s",
             folder,
-            ", ".join(sorted(removed)),
+            f" by {after}" if after else "",
+            ", ".join(repr(path) for path in sorted(removed)),
         )
     return sorted(removed)
 
@@ -100,25 +103,31 @@ def _sweep_folder(fd: int, here: str) -> tuple[list[str], list[str]]:
             for entry in entries:
                 path = os.path.normpath(os.path.join(here, entry.name))
                 if entry.is_dir(follow_symlinks=False):
-                    if len(path.encode(errors="surrogateescape")) < GIT_PATH_MAX:
+                    own_git = here == "." and entry.name == ".git"
+                    if not own_git and len(os.fsencode(path)) < GIT_PATH_MAX:
                         inside.append(path)
-                elif not entry.is_file(follow_symlinks=False) and _unwanted(fd, entry.name, in_git):
+                elif not entry.is_file(follow_symlinks=False) and _unwanted(
+                    fd, entry.name, in_git, here
+                ):
                     doomed.append(entry.name)
     except OSError:
         pass  # what was listed so far
     return inside, [os.path.normpath(os.path.join(here, n)) for n in doomed if _remove(fd, n)]
 
 
-def _unwanted(fd: int, name: str, in_git: bool) -> bool:
-    """A named pipe; or a link git would follow (see the module) to what is not a file or
-    a folder."""
+def _unwanted(fd: int, name: str, in_git: bool, here: str) -> bool:
+    """A named pipe; or a link git follows out of the folder (see the module)."""
     try:
         mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
     except OSError:
         return False
     if stat.S_ISFIFO(mode):
         return True
-    if not stat.S_ISLNK(mode) or not (in_git or name == ".gitmodules"):
+    if not stat.S_ISLNK(mode):
+        return False
+    if in_git or (name == ".git" and here != "."):
+        return True
+    if name != ".gitmodules":
         return False
     try:
         target = os.stat(name, dir_fd=fd).st_mode
@@ -129,12 +138,16 @@ def _unwanted(fd: int, name: str, in_git: bool) -> bool:
 
 def _remove(fd: int, name: str) -> bool:
     """Unlink `name` in the folder `fd`, giving the folder its owner's permissions if it
-    denies that; False when it is gone meanwhile."""
+    denies that; False when it is gone meanwhile or cannot be removed (logged)."""
     try:
-        os.unlink(name, dir_fd=fd)
+        try:
+            os.unlink(name, dir_fd=fd)
+        except PermissionError:
+            os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | stat.S_IRWXU)
+            os.unlink(name, dir_fd=fd)
     except FileNotFoundError:
         return False
-    except PermissionError:
-        os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) | stat.S_IRWXU)
-        os.unlink(name, dir_fd=fd)
+    except OSError as err:
+        logger.warning("cannot remove %r, which git would wait on for ever: %s", name, err)
+        return False
     return True

@@ -9,6 +9,7 @@ for steps that take well under a second, which lets git go on and fails the test
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -16,16 +17,20 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from temporalio.testing import ActivityEnvironment
 
+from activities.command_specialist import CommandSpecialistActivities
 from activities.environment import EnvironmentActivities
 from activities.gates import GateActivities
 from activities.named_pipes import remove_named_pipes
+from activities.task_turn import take_turn
 from coordinator.environment import CommandEnvironment
 from coordinator.execution import SetupCommandRequest
 from coordinator.plan import Gate, SetupCommand
-from coordinator.work import GateRequest
-from tests.activities.worktree_support import Execution, git, write
+from coordinator.work import FollowThrough, GateRequest, SpecialistRequest, SpecialistResult
+from tests.activities.test_worktree_prepare import request as first_attempt
+from tests.activities.worktree_support import Execution, git, merge_request, write
 
 LIMIT_S = 60.0
 
@@ -70,7 +75,11 @@ def test_every_named_pipe_goes_and_links_git_would_follow_to_one(tmp_path: Path)
     (tmp_path / ".gitmodules").symlink_to(outside)  # git follows this one
     (nested / "refs" / "heads" / "main").symlink_to(outside)  # and these
     (nested / "config").write_text("")
-    (nested / "packed-refs").symlink_to(nested / "config")  # a file: as git would read it
+    (nested / "packed-refs").symlink_to(nested / "config")  # any link in there: git follows
+    (tmp_path / "a" / ".git").symlink_to(outside.parent)  # a nested `.git` that is a link
+    own = tmp_path / ".git"  # the folder's own: the jail cannot write there, never walked
+    own.mkdir()
+    os.mkfifo(own / "pipe")
     (tmp_path / "a" / "b" / ".gitignore").symlink_to(outside)  # not followed by git
     (tmp_path / "null").symlink_to("/dev/null")  # committed as a link, never followed
     with socket.socket(socket.AF_UNIX) as sock:  # open() fails at once: git warns, goes on
@@ -80,16 +89,18 @@ def test_every_named_pipe_goes_and_links_git_would_follow_to_one(tmp_path: Path)
     assert removed == [
         ".gitignore",
         ".gitmodules",
+        "a/.git",
         "a/b/c/.gitattributes",
         "a/b/c/p",
         "vendor/lib/.git/HEAD",
+        "vendor/lib/.git/packed-refs",
         "vendor/lib/.git/refs/heads/main",
     ]
     for path in removed:
         assert not (tmp_path / path).exists() and not (tmp_path / path).is_symlink()
     assert (tmp_path / "a" / ".gitignore").read_text() == "*.log\n"
     assert (tmp_path / "a" / "b" / ".gitignore").is_symlink()
-    assert (tmp_path / "null").is_symlink() and (nested / "packed-refs").is_symlink()
+    assert (tmp_path / "null").is_symlink() and (own / "pipe").exists()
     assert (tmp_path / "a" / "b" / ".gitattributes").exists()
     assert outside.exists()  # never anything outside
     assert remove_named_pipes(tmp_path) == []
@@ -221,3 +232,55 @@ async def test_a_worktree_whose_folder_is_gone_is_made_again(ex: Execution) -> N
     shutil.rmtree(wt.path)
     again = await ex.create("t1", attempt=2)
     assert again.path == wt.path and (Path(again.path) / "app.py").exists()
+
+
+def test_the_log_says_what_left_them_and_quotes_their_names(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    os.mkfifo(tmp_path / "new\nline")
+    with caplog.at_level(logging.WARNING, logger="activities.named_pipes"):
+        assert remove_named_pipes(tmp_path, "gate 'lint'") == ["new\nline"]
+    [message] = caplog.messages
+    assert "left by gate 'lint': 'new\\nline'" in message and "\n" not in message
+
+
+async def test_a_linked_rule_file_in_the_clone_is_left_to_git(ex: Execution) -> None:
+    """libgit2 follows a `.gitattributes` link (git does not): the in-process checkout of a
+    merge leaves such a clone to git, which never opens the pipe at its end."""
+    outside = ex.root / "env-pipe"
+    os.mkfifo(outside)
+    (ex.clone / "sub").mkdir()
+    (ex.clone / "sub" / ".gitattributes").symlink_to(outside)
+    async with watchdog(outside) as waited_on:
+        await ex.land("t1", {"sub/new.txt": "new\n"})
+    assert waited_on == []
+    assert (ex.clone / "sub" / "new.txt").read_text() == "new\n"
+
+
+async def test_the_first_gate_after_an_agent_that_left_a_pipe(
+    ex: Execution, tmp_path: Path
+) -> None:
+    """Agents (Claude Code, the API's bash tool) run outside the command runner: their turn
+    sweeps after them, so a gate running git in the worktree does not wait on the pipe."""
+    acts = CommandSpecialistActivities(tmp_path / "artifacts", ex.acts)
+
+    async def leaves_a_pipe(request: SpecialistRequest) -> SpecialistResult:
+        plain = {"backend": "command", "worktree": None, "then": None}  # made already
+        result = await acts.run(request.model_copy(update=plain))
+        os.mkfifo(Path(request.cwd) / ".gitattributes")
+        return result
+
+    request = first_attempt(ex, "echo x > x.txt", fresh=True).model_copy(
+        update={
+            "backend": "claude-code",
+            "then": FollowThrough(
+                gates=[Gate(name="check", run="git diff --check", timeout=30)],
+                merge=merge_request(ex, "t1"),
+            ),
+        }
+    )
+    result = await ActivityEnvironment().run(
+        take_turn, ex.acts, tmp_path / "artifacts", request, leaves_a_pipe
+    )
+    assert [(g.name, g.passed, g.timed_out) for g in result.gates or []] == [("check", True, False)]
+    assert result.landed is not None and result.landed.merged is not None
