@@ -101,18 +101,18 @@ def _sweep_folder(fd: int, here: str) -> tuple[list[str], list[str]]:
     try:
         with os.scandir(fd) as entries:
             for entry in entries:
-                path = os.path.normpath(os.path.join(here, entry.name))
+                if entry.is_file(follow_symlinks=False):
+                    continue  # most entries: nothing more to ask
                 if entry.is_dir(follow_symlinks=False):
-                    own_git = here == "." and entry.name == ".git"
+                    path = entry.name if here == "." else f"{here}/{entry.name}"
+                    own_git = path == ".git"
                     if not own_git and len(os.fsencode(path)) < GIT_PATH_MAX:
                         inside.append(path)
-                elif not entry.is_file(follow_symlinks=False) and _unwanted(
-                    fd, entry.name, in_git, here
-                ):
+                elif _unwanted(fd, entry.name, in_git, here):
                     doomed.append(entry.name)
     except OSError:
         pass  # what was listed so far
-    return inside, [os.path.normpath(os.path.join(here, n)) for n in doomed if _remove(fd, n)]
+    return inside, [n if here == "." else f"{here}/{n}" for n in doomed if _remove(fd, n)]
 
 
 def _unwanted(fd: int, name: str, in_git: bool, here: str) -> bool:
