@@ -18,7 +18,6 @@ the same kinds:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 from temporalio.exceptions import ApplicationError
 
 from activities.jail import JailUnavailableError, Sandbox, sandbox_for
-from activities.named_pipes import remove_named_pipes
+from activities.named_pipes import sweep_named_pipes
 from activities.process import CommandNotStartedError, ProcessOutcome, run_shell
 from activities.process_env import MissingVariableError, command_env
 from coordinator.environment import CommandEnvironment
@@ -128,4 +127,4 @@ async def run_command(spec: CommandSpec, context: CommandContext) -> ProcessOutc
             f"{spec.what}: {err}", type=spec.not_started, non_retryable=err.permanent
         ) from err
     finally:
-        await asyncio.shield(asyncio.to_thread(remove_named_pipes, spec.cwd, spec.what))
+        await sweep_named_pipes(spec.cwd, spec.what)

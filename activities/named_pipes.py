@@ -24,6 +24,7 @@ running could put a pipe back, or swap a folder for a link while the walk runs
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -33,6 +34,12 @@ logger = logging.getLogger(__name__)
 
 GIT_PATH_MAX = 4096  # git reaches nothing whose path in the worktree is longer
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+
+
+async def sweep_named_pipes(folder: Path, after: str = "") -> None:
+    """`remove_named_pipes` in a thread, carried to its end even when the caller is
+    cancelled meanwhile (a cancelled command's pipes go too)."""
+    await asyncio.shield(asyncio.to_thread(remove_named_pipes, folder, after))
 
 
 def remove_named_pipes(folder: Path, after: str = "") -> list[str]:
@@ -97,7 +104,8 @@ def _sweep_folder(fd: int, here: str) -> tuple[list[str], list[str]]:
     """The subfolders of the folder `fd` (at `here`), and what was removed from it."""
     inside: list[str] = []
     doomed: list[str] = []
-    in_git = ".git" in Path(here).parts
+    nested = here != "."  # below the folder itself, whose own `.git` is not walked
+    in_git = ".git" in here.split("/")
     try:
         with os.scandir(fd) as entries:
             for entry in entries:
@@ -108,27 +116,26 @@ def _sweep_folder(fd: int, here: str) -> tuple[list[str], list[str]]:
                     own_git = path == ".git"
                     if not own_git and len(os.fsencode(path)) < GIT_PATH_MAX:
                         inside.append(path)
-                elif _unwanted(fd, entry.name, in_git, here):
+                elif _unwanted(fd, entry.name, in_git or (nested and entry.name == ".git")):
                     doomed.append(entry.name)
     except OSError:
         pass  # what was listed so far
     return inside, [n if here == "." else f"{here}/{n}" for n in doomed if _remove(fd, n)]
 
 
-def _unwanted(fd: int, name: str, in_git: bool, here: str) -> bool:
-    """A named pipe; or a link git follows out of the folder (see the module)."""
+def _unwanted(fd: int, name: str, in_git: bool) -> bool:
+    """A named pipe; or a link git follows out of the folder (see the module): any link in
+    (or being) a nested `.git`, a `.gitmodules` leading to what is not a file."""
     try:
         mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
     except OSError:
         return False
     if stat.S_ISFIFO(mode):
         return True
-    if not stat.S_ISLNK(mode):
+    if not stat.S_ISLNK(mode) or not (in_git or name == ".gitmodules"):
         return False
-    if in_git or (name == ".git" and here != "."):
+    if in_git:
         return True
-    if name != ".gitmodules":
-        return False
     try:
         target = os.stat(name, dir_fd=fd).st_mode
     except OSError:

@@ -16,7 +16,6 @@ to do again (activities/worktree_land.py).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -27,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
 from activities.gates import GateActivities
-from activities.named_pipes import remove_named_pipes
+from activities.named_pipes import sweep_named_pipes
 from activities.process import safe_name
 from activities.worktree_land import landed_since
 from activities.worktree_prepare import prepare_worktree, with_worktree
@@ -89,11 +88,7 @@ async def take_turn(
             result = with_worktree(await specialist(request), made)
         finally:
             if request.backend != "command":  # a command's own runner did it already
-                await asyncio.shield(
-                    asyncio.to_thread(
-                        remove_named_pipes, Path(request.cwd), f"specialist {request.specialist!r}"
-                    )
-                )
+                await sweep_named_pipes(Path(request.cwd), f"specialist {request.specialist!r}")
         if then is None or record is None or not _passed(result):
             return result
         if not _write(record, "specialist", result):

@@ -11,7 +11,6 @@ an index libgit2 cannot read."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from temporalio.exceptions import ApplicationError
@@ -26,7 +25,7 @@ from activities.git_objects import (
     tree_deltas,
     write_commit,
 )
-from activities.named_pipes import remove_named_pipes
+from activities.named_pipes import sweep_named_pipes
 from activities.nested_repositories import (
     added_gitlinks,
     unborn_repositories,
@@ -66,7 +65,7 @@ async def commit_worktree(wt: Path, request: CommitRequest) -> CommitResult:
     left, others = await markers_left(wt, admin)
     if left:  # nothing with conflict markers is committed, let alone merged
         return CommitResult(commit=None, unresolved=left, conflicting_with=others)
-    await asyncio.to_thread(remove_named_pipes, wt)  # git would wait on them for ever
+    await sweep_named_pipes(wt)  # git would wait on them for ever
     try:
         await git_waiting("add", "-A", cwd=wt, timeout=LONG)
     except GitError as err:

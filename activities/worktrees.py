@@ -49,7 +49,7 @@ from activities.git import (
 from activities.git_checkout import fill_new_worktree
 from activities.git_objects import valid_ref_name, write_commit
 from activities.heartbeat import heartbeating
-from activities.named_pipes import remove_named_pipes
+from activities.named_pipes import sweep_named_pipes
 from activities.spare_check import exactly_tracked, nothing_special
 from activities.worktree_add import register_worktree
 from activities.worktree_commit import commit_worktree
@@ -314,7 +314,7 @@ async def _create(
     await _exclude_tool_caches(clone)
     entry = await worktree_at(clone, path)
     if entry is not None:  # a specialist's files: git would wait on such pipes for ever
-        await asyncio.to_thread(remove_named_pipes, path)
+        await sweep_named_pipes(path)
     if entry is None or not await usable(entry):
         if entry is not None or path.exists() or path.is_symlink():
             # An `add` cut short by a crash, or a folder left without its registration: start
@@ -467,7 +467,7 @@ async def _exclude_tool_caches(clone: Path) -> None:
 async def _keep_unfinished(wt: Path, branch: str, task_id: str, exec_head: str) -> bool:
     """Keep a cancelled task's changes as a commit on its branch; False when it has none
     or when it is finished (merged, its worktree merely not removed yet)."""
-    await asyncio.to_thread(remove_named_pipes, wt)  # git would wait on them for ever
+    await sweep_named_pipes(wt)  # git would wait on them for ever
     base = await resolved(wt, base_ref(branch))
     if base is None or await current_branch(wt) != branch:
         return False
