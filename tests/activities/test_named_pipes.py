@@ -9,10 +9,13 @@ for steps that take well under a second, which lets git go on and fails the test
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
 import socket
+import stat
+import tempfile
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -106,13 +109,54 @@ def test_every_named_pipe_goes_and_links_git_would_follow_to_one(tmp_path: Path)
     assert remove_named_pipes(tmp_path) == []
 
 
-def test_a_pipe_in_a_read_only_folder_is_removed_too(tmp_path: Path) -> None:
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    os.mkfifo(folder / ".gitignore")
-    folder.chmod(0o555)
-    assert remove_named_pipes(tmp_path) == ["locked/.gitignore"]
-    assert not (folder / ".gitignore").exists()
+NOBODY = 65534
+
+
+def swept_as_nobody(folder: Path) -> list[str]:
+    """`remove_named_pipes(folder)` as the process's own user when that is not root, else in
+    a child turned into user `nobody` (for root, permissions deny nothing)."""
+    if os.geteuid() != 0:
+        return remove_named_pipes(folder)
+    for path in [folder, *folder.rglob("*")]:
+        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # only the sweep, then out: no pytest, no interpreter exit
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            os.write(write, json.dumps(remove_named_pipes(folder)).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as said:
+        answer = said.read()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, answer
+    removed: list[str] = json.loads(answer)
+    return removed
+
+
+def test_folders_that_deny_their_owner_are_swept_too() -> None:
+    """A pipe in a folder that denies removing it (r-x) or listing it (-wx, as git still
+    opens a rule file there by name): the folder is given its owner's permissions."""
+    folder = Path(tempfile.mkdtemp(prefix="coord-pipes-"))  # where `nobody` can reach it
+    try:
+        for name, mode in (("read-only", 0o555), ("unlisted", 0o311)):
+            (folder / name).mkdir()
+            (folder / name / "kept.txt").write_text("x\n")
+            os.mkfifo(folder / name / ".gitignore")
+            (folder / name).chmod(mode)
+        assert swept_as_nobody(folder) == ["read-only/.gitignore", "unlisted/.gitignore"]
+        for name in ("read-only", "unlisted"):
+            assert not (folder / name / ".gitignore").exists()
+            assert (folder / name / "kept.txt").read_text() == "x\n"
+            assert stat.S_IMODE((folder / name).stat().st_mode) & 0o700 == 0o700
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_a_missing_folder_and_paths_beyond_git_s_reach(tmp_path: Path) -> None:
