@@ -18,6 +18,7 @@ from datetime import timedelta
 from temporalio import activity, workflow
 
 BARE_WORKFLOW = "BenchBareDag"
+NOOP_ACTIVITY = "bench_noop"
 JAILED_ACTIVITY = "bench_jailed"
 
 
@@ -36,7 +37,7 @@ class JailedStep:
     scratch: str
 
 
-@activity.defn(name="bench_noop")
+@activity.defn(name=NOOP_ACTIVITY)
 async def noop(task: str) -> None:
     """Nothing: the cost measured is Temporal's scheduling, dispatch and history."""
 
@@ -52,17 +53,15 @@ class BareDagWorkflow:
             if layer:
                 previous = len(dag.layers[layer - 1])
                 await workflow.wait_condition(lambda: finished[layer - 1] == previous)
+            name, arg = (
+                (JAILED_ACTIVITY, JailedStep(task, dag.commands, dag.scratch))
+                if dag.commands
+                else (NOOP_ACTIVITY, task)
+            )
             async with slots:
-                if dag.commands:
-                    await workflow.execute_activity(
-                        JAILED_ACTIVITY,
-                        JailedStep(task, dag.commands, dag.scratch),
-                        start_to_close_timeout=timedelta(seconds=60),
-                    )
-                else:
-                    await workflow.execute_activity(
-                        noop, task, start_to_close_timeout=timedelta(seconds=30)
-                    )
+                await workflow.execute_activity(
+                    name, arg, start_to_close_timeout=timedelta(seconds=60)
+                )
             finished[layer] += 1
 
         await asyncio.gather(

@@ -70,12 +70,11 @@ async def bare_dag(
 ) -> float:
     """Seconds the bare Temporal workflow takes, start to close, as the server recorded them;
     with `commands`, each task runs them in the jail (benchmarks/jailed.py) under `scratch`."""
-    kind = "jailed" if commands else "bare"
-    folder = scratch / f"{kind}-{secrets.token_hex(3)}"
+    kind = f"{'jailed' if commands else 'bare'}-{secrets.token_hex(3)}"
     handle = await client.start_workflow(
         BARE_WORKFLOW,
-        DagInput(s.layers, MAX_PARALLEL, list(commands), str(folder)),
-        id=f"bench-{kind}-{s.slug}-{secrets.token_hex(3)}",
+        DagInput(s.layers, MAX_PARALLEL, list(commands), str(scratch / kind)),
+        id=f"bench-{kind}-{s.slug}",
         task_queue=BARE_TASK_QUEUE,
     )
     await asyncio.wait_for(handle.result(), timeout_for(s.tasks))
