@@ -8,6 +8,7 @@ for steps that take well under a second, which lets git go on and fails the test
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import ActivityEnvironment
 
+from activities.command_runner import CommandSpec, command_context, run_command
 from activities.command_specialist import CommandSpecialistActivities
 from activities.environment import EnvironmentActivities
 from activities.gates import GateActivities
@@ -328,3 +330,24 @@ async def test_the_first_gate_after_an_agent_that_left_a_pipe(
     )
     assert [(g.name, g.passed, g.timed_out) for g in result.gates or []] == [("check", True, False)]
     assert result.landed is not None and result.landed.merged is not None
+
+
+async def test_a_cancelled_command_s_pipes_go_too(tmp_path: Path) -> None:
+    spec = CommandSpec(
+        what="gate 'slow'",
+        command="mkfifo .gitignore && sleep 60",
+        cwd=tmp_path,
+        environment=CommandEnvironment(confine="off"),
+        timeout=120,
+        log_path=tmp_path / "logs" / "slow.log",
+        slot=tmp_path / "logs" / ".processes" / "slow",
+        not_started="GateNotStarted",
+    )
+    running = asyncio.create_task(run_command(spec, command_context(spec)))
+    while not (tmp_path / ".gitignore").exists():  # the command got that far
+        assert not running.done()
+        await asyncio.sleep(0.05)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert not (tmp_path / ".gitignore").exists()
